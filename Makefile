@@ -1,0 +1,73 @@
+# Singyeong — build, run, test.
+#   make run    release build, one node on PORT (default 4000), no Redis
+#   make test   unit tests (swift test) + integration tests against the real binary
+# Debian packages are installed by `make deps` (run automatically) only when missing.
+
+SWIFT       ?= swift
+PYTHON      ?= python3
+VENV        := .venv
+FUZZ_SECONDS ?= 60
+FUZZ_DIR    := .build-fuzz
+
+# Build needs: libev, hiredis, OpenSSL headers. Tests also need the openssl CLI,
+# Python's venv module, and redis-server (cluster tests).
+BUILD_PACKAGES := libev-dev libhiredis-dev libssl-dev pkg-config
+TEST_PACKAGES  := openssl redis-server python3-venv procps
+
+.PHONY: all deps deps-build deps-test build release run test unit-test integration-test fuzz bench lint clean
+
+all: build
+
+deps: deps-build deps-test
+
+deps-build:
+	@missing=""; for p in $(BUILD_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+deps-test:
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@test -x $(VENV)/bin/pytest || ($(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r Tests/integration/requirements.txt)
+
+build: deps-build
+	$(SWIFT) build
+
+release: deps-build
+	$(SWIFT) build -c release
+
+run: release
+	.build/release/singyeong
+
+test: deps build
+	$(SWIFT) test
+	SINGYEONG_BIN=$(CURDIR)/.build/debug/singyeong $(VENV)/bin/pytest -q Tests/integration
+
+unit-test: deps-build
+	$(SWIFT) test
+
+integration-test: deps build
+	SINGYEONG_BIN=$(CURDIR)/.build/debug/singyeong $(VENV)/bin/pytest -q Tests/integration
+
+# libFuzzer targets: each parser of network bytes, compiled with its own
+# sources only (they depend on nothing but the standard library).
+FUZZ_HTTP_SRC := Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift
+FUZZ_WS_SRC   := Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift
+
+fuzz:
+	mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-ws
+	swiftc -O -sanitize=fuzzer,address -parse-as-library $(FUZZ_HTTP_SRC) -o $(FUZZ_DIR)/fuzz-http 2>&1 | grep -v "Cannot export local symbol" || true
+	swiftc -O -sanitize=fuzzer,address -parse-as-library $(FUZZ_WS_SRC) -o $(FUZZ_DIR)/fuzz-ws 2>&1 | grep -v "Cannot export local symbol" || true
+	$(FUZZ_DIR)/fuzz-http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus-http
+	$(FUZZ_DIR)/fuzz-ws -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus-ws
+
+# Idle-connection memory and accept rate (release build); see BENCHMARKS.md.
+bench: release deps-test
+	$(VENV)/bin/python scripts/bench_idle_connections.py --binary .build/release/singyeong
+
+lint:
+	$(SWIFT) format lint --recursive Sources Tests
+
+clean:
+	rm -rf .build $(FUZZ_DIR) $(VENV)

@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Singyeong",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "singyeong", targets: ["singyeong"]),
+        .library(name: "Singyeong", targets: ["Singyeong"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // libev: the one event loop. Its API is mostly macros; shim.h wraps them.
+        .systemLibrary(name: "CLibev", path: "Sources/CLibev"),
+        // hiredis with its libev adapter, for the cluster registry.
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
+        // OpenSSL (libssl + libcrypto): TLS termination, SHA-1 for the WebSocket accept key, randomness.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        // Linux system calls the Glibc module does not export (accept4).
+        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+        .target(
+            name: "Singyeong",
+            dependencies: [
+                "CLibev", "CHiredis", "COpenSSL", "CSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .executableTarget(name: "singyeong", dependencies: ["Singyeong"]),
+        .testTarget(name: "SingyeongTests", dependencies: ["Singyeong"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

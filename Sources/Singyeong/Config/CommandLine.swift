@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `singyeong [--config PATH] [--port N] ...`: every setting of
+/// `SettingsTable` as a flag; the same names are read from the environment and
+/// the config file (flag > environment > file > default).
+public struct SingyeongMain: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "singyeong",
+        abstract: "Singyeong: a metadata-routed message bus (신경 wire protocol).",
+        discussion: """
+        Every setting can be given as a flag (--port 4000), an environment variable (PORT=4000) \
+        or a line in the --config file (PORT=4000). A flag beats the environment, which beats the \
+        file, which beats the default. The config file uses systemd EnvironmentFile syntax.
+        Signals: SIGTERM/SIGINT drain and exit (a second one exits at once); SIGHUP reloads TLS_CERT/TLS_KEY.
+        """,
+        version: SingyeongVersion.string
+    )
+
+    @Option(name: .customLong("config"), help: "KEY=value settings file (systemd EnvironmentFile syntax)")
+    var config: String?
+
+    @Option(name: .customLong("port"), help: settingHelp("PORT")) var port: String?
+    @Option(name: .customLong("bind"), help: settingHelp("BIND")) var bind: String?
+    @Option(name: .customLong("tls-cert"), help: settingHelp("TLS_CERT")) var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: settingHelp("TLS_KEY")) var tlsKey: String?
+    @Option(name: .customLong("heartbeat-interval"), help: settingHelp("HEARTBEAT_INTERVAL")) var heartbeatInterval: String?
+    @Option(name: .customLong("idle-timeout"), help: settingHelp("IDLE_TIMEOUT")) var idleTimeout: String?
+    @Option(name: .customLong("handshake-timeout"), help: settingHelp("HANDSHAKE_TIMEOUT")) var handshakeTimeout: String?
+    @Option(name: .customLong("max-frame-size"), help: settingHelp("MAX_FRAME_SIZE")) var maxFrameSize: String?
+    @Option(name: .customLong("max-pending-bytes"), help: settingHelp("MAX_PENDING_BYTES")) var maxPendingBytes: String?
+    @Option(name: .customLong("max-body-size"), help: settingHelp("MAX_BODY_SIZE")) var maxBodySize: String?
+    @Option(name: .customLong("shutdown-timeout"), help: settingHelp("SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
+    @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
+
+    public init() {}
+
+    /// Flags that were given, keyed by setting name.
+    private var flagValues: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("PORT", port), ("BIND", bind), ("TLS_CERT", tlsCert), ("TLS_KEY", tlsKey),
+            ("HEARTBEAT_INTERVAL", heartbeatInterval), ("IDLE_TIMEOUT", idleTimeout),
+            ("HANDSHAKE_TIMEOUT", handshakeTimeout), ("MAX_FRAME_SIZE", maxFrameSize),
+            ("MAX_PENDING_BYTES", maxPendingBytes), ("MAX_BODY_SIZE", maxBodySize),
+            ("SHUTDOWN_TIMEOUT", shutdownTimeout), ("LOG_LEVEL", logLevel),
+        ]
+        assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
+        var values: [String: String] = [:]
+        for case let (name, value?) in pairs { values[name] = value }
+        return values
+    }
+
+    public func run() throws {
+        let settings: Settings
+        do {
+            let file = try config.map { path throws(SettingsError) in try ConfigFile.load(path: path) } ?? [:]
+            settings = try Settings.resolve(flags: flagValues, environment: ProcessInfo.processInfo.environment, file: file)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let node = try SingyeongNode(settings: settings)
+        try node.run()
+    }
+}
+
+/// `--help` text for one setting: its help line, variable name and default.
+private func settingHelp(_ name: String) -> ArgumentHelp {
+    guard let definition = SettingsTable.definition(name) else { return ArgumentHelp("(unknown setting \(name))") }
+    let defaultText = definition.defaultValue.map { "default \($0)" } ?? "default unset"
+    return ArgumentHelp("\(definition.help) [env \(name); \(defaultText)]")
+}
+
+/// The implementation's version, reported by `--version` and `/api/version`.
+enum SingyeongVersion {
+    static let string = "0.1.0"
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+/// The node's validated settings. Built once at start-up from flags, the
+/// environment and the config file (in that order of precedence, then the
+/// table's defaults); an invalid value stops start-up with a message naming
+/// the setting and where the value came from.
+struct Settings: Sendable {
+    var port: Int
+    var bind: String
+    var tlsCertificate: String?
+    var tlsKey: String?
+    var heartbeatInterval: Int
+    var idleTimeout: Int
+    var handshakeTimeout: Int
+    var maxFrameSize: Int
+    var maxPendingBytes: Int
+    var maxBodySize: Int
+    var shutdownTimeout: Int
+    var logLevel: String
+
+    /// Where a raw value came from, for error messages.
+    enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
+
+    /// Merges the sources. `flags` and `file` hold only what was given;
+    /// `environment` may hold anything (only known names are read).
+    static func resolve(flags: [String: String], environment: [String: String], file: [String: String]) throws(SettingsError) -> Settings {
+        var raw: [String: (String, Source)] = [:]
+        for definition in SettingsTable.all {
+            let name = definition.name
+            if let value = flags[name] { raw[name] = (value, .flag) }
+            else if let value = environment[name] { raw[name] = (value, .environment) }
+            else if let value = file[name] { raw[name] = (value, .file) }
+            else if let value = definition.defaultValue { raw[name] = (value, .defaultValue) }
+        }
+        func validated(_ name: String) throws(SettingsError) -> String? {
+            guard let (value, source) = raw[name], let definition = SettingsTable.definition(name) else { return nil }
+            switch definition.kind {
+            case .integer(let range):
+                guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+                    throw SettingsError("\(name)=\(value) (\(source.rawValue)): expected an integer in \(range.lowerBound)...\(range.upperBound)")
+                }
+                return String(number)
+            case .boolean:
+                switch value.lowercased() {
+                case "true", "1", "yes", "on": return "true"
+                case "false", "0", "no", "off": return "false"
+                default: throw SettingsError("\(name)=\(value) (\(source.rawValue)): expected true or false")
+                }
+            case .choice(let choices):
+                guard choices.contains(value) else {
+                    throw SettingsError("\(name)=\(value) (\(source.rawValue)): expected one of \(choices.joined(separator: ", "))")
+                }
+                return value
+            case .path:
+                // An empty value counts as unset (systemd files often carry `KEY=`).
+                if value.isEmpty { return nil }
+                guard FileManager.default.isReadableFile(atPath: value) else {
+                    throw SettingsError("\(name)=\(value) (\(source.rawValue)): file does not exist or is not readable")
+                }
+                return value
+            case .string:
+                guard !value.isEmpty else { throw SettingsError("\(name) (\(source.rawValue)): must not be empty") }
+                return value
+            }
+        }
+        func integer(_ name: String) throws(SettingsError) -> Int { Int(try validated(name)!)! }
+
+        let settings = Settings(
+            port: try integer("PORT"),
+            bind: try validated("BIND")!,
+            tlsCertificate: try validated("TLS_CERT"),
+            tlsKey: try validated("TLS_KEY"),
+            heartbeatInterval: try integer("HEARTBEAT_INTERVAL"),
+            idleTimeout: try integer("IDLE_TIMEOUT"),
+            handshakeTimeout: try integer("HANDSHAKE_TIMEOUT"),
+            maxFrameSize: try integer("MAX_FRAME_SIZE"),
+            maxPendingBytes: try integer("MAX_PENDING_BYTES"),
+            maxBodySize: try integer("MAX_BODY_SIZE"),
+            shutdownTimeout: try integer("SHUTDOWN_TIMEOUT"),
+            logLevel: try validated("LOG_LEVEL")!
+        )
+        if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
+            throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")
+        }
+        if settings.maxPendingBytes < settings.maxFrameSize + 14 {
+            throw SettingsError("MAX_PENDING_BYTES (\(settings.maxPendingBytes)) must exceed MAX_FRAME_SIZE (\(settings.maxFrameSize)) plus a frame header, or no maximum-size frame could ever be queued")
+        }
+        return settings
+    }
+
+    /// Settings with every default (for tests and tools).
+    static func defaults() -> Settings {
+        try! resolve(flags: [:], environment: [:], file: [:])
+    }
+}
+
+/// An invalid setting; the message names it.
+struct SettingsError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads a `KEY=value` config file — the format systemd's `EnvironmentFile=`
+/// reads too, so one file serves both: `#` comments, blank lines, optional
+/// matching single or double quotes around the value. Unknown keys are an
+/// error (a typo should not silently fall back to a default).
+enum ConfigFile {
+    static func parse(_ text: String, path: String) throws(SettingsError) -> [String: String] {
+        var values: [String: String] = [:]
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw SettingsError("\(path) line \(index + 1): expected KEY=value")
+            }
+            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
+            guard SettingsTable.definition(key) != nil else {
+                throw SettingsError("\(path) line \(index + 1): unknown setting \(key)")
+            }
+            values[key] = value
+        }
+        return values
+    }
+
+    static func load(path: String) throws(SettingsError) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw SettingsError("--config \(path): cannot read the file")
+        }
+        return try parse(text, path: path)
+    }
+}

@@ -1,0 +1,57 @@
+/// One setting: the same `NAME` is the environment variable, the config-file
+/// key and (as `--name-with-dashes`) the command-line flag.
+struct SettingDefinition: Sendable {
+    /// What values a setting takes; used for validation and `--help`.
+    enum Kind: Sendable {
+        case integer(ClosedRange<Int>)
+        case string
+        case path
+        case boolean
+        case choice([String])
+    }
+
+    let name: String
+    /// nil = unset by default.
+    let defaultValue: String?
+    let kind: Kind
+    let help: String
+
+    /// `PORT` → `port`, `TLS_CERT` → `tls-cert`.
+    var flagName: String { name.lowercased().replacingOccurrences(of: "_", with: "-") }
+}
+
+/// The single table of settings (names and defaults from spec/cluster.md §8.2
+/// plus the ones this implementation adds). `--help`, the README table and
+/// validation all come from here. Settings of the spec whose features are not
+/// built yet are added together with those features, so nothing listed here
+/// is inert.
+enum SettingsTable {
+    static let all: [SettingDefinition] = [
+        .init(name: "PORT", defaultValue: "4000", kind: .integer(0...65535),
+              help: "TCP port for HTTP, WebSocket and REST (0 = any free port)"),
+        .init(name: "BIND", defaultValue: "::", kind: .string,
+              help: "listen address; :: is dual-stack IPv6+IPv4"),
+        .init(name: "TLS_CERT", defaultValue: nil, kind: .path,
+              help: "PEM certificate chain; with TLS_KEY the listener speaks TLS only"),
+        .init(name: "TLS_KEY", defaultValue: nil, kind: .path,
+              help: "PEM private key for TLS_CERT"),
+        .init(name: "HEARTBEAT_INTERVAL", defaultValue: "45000", kind: .integer(1000...3_600_000),
+              help: "heartbeat interval announced in HELLO, ms"),
+        .init(name: "IDLE_TIMEOUT", defaultValue: "60000", kind: .integer(1000...86_400_000),
+              help: "close a WebSocket or keep-alive HTTP connection after this long without input, ms"),
+        .init(name: "HANDSHAKE_TIMEOUT", defaultValue: "10000", kind: .integer(100...600_000),
+              help: "time allowed for the TLS handshake and each HTTP request head and body, ms"),
+        .init(name: "MAX_FRAME_SIZE", defaultValue: "16777216", kind: .integer(125...1_073_741_824),
+              help: "largest accepted WebSocket message, bytes (larger: close 1009)"),
+        .init(name: "MAX_PENDING_BYTES", defaultValue: "33554432", kind: .integer(65536...4_294_967_296),
+              help: "unsent output one connection may queue before it is closed as a slow consumer, bytes"),
+        .init(name: "MAX_BODY_SIZE", defaultValue: "1048576", kind: .integer(0...1_073_741_824),
+              help: "largest accepted HTTP request body, bytes (larger: 413)"),
+        .init(name: "SHUTDOWN_TIMEOUT", defaultValue: "5000", kind: .integer(0...600_000),
+              help: "on SIGTERM/SIGINT, how long to drain connections before exiting, ms"),
+        .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+              help: "least severe log level written to stderr"),
+    ]
+
+    static func definition(_ name: String) -> SettingDefinition? { all.first { $0.name == name } }
+}

@@ -1,0 +1,115 @@
+/// HTTP/1.1 on one connection: reads request heads and bodies, answers REST
+/// routes in order (keep-alive and pipelining: every complete request in the
+/// buffer is answered in turn, and responses are queued in request order), and
+/// hands the connection to a WebSocket handler on a gateway upgrade.
+///
+/// Timing: the handshake deadline covers each request from its first byte to
+/// its last body byte (a slow-loris peer cannot hold a connection by trickling
+/// a head); between requests the idle deadline applies.
+final class HTTPConnectionHandler: ConnectionHandler {
+    unowned let node: SingyeongNode
+    let limits: HTTPParserLimits
+    private var head = HTTPRequestHead()
+    /// A request has started arriving (its deadline is running).
+    private var requestInProgress = false
+    /// Head + body length of the request waiting for its body, if any.
+    private var waitingFor: Int?
+
+    init(node: SingyeongNode, limits: HTTPParserLimits) {
+        self.node = node
+        self.limits = limits
+    }
+
+    var bytesNeededHint: Int? { waitingFor }
+
+    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+        var offset = 0
+        while offset < bytes.count && connection.isOpen && connection.handler === self {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            if !requestInProgress {
+                requestInProgress = true
+                connection.startHandshakeDeadline()
+            }
+            switch HTTPRequestParser.parseHead(rest, limits: limits, into: &head) {
+            case .incomplete:
+                return offset
+            case .failure(let error):
+                node.logger.info("bad HTTP request", metadata: [
+                    "peer": "\(connection.peer.description)", "status": "\(error.status)", "reason": "\(error.reason)",
+                ])
+                respondAndClose(connection, .errorDetail(error.status, "\(HTTPResponse.reasonPhrase(error.status)): \(error.reason)"))
+                return bytes.count
+            case .complete:
+                break
+            }
+            if head.isChunked {
+                respondAndClose(connection, .errorDetail(411, "chunked request bodies are not supported; send Content-Length"))
+                return bytes.count
+            }
+            let total = head.headLength + (head.contentLength ?? 0)
+            guard rest.count >= total else {
+                waitingFor = total
+                return offset
+            }
+            waitingFor = nil
+            requestInProgress = false
+            let body = UnsafeRawBufferPointer(rebasing: rest[head.headLength..<total])
+            handle(connection, request: rest, body: body)
+            offset += total
+        }
+        if connection.isOpen && connection.handler === self && !requestInProgress {
+            connection.startIdleDeadline()
+        }
+        return offset
+    }
+
+    /// Routes one complete request. `buffer` starts at the request's head.
+    private func handle(_ connection: Connection, request buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) {
+        let path = head.path
+        if RESTRoutes.isGatewayPath(buffer, path) {
+            upgrade(connection, buffer)
+            return
+        }
+        var response = RESTRoutes.respond(node: node, method: head.method, path: path, in: buffer, body: body)
+        if head.method == .head { response.omitBody = true }
+        connection.send(response.encoded(keepAlive: head.keepAlive))
+        if !head.keepAlive {
+            connection.closeAfterFlush(reason: "HTTP request without keep-alive")
+        }
+    }
+
+    private func upgrade(_ connection: Connection, _ buffer: UnsafeRawBufferPointer) {
+        switch WebSocketHandshake.evaluate(head, in: buffer) {
+        case .reject(let response):
+            node.logger.debug("WebSocket upgrade refused", metadata: ["peer": "\(connection.peer.description)", "status": "\(response.status)"])
+            respondAndClose(connection, response)
+        case .accept(let key, let encoding):
+            let accept = WebSocketHandshake.acceptValue(key: UnsafeRawBufferPointer(rebasing: buffer[key]))
+            connection.send(WebSocketHandshake.switchingProtocols(acceptValue: accept))
+            let session = WebSocketConnectionHandler(node: node, encoding: encoding)
+            connection.handler = session
+            session.start(connection)
+        }
+    }
+
+    private func respondAndClose(_ connection: Connection, _ response: HTTPResponse) {
+        connection.send(response.encoded(keepAlive: false))
+        connection.closeAfterFlush(reason: "HTTP \(response.status)")
+    }
+
+    func connectionShouldShutDown(_ connection: Connection) {
+        // A request being read is cut short; an idle keep-alive connection just goes.
+        connection.closeAfterFlush(reason: "shutdown")
+    }
+
+    func connectionIdleTimedOut(_ connection: Connection) {
+        if requestInProgress {
+            node.logger.info("HTTP request timed out", metadata: ["peer": "\(connection.peer.description)"])
+            respondAndClose(connection, .errorDetail(408, "Request Timeout: the request was not received in time"))
+        } else {
+            connection.closeAfterFlush(reason: "keep-alive idle timeout")
+        }
+    }
+
+    func connectionClosed(_ connection: Connection) {}
+}

@@ -1,0 +1,34 @@
+/// The REST routes (rest.md §1). Only what exists in this build is routed;
+/// every other path and method gets the spec's 404 body, without
+/// authorization (§5).
+enum RESTRoutes {
+    /// `/gateway/websocket` or `/gateway/websocket/` (protocol.md §1.2).
+    static func isGatewayPath(_ buffer: UnsafeRawBufferPointer, _ path: Range<Int>) -> Bool {
+        matches(buffer, path, "/gateway/websocket") || matches(buffer, path, "/gateway/websocket/")
+    }
+
+    static func respond(node: SingyeongNode, method: HTTPMethod, path: Range<Int>, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> HTTPResponse {
+        if method == .get || method == .head {
+            if matches(buffer, path, "/api/version") {
+                return .json(200, "{\"api\":\"v1\",\"singyeong\":\(JSONText.quoted(SingyeongVersion.string))}")
+            }
+            if matches(buffer, path, "/") || path.isEmpty {
+                var response = HTTPResponse(status: 302, headers: [("location", "/gateway/websocket"), ("content-type", "text/html; charset=utf-8")])
+                response.body = Array("<html><body>You are being <a href=\"/gateway/websocket\">redirected</a>.</body></html>".utf8)
+                return response
+            }
+        }
+        return notFound
+    }
+
+    /// rest.md §5: the same body for every unknown route and method.
+    static var notFound: HTTPResponse { .json(404, "{\"code\":404,\"error\":\"not found\"}") }
+
+    /// Exact byte comparison of a path with a literal.
+    static func matches(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        let bytes = literal.utf8Start
+        for i in 0..<range.count where buffer[range.lowerBound + i] != bytes[i] { return false }
+        return true
+    }
+}

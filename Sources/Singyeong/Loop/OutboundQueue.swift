@@ -1,0 +1,92 @@
+import Glibc
+
+/// A connection's unsent output: a FIFO of shared byte runs, written with
+/// `writev` (plain TCP) or copied into one TLS record buffer (TLS).
+///
+/// The queue counts its bytes so the owner can enforce its bound (a peer that
+/// does not read gets disconnected, nobody else slows down). An empty queue
+/// holds no storage.
+struct OutboundQueue {
+    private var chunks: [OutboundBytes] = []
+    /// Index of the first unsent chunk; the array is compacted lazily.
+    private var first = 0
+    /// Bytes of `chunks[first]` already sent.
+    private var firstOffset = 0
+    /// Unsent bytes in total.
+    private(set) var pendingBytes = 0
+
+    var isEmpty: Bool { pendingBytes == 0 }
+
+    mutating func append(_ bytes: OutboundBytes) {
+        guard bytes.count > 0 else { return }
+        chunks.append(bytes)
+        pendingBytes += bytes.count
+    }
+
+    /// Marks `n` bytes as sent.
+    mutating func advance(_ n: Int) {
+        var remaining = n
+        pendingBytes -= n
+        while remaining > 0 {
+            let left = chunks[first].count - firstOffset
+            if remaining >= left {
+                remaining -= left
+                first += 1
+                firstOffset = 0
+            } else {
+                firstOffset += remaining
+                remaining = 0
+            }
+        }
+        if first == chunks.count {
+            // Drained: drop the storage too, so idle connections stay small.
+            chunks = []
+            first = 0
+        } else if first > 32 && first * 2 > chunks.count {
+            chunks.removeFirst(first)
+            first = 0
+        }
+    }
+
+    /// Fills `iovecs` with up to `iovecs.count` unsent ranges; returns how many.
+    func fill(_ iovecs: UnsafeMutableBufferPointer<iovec>) -> Int {
+        var n = 0
+        var index = first
+        while index < chunks.count && n < iovecs.count {
+            let chunk = chunks[index]
+            let offset = index == first ? firstOffset : 0
+            chunk.withUnsafeMutablePointerToElements { pointer in
+                iovecs[n] = iovec(iov_base: UnsafeMutableRawPointer(pointer + offset), iov_len: chunk.count - offset)
+            }
+            n += 1
+            index += 1
+        }
+        return n
+    }
+
+    /// Copies up to `destination.count` unsent bytes (in order) into
+    /// `destination`; returns how many. Used to build one TLS record from
+    /// several small frames.
+    func copyFront(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        var copied = 0
+        var index = first
+        while index < chunks.count && copied < destination.count {
+            let chunk = chunks[index]
+            let offset = index == first ? firstOffset : 0
+            let n = min(chunk.count - offset, destination.count - copied)
+            chunk.withBytes { source in
+                (destination.baseAddress! + copied).copyMemory(from: source.baseAddress! + offset, byteCount: n)
+            }
+            copied += n
+            index += 1
+        }
+        return copied
+    }
+
+    mutating func removeAll() {
+        chunks = []
+        first = 0
+        firstOffset = 0
+        pendingBytes = 0
+    }
+}

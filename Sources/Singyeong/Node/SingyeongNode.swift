@@ -1,0 +1,130 @@
+import Glibc
+import Logging
+
+/// One Singyeong node: the loop, the listener and the process-level
+/// behaviour (signals, graceful shutdown, certificate reload).
+///
+/// Construction does the blocking work (reading certificates, binding); after
+/// `run()` starts the loop nothing blocks.
+final class SingyeongNode {
+    let settings: Settings
+    let loop: EventLoop
+    let logger: Logger
+    let listener: Listener
+    /// Pre-encoded pieces shared by every connection.
+    let frames: GatewayFrames
+    private var signals: [SignalWatcher] = []
+    private var shutdownTimer: LoopTimer?
+    private var shuttingDown = false
+
+    init(settings: Settings) throws {
+        self.settings = settings
+        var logger = Logger(label: "singyeong")
+        logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
+        self.logger = logger
+        signal(SIGPIPE, SIG_IGN)
+        SingyeongNode.raiseFileLimit(logger: logger)
+        loop = EventLoop()
+        frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
+
+        var tls: TLSContext?
+        if let certificate = settings.tlsCertificate, let key = settings.tlsKey {
+            do {
+                tls = try TLSContext(certificatePath: certificate, keyPath: key)
+            } catch {
+                throw StartupError(description: "TLS: \(error.description)")
+            }
+        }
+        let limits = TransportLimits(
+            maxPendingBytes: settings.maxPendingBytes,
+            handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
+            idleTimeout: Double(settings.idleTimeout) / 1000,
+            lingerTimeout: 2
+        )
+        var makeHandler: () -> ConnectionHandler = { fatalError("node not ready") }
+        listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeHandler() }
+        let httpLimits = HTTPParserLimits(maxHeadSize: 16 * 1024, maxHeaderCount: 100, maxBodySize: settings.maxBodySize)
+        makeHandler = { [unowned self] in HTTPConnectionHandler(node: self, limits: httpLimits) }
+        do {
+            try listener.bind(host: settings.bind, port: settings.port)
+        } catch {
+            throw StartupError(description: error.description)
+        }
+    }
+
+    /// Runs the loop until shutdown completes.
+    func run() throws {
+        signals = [
+            SignalWatcher(loop: loop, signal: SIGTERM) { [unowned self] in self.shutDown(signal: "SIGTERM") },
+            SignalWatcher(loop: loop, signal: SIGINT) { [unowned self] in self.shutDown(signal: "SIGINT") },
+            SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] in self.reload() },
+        ]
+        logger.info("listening", metadata: [
+            "bind": "\(settings.bind)", "port": "\(listener.boundPort)",
+            "tls": "\(listener.tlsContext != nil)", "version": "\(SingyeongVersion.string)",
+        ])
+        loop.run()
+        logger.info("stopped")
+    }
+
+    /// First signal: stop accepting, ask every connection to finish (WebSocket
+    /// close 1001), exit when all are gone or after SHUTDOWN_TIMEOUT. A second
+    /// signal exits at once.
+    private func shutDown(signal name: String) {
+        if shuttingDown {
+            logger.warning("second \(name): exiting without waiting for connections to drain")
+            exit(1)
+        }
+        shuttingDown = true
+        let open = listener.connectionCount
+        logger.info("\(name): shutting down", metadata: ["connections": "\(open)", "drain_ms": "\(settings.shutdownTimeout)"])
+        listener.stopAccepting()
+        listener.onAllClosed = { [unowned self] in self.loop.stop() }
+        for connection in listener.liveConnections {
+            connection.handler.connectionShouldShutDown(connection)
+        }
+        if listener.connectionCount == 0 {
+            loop.stop()
+            return
+        }
+        shutdownTimer = LoopTimer(loop: loop) { [unowned self] in
+            let left = self.listener.liveConnections
+            self.logger.warning("drain time over; closing remaining connections", metadata: ["connections": "\(left.count)"])
+            for connection in left { connection.abort(reason: "shutdown") }
+            self.loop.stop()
+        }
+        shutdownTimer?.start(after: Double(settings.shutdownTimeout) / 1000)
+    }
+
+    /// SIGHUP: load the TLS certificate and key again for new connections.
+    /// Existing connections keep their sessions; a bad file keeps the old pair.
+    private func reload() {
+        guard let certificate = settings.tlsCertificate, let key = settings.tlsKey else {
+            logger.info("SIGHUP: nothing to reload (TLS not configured)")
+            return
+        }
+        do {
+            listener.tlsContext = try TLSContext(certificatePath: certificate, keyPath: key)
+            logger.info("SIGHUP: TLS certificate reloaded", metadata: ["cert": "\(certificate)"])
+        } catch {
+            logger.error("SIGHUP: TLS reload failed, keeping the previous certificate", metadata: ["reason": "\(error.description)"])
+        }
+    }
+
+    /// Idle connections are cheap, descriptors are the limit: use all we may.
+    private static func raiseFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+                logger.warning("could not raise the open-file limit", metadata: ["max": "\(limit.rlim_max)"])
+            }
+        }
+    }
+}
+
+/// A start-up failure with a message for the operator.
+struct StartupError: Error, CustomStringConvertible {
+    var description: String
+}

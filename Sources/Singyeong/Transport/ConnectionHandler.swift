@@ -1,0 +1,25 @@
+/// The protocol spoken on a connection (HTTP/1.1 first; a WebSocket session
+/// after an upgrade). The connection owns the socket and buffers; the handler
+/// owns the protocol state and calls back into the connection to send or close.
+protocol ConnectionHandler: AnyObject {
+    /// New bytes have arrived. Returns how many the handler consumed; the rest
+    /// is kept and presented again, with more bytes appended, next time. The
+    /// handler may unmask/rewrite the bytes in place. It may replace itself
+    /// (`connection.handler = ...`); the connection then hands the remaining
+    /// bytes to the new handler.
+    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int
+
+    /// Total bytes the handler needs buffered to make progress, when it knows
+    /// (a large frame's size), so the connection sizes its buffer once.
+    var bytesNeededHint: Int? { get }
+
+    /// The server is shutting down: finish politely (WebSocket close 1001,
+    /// HTTP close after the current response).
+    func connectionShouldShutDown(_ connection: Connection)
+
+    /// The idle deadline passed (no input for the handler's idle period).
+    func connectionIdleTimedOut(_ connection: Connection)
+
+    /// The connection is gone (called exactly once). Release resources here.
+    func connectionClosed(_ connection: Connection)
+}

@@ -1,0 +1,99 @@
+/// A WebSocket connection after the upgrade: decodes frames in place,
+/// answers pings, runs the close handshake, enforces the idle timeout and the
+/// message size limit, and sends the gateway's HELLO on open.
+///
+/// Data messages are where the gateway session (IDENTIFY, dispatch, …) will
+/// plug in; until it exists they are counted and dropped, and the connection
+/// stays open as the foundation issue specifies.
+final class WebSocketConnectionHandler: ConnectionHandler {
+    unowned let node: SingyeongNode
+    let encoding: WebSocketHandshake.Encoding
+    private var assembler: WebSocketMessageAssembler
+    /// We sent a close frame; nothing else may follow it.
+    private var closeSent = false
+    /// Messages received (for logs and tests until the gateway consumes them).
+    private(set) var messagesReceived = 0
+
+    init(node: SingyeongNode, encoding: WebSocketHandshake.Encoding) {
+        self.node = node
+        self.encoding = encoding
+        assembler = WebSocketMessageAssembler(maxMessageSize: node.settings.maxFrameSize)
+    }
+
+    /// Called right after the 101 response is queued.
+    func start(_ connection: Connection) {
+        connection.startIdleDeadline()
+        connection.send(node.frames.hello(encoding: encoding, timestamp: node.loop.nowMilliseconds))
+    }
+
+    var bytesNeededHint: Int? { assembler.bytesNeededHint }
+
+    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+        connection.touchIdleDeadline()
+        do {
+            return try assembler.consume(bytes) { event in
+                self.handle(event, on: connection)
+            }
+        } catch {
+            node.logger.info("WebSocket protocol error; closing", metadata: [
+                "peer": "\(connection.peer.description)", "code": "\(error.closeCode.rawValue)", "reason": "\(error.reason)",
+            ])
+            close(connection, code: error.closeCode, reason: "\(error.reason)")
+            return bytes.count
+        }
+    }
+
+    private func handle(_ event: WebSocketEvent, on connection: Connection) {
+        guard connection.isOpen, !closeSent else { return }
+        switch event {
+        case .message:
+            messagesReceived += 1
+        case .ping(let payload):
+            connection.send(WebSocketFrames.make(opcode: .pong, payload: payload))
+        case .pong:
+            break
+        case .close(let code, _):
+            // Echo the peer's code (RFC 6455 §5.5.1), then close once flushed.
+            let reply = code.map { WebSocketCloseCode(rawValue: $0) } ?? .normal
+            close(connection, code: reply, reason: "")
+        }
+    }
+
+    /// Sends a close frame (once) and closes after it is written.
+    func close(_ connection: Connection, code: WebSocketCloseCode, reason: String, emptyPayload: Bool = false) {
+        if !closeSent {
+            closeSent = true
+            let payload: [UInt8] = emptyPayload ? [] : WebSocketFrameEncoder.closePayload(code: code, reason: Array(reason.utf8))
+            payload.withUnsafeBytes { connection.send(WebSocketFrames.make(opcode: .close, payload: $0)) }
+        }
+        connection.closeAfterFlush(reason: "WebSocket close \(code.rawValue)")
+    }
+
+    func connectionShouldShutDown(_ connection: Connection) {
+        close(connection, code: .goingAway, reason: "server shutting down")
+    }
+
+    /// protocol.md §5.3: no frame for IDLE_TIMEOUT → close 1000 with no payload.
+    func connectionIdleTimedOut(_ connection: Connection) {
+        node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
+        close(connection, code: .normal, reason: "", emptyPayload: true)
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        assembler.reset()
+    }
+}
+
+/// Server frames as `OutboundBytes`: header and payload in one allocation, the
+/// payload copied exactly once.
+enum WebSocketFrames {
+    static func make(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer) -> OutboundBytes {
+        let headerLength = WebSocketFrameEncoder.headerLength(payloadLength: payload.count)
+        return OutboundBytes.make(count: headerLength + payload.count) { destination in
+            _ = WebSocketFrameEncoder.writeHeader(opcode: opcode, fin: true, payloadLength: payload.count, to: destination)
+            if let base = payload.baseAddress {
+                (destination + headerLength).copyMemory(from: base, byteCount: payload.count)
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+import Singyeong
+SingyeongMain.main()
