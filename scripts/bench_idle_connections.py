@@ -26,6 +26,13 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(binary, port, env_extra):
     env = dict(os.environ, PORT=str(port), BIND="127.0.0.1", LOG_LEVEL="warning",
                IDLE_TIMEOUT="3600000", **env_extra)
@@ -120,12 +127,16 @@ def measure(binary, label, n, tls_dir=None):
         warm, _ = (open_tls(port, 1, env["TLS_CERT"], threads=1) if tls_dir else open_plain(port, 1))
         time.sleep(0.5)
         before = rss_kib(proc.pid)
+        cpu_before = cpu_seconds(proc.pid)
         conns, elapsed = (open_tls(port, n, env["TLS_CERT"]) if tls_dir else open_plain(port, n))
         time.sleep(2)
         after = rss_kib(proc.pid)
+        cpu = cpu_seconds(proc.pid) - cpu_before
         per = (after - before) * 1024 / n
         print(f"{label}: {n} idle connections, RSS {before} KiB -> {after} KiB, "
-              f"{per:.0f} bytes per connection; {n / elapsed:.0f} upgrades/s ({elapsed:.2f} s)", flush=True)
+              f"{per:.0f} bytes per connection; {n / elapsed:.0f} upgrades/s ({elapsed:.2f} s, bound by this "
+              f"Python client); server CPU {cpu * 1e6 / n:.0f} us per upgrade = {n / max(cpu, 1e-9):.0f} upgrades "
+              f"per server CPU-second", flush=True)
         for s in conns + warm:
             s.close()
         return per, n / elapsed

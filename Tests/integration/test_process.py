@@ -1,0 +1,222 @@
+"""The process: signals (graceful drain, second signal), settings from
+flags/environment/config file, validation and --help."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from sy_helpers import HOST, OP_PING, can_connect, free_port, open_ws, ws_frame
+
+DEFAULTS = {
+    "PORT": "4000", "BIND": "::", "TLS_CERT": None, "TLS_KEY": None, "HEARTBEAT_INTERVAL": "45000",
+    "IDLE_TIMEOUT": "60000", "HANDSHAKE_TIMEOUT": "10000", "MAX_FRAME_SIZE": "16777216",
+    "MAX_PENDING_BYTES": "33554432", "MAX_BODY_SIZE": "1048576", "SHUTDOWN_TIMEOUT": "5000", "LOG_LEVEL": "info",
+}
+
+
+def ws_connect(port: int):
+    return connect(f"ws://127.0.0.1:{port}/gateway/websocket", open_timeout=5, close_timeout=3, ping_interval=None)
+
+
+def assert_refused(port: int):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        err = s.connect_ex((HOST, port))
+    finally:
+        s.close()
+    assert err == errno.ECONNREFUSED, f"new connection after the shutdown signal: connect -> {errno.errorcode.get(err, err)}"
+
+
+def stuck_client(port: int, budget: float = 2.0, limit: int = 24 << 20):
+    """A raw WebSocket that never reads: it floods pings (each answered with a
+    pong the server must queue) until the server's output to it cannot drain,
+    so a close frame sent to it cannot be flushed."""
+    conn, _, _ = open_ws(port, rcvbuf=4096)
+    conn.sock.setblocking(False)
+    frame = ws_frame(OP_PING, b"p" * 125, mask_key=b"\x01\x02\x03\x04")
+    burst = frame * 512
+    sent = 0
+    deadline = time.monotonic() + budget
+    pending = b""
+    while time.monotonic() < deadline and sent < limit:
+        data = pending or burst
+        try:
+            n = conn.sock.send(data)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        sent += n
+        pending = data[n:]
+    return conn, sent
+
+
+# ---------------------------------------------------------------- signals
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_closes_websockets_1001_and_exits_0(spawn, sig):
+    s = spawn("--shutdown-timeout", "3000")
+    with ws_connect(s.port) as ws:
+        assert json.loads(ws.recv(timeout=3))["op"] == 0
+        sent_at = time.monotonic()
+        s.signal(sig)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.protocol.close_rcvd is not None, "connection dropped without a close frame"
+        assert ws.protocol.close_rcvd.code == 1001
+        assert_refused(s.port)
+    rc = s.wait_exit(max(0.1, 5.0 - (time.monotonic() - sent_at)))
+    assert rc == 0, f"exit status {rc} (None = still running {5.0}s after the signal)"
+
+
+def test_sigterm_without_connections_exits_fast(spawn):
+    s = spawn()
+    s.signal(signal.SIGTERM)
+    rc = s.wait_exit(1.0)
+    assert rc == 0, f"exit status {rc} (None = still running after 1 s)"
+    assert s.stdout() == "", "logs must go to stderr, not stdout"
+    assert "listening" in s.stderr() or s.stderr().strip(), "nothing logged on stderr"
+
+
+def test_drain_stops_at_shutdown_timeout(spawn):
+    s = spawn("--shutdown-timeout", "1000", "--max-pending-bytes", str(1 << 30))
+    conn, sent = stuck_client(s.port)
+    with conn:
+        start = time.monotonic()
+        s.signal(signal.SIGTERM)
+        rc = s.wait_exit(3.0)
+        elapsed = time.monotonic() - start
+    assert rc == 0, f"exit status {rc} (None = still running 3 s after SIGTERM with SHUTDOWN_TIMEOUT=1000)"
+    assert elapsed <= 3.0
+
+
+def test_second_sigterm_exits_at_once(spawn):
+    s = spawn("--shutdown-timeout", "10000", "--max-pending-bytes", str(1 << 30))
+    conn, sent = stuck_client(s.port)
+    with conn:
+        s.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert s.alive(), (f"server exited ({s.proc.returncode}) within 0.5 s of SIGTERM although a client "
+                           f"had unflushed output ({sent} bytes of pings sent, none read) and SHUTDOWN_TIMEOUT=10000")
+        assert_refused(s.port)
+        start = time.monotonic()
+        s.signal(signal.SIGTERM)
+        rc = s.wait_exit(1.5)
+        elapsed = time.monotonic() - start
+    assert rc is not None, "second SIGTERM while draining did not make the process exit"
+    assert elapsed <= 1.5
+
+
+# ---------------------------------------------------------------- settings
+
+def test_precedence_flag_over_env_over_file(spawn, tmp_path):
+    a, b, c = free_port(), free_port(), free_port()
+    while len({a, b, c}) < 3:
+        b, c = free_port(), free_port()
+    conf = tmp_path / "singyeong.conf"
+    conf.write_text(f"# test config\nPORT={a}\nBIND=127.0.0.1\n")
+
+    s = spawn("--config", str(conf), "--port", str(c), env={"PORT": str(b)}, auto_port=False)
+    s.wait_ready(c)
+    assert not can_connect(a) and not can_connect(b), "flag --port did not win over env and file"
+    s.kill()
+
+    s = spawn("--config", str(conf), env={"PORT": str(b)}, auto_port=False)
+    s.wait_ready(b)
+    assert not can_connect(a), "env PORT did not win over the config file"
+    s.kill()
+
+    s = spawn("--config", str(conf), auto_port=False)
+    s.wait_ready(a)
+    assert not can_connect(b) and not can_connect(c)
+
+
+def test_precedence_visible_in_hello(spawn, tmp_path):
+    conf = tmp_path / "hb.conf"
+    conf.write_text('HEARTBEAT_INTERVAL="31000"\n')
+
+    def hello_interval(s):
+        with ws_connect(s.port) as ws:
+            return json.loads(ws.recv(timeout=3))["d"]["heartbeat_interval"]
+
+    assert hello_interval(spawn("--config", str(conf))) == 31000
+    assert hello_interval(spawn("--config", str(conf), env={"HEARTBEAT_INTERVAL": "32000"})) == 32000
+    assert hello_interval(spawn("--config", str(conf), "--heartbeat-interval", "33000",
+                                env={"HEARTBEAT_INTERVAL": "32000"})) == 33000
+
+
+def test_env_only_settings(spawn):
+    port = free_port()
+    s = spawn(env={"PORT": str(port), "BIND": HOST, "HEARTBEAT_INTERVAL": "20000"}, auto_port=False)
+    s.wait_ready(port)
+    with ws_connect(port) as ws:
+        assert json.loads(ws.recv(timeout=3))["d"] == {"heartbeat_interval": 20000}
+
+
+def run_invalid(cli, *args, env=None):
+    start = time.monotonic()
+    try:
+        r = cli(*args, env=env, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{args} {env}: process did not exit within 10 s (an invalid setting was accepted)")
+    assert r.returncode != 0, f"{args} {env}: exit status 0 for an invalid setting"
+    assert time.monotonic() - start < 5
+    return r
+
+
+@pytest.mark.parametrize("args,env,name", [
+    (["--port", "70000"], None, "PORT"),
+    (["--port", "-1"], None, "PORT"),
+    ([], {"PORT": "abc"}, "PORT"),
+    (["--idle-timeout", "5"], None, "IDLE_TIMEOUT"),
+    (["--heartbeat-interval", "ten"], None, "HEARTBEAT_INTERVAL"),
+    (["--max-frame-size", "0"], None, "MAX_FRAME_SIZE"),
+    ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ([], {"SHUTDOWN_TIMEOUT": "1e3"}, "SHUTDOWN_TIMEOUT"),
+], ids=["port-70000", "port-negative", "env-port-abc", "idle-5", "heartbeat-ten", "frame-0", "loglevel", "shutdown-1e3"])
+def test_invalid_setting_exits_nonzero_naming_it(cli, args, env, name):
+    if "--port" not in args and not (env and "PORT" in env):
+        args = ["--port", str(free_port()), *args]
+    r = run_invalid(cli, "--bind", HOST, *args, env=env)
+    assert name in r.stderr, f"stderr does not name {name}: {r.stderr!r}"
+
+
+def test_config_file_unknown_key(cli, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("PORT=4000\nNO_SUCH_SETTING=1\n")
+    r = run_invalid(cli, "--config", str(conf), "--port", str(free_port()), "--bind", HOST)
+    assert "NO_SUCH_SETTING" in r.stderr, r.stderr
+
+
+def test_config_file_invalid_value(cli, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("PORT=abc\n")
+    r = run_invalid(cli, "--config", str(conf), "--bind", HOST)
+    assert "PORT" in r.stderr, r.stderr
+
+
+def test_config_file_missing(cli, tmp_path):
+    r = run_invalid(cli, "--config", str(tmp_path / "nope.conf"), "--port", str(free_port()), "--bind", HOST)
+    assert "nope.conf" in r.stderr, r.stderr
+
+
+def test_help_lists_every_setting(cli):
+    r = cli("--help")
+    assert r.returncode == 0
+    text = r.stdout + r.stderr
+    flat = re.sub(r"\s+", " ", text)
+    for name, default in DEFAULTS.items():
+        assert re.search(rf"\b{name}\b", text), f"--help does not mention {name}"
+        assert f"--{name.lower().replace('_', '-')}" in text, f"--help does not show the flag for {name}"
+        if default is not None:
+            assert re.search(rf"(?<![\w:]){re.escape(default)}(?![\w:])", flat), f"--help does not show {name}'s default {default}"
