@@ -21,10 +21,17 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         // Linux system calls the Glibc module does not export (accept4).
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+        // simdjson (C++) behind a small C API: JSON parsing on the message path.
+        .target(
+            name: "CSimdjson",
+            path: "Sources/CSimdjson",
+            cxxSettings: [.unsafeFlags(["-std=c++17", "-O2"])],
+            linkerSettings: [.linkedLibrary("simdjson")]
+        ),
         .target(
             name: "Singyeong",
             dependencies: [
-                "CLibev", "CHiredis", "COpenSSL", "CSystem",
+                "CLibev", "CHiredis", "COpenSSL", "CSystem", "CSimdjson",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -50,7 +50,10 @@ final class Connection: EndOfTurnTask {
         super.init()
         sy_ev_io_init(io, { _, w, revents in
             guard let w, let data = sy_ev_get_data(w) else { return }
-            Unmanaged<Connection>.fromOpaque(data).takeUnretainedValue().handleEvents(revents)
+            // The connection may close (and leave the listener's table)
+            // inside the handler; keep it alive until the handler returns.
+            let connection = Unmanaged<Connection>.fromOpaque(data).takeUnretainedValue()
+            withExtendedLifetime(connection) { connection.handleEvents(revents) }
         }, fd, Int32(EV_READ))
         sy_ev_set_data(io, Unmanaged.passUnretained(self).toOpaque())
         ev_io_start(listener.loop.raw, io)
