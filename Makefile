@@ -7,7 +7,6 @@ SWIFT       ?= swift
 PYTHON      ?= python3
 VENV        := .venv
 FUZZ_SECONDS ?= 60
-FUZZ_DIR    := .build-fuzz
 
 # Build needs: libev, hiredis, OpenSSL headers. Tests also need the openssl CLI,
 # Python's venv module, and redis-server (cluster tests).
@@ -50,17 +49,10 @@ unit-test: deps-build
 integration-test: deps build
 	SINGYEONG_BIN=$(CURDIR)/.build/debug/singyeong $(VENV)/bin/pytest -q Tests/integration
 
-# libFuzzer targets: each parser of network bytes, compiled with its own
-# sources only (they depend on nothing but the standard library).
-FUZZ_HTTP_SRC := Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift
-FUZZ_WS_SRC   := Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift
-
+# libFuzzer targets for every parser of network bytes (scripts/fuzz.sh lists
+# them), FUZZ_SECONDS each.
 fuzz:
-	mkdir -p $(FUZZ_DIR)/corpus-http $(FUZZ_DIR)/corpus-ws
-	swiftc -O -sanitize=fuzzer,address -parse-as-library $(FUZZ_HTTP_SRC) -o $(FUZZ_DIR)/fuzz-http 2>&1 | grep -v "Cannot export local symbol" || true
-	swiftc -O -sanitize=fuzzer,address -parse-as-library $(FUZZ_WS_SRC) -o $(FUZZ_DIR)/fuzz-ws 2>&1 | grep -v "Cannot export local symbol" || true
-	$(FUZZ_DIR)/fuzz-http -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus-http
-	$(FUZZ_DIR)/fuzz-ws -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus-ws
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 # Idle-connection memory and accept rate (release build); see BENCHMARKS.md.
 bench: release deps-test
@@ -70,4 +62,4 @@ lint:
 	$(SWIFT) format lint --recursive Sources Tests
 
 clean:
-	rm -rf .build $(FUZZ_DIR) $(VENV)
+	rm -rf .build .build-fuzz $(VENV)

@@ -220,3 +220,45 @@ def test_help_lists_every_setting(cli):
         assert f"--{name.lower().replace('_', '-')}" in text, f"--help does not show the flag for {name}"
         if default is not None:
             assert re.search(rf"(?<![\w:]){re.escape(default)}(?![\w:])", flat), f"--help does not show {name}'s default {default}"
+
+
+# ---------------------------------------------------------------- slow consumers
+
+def test_slow_consumer_is_closed_and_others_keep_working(spawn):
+    """A peer that never reads while its output grows past MAX_PENDING_BYTES
+    is disconnected with a logged reason; other clients are unaffected."""
+    s = spawn("--max-pending-bytes", "65536", "--max-frame-size", "1000")
+    other = ws_connect(s.port)
+    other.recv(timeout=5)  # HELLO
+    conn, _, _ = open_ws(s.port, rcvbuf=4096)
+    frame = ws_frame(OP_PING, b"p" * 125, mask_key=b"\x01\x02\x03\x04")
+    sent, closed = 0, False
+    conn.sock.settimeout(0.2)
+    deadline = time.monotonic() + 5
+    with conn:
+        # Flood pings and never read the pongs; the server's queue for us
+        # grows until it passes the bound and the server drops us.
+        while time.monotonic() < deadline and not closed:
+            try:
+                sent += conn.sock.send(frame * 64)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+        if not closed:
+            conn.sock.settimeout(5)
+            try:
+                while conn.sock.recv(1 << 16):
+                    pass
+                closed = True
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            except socket.timeout:
+                pass
+    assert closed, f"slow consumer was not disconnected after sending {sent} bytes of pings"
+    deadline = time.monotonic() + 3
+    while "slow consumer" not in s.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "slow consumer" in s.stderr(), "no log line naming the slow consumer"
+    other.ping(b"still here").wait(timeout=3)
+    other.close()

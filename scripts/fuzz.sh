@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds every libFuzzer target and runs each for FUZZ_SECONDS (default 60).
+# A target is a Fuzz/*.swift entry point compiled together with the parser
+# sources it exercises (those depend only on the standard library).
+# Exit status is non-zero if any target fails to build or finds a crash.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-60}"
+out=.build-fuzz
+mkdir -p "$out"
+
+declare -A sources=(
+  [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
+  [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift"
+)
+
+status=0
+for name in $(printf '%s\n' "${!sources[@]}" | sort); do
+  # shellcheck disable=SC2086
+  if ! swiftc -O -sanitize=fuzzer,address -parse-as-library ${sources[$name]} -o "$out/fuzz-$name" >"$out/$name.build.log" 2>&1; then
+    grep -v "Cannot export local symbol" "$out/$name.build.log" | tail -30
+    echo "fuzz-$name: build failed"; status=1; continue
+  fi
+  mkdir -p "$out/corpus-$name"
+  if "$out/fuzz-$name" -max_total_time="$seconds" -print_final_stats=1 "$out/corpus-$name" >"$out/$name.log" 2>&1; then
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$name.log" | grep -o '[0-9]*$' || echo '?')
+    echo "fuzz-$name: ok, $runs runs in ${seconds}s, no crash"
+  else
+    tail -40 "$out/$name.log"
+    echo "fuzz-$name: FAILED (log: $out/$name.log)"; status=1
+  fi
+done
+exit $status
