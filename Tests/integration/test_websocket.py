@@ -213,13 +213,22 @@ def test_invalid_utf8_split_across_fragments_1007(port):
 
 
 def test_valid_utf8_split_across_fragments_accepted(port):
+    """A text message whose multi-byte character is split between fragments
+    reaches the gateway intact: the IDENTIFY inside it is answered with READY
+    carrying the same id."""
     conn, _, _ = open_ws(port)
     with conn:
-        conn.send(ws_frame(OP_TEXT, b"euro: \xe2\x82", fin=False))
-        conn.send(ws_frame(OP_CONT, b"\xac ok", fin=True))
+        message = json.dumps({"op": 1, "d": {"client_id": "euro-\u20ac", "application_id": "app"}},
+                             ensure_ascii=False).encode()
+        cut = message.index("\u20ac".encode()) + 2  # inside the 3-byte euro sign
+        conn.send(ws_frame(OP_TEXT, message[:cut], fin=False))
+        conn.send(ws_frame(OP_CONT, message[cut:], fin=True))
+        ready = json.loads(conn.read_frame(3).payload)
+        assert ready["op"] == 2 and ready["d"]["client_id"] == "euro-\u20ac"
         conn.send(ws_frame(OP_PING, b"after"))
         f = conn.read_frame(3)
         assert f.opcode == OP_PONG and f.payload == b"after"
+
 
 
 def test_new_data_frame_inside_fragmented_message_1002(port):
@@ -259,23 +268,42 @@ def test_fragments_summing_over_max_size_1009(spawn):
         expect_close(conn, 1009)
 
 
+def padded(frame: dict, size: int) -> bytes:
+    """`frame` as JSON, padded through an extra "pad" member to exactly `size` bytes."""
+    frame = dict(frame, pad="")
+    base = len(json.dumps(frame, separators=(",", ":")).encode())
+    frame["pad"] = "p" * (size - base)
+    data = json.dumps(frame, separators=(",", ":")).encode()
+    assert len(data) == size
+    return data
+
+
 def test_messages_under_limit_fragmented_with_interleaved_ping(spawn):
     s = spawn("--max-frame-size", "1000")
     conn, _, _ = open_ws(s.port)
     with conn:
         # Exactly at the limit: 1000 bytes in three fragments, a ping in between.
-        conn.send(ws_frame(OP_BINARY, b"a" * 400, fin=False))
-        conn.send(ws_frame(OP_PING, b"mid-binary"))
-        conn.send(ws_frame(OP_CONT, b"b" * 400, fin=False))
-        conn.send(ws_frame(OP_CONT, b"c" * 200, fin=True))
-        f = conn.read_frame(3)
-        assert f.opcode == OP_PONG and f.payload == b"mid-binary"
-        conn.send(ws_frame(OP_TEXT, "한글 ".encode() * 10, fin=False))
+        identify = padded({"op": 1, "d": {"client_id": "c", "application_id": "a"}}, 1000)
+        conn.send(ws_frame(OP_TEXT, identify[:400], fin=False))
         conn.send(ws_frame(OP_PING, b"mid-text"))
-        conn.send(ws_frame(OP_CONT, b"end", fin=True))
+        conn.send(ws_frame(OP_CONT, identify[400:800], fin=False))
+        conn.send(ws_frame(OP_CONT, identify[800:], fin=True))
         f = conn.read_frame(3)
         assert f.opcode == OP_PONG and f.payload == b"mid-text"
-        conn.send(ws_frame(OP_TEXT, b"x" * 1000))  # single frame exactly at the limit
+        f = conn.read_frame(3)
+        assert json.loads(f.payload)["op"] == 2, f.payload  # READY: the message arrived whole
+        # Korean text split inside a character, with a ping between the halves.
+        update = json.dumps({"op": 4, "t": "UPDATE_METADATA",
+                             "d": {"name": {"type": "string", "value": "\ud55c\uae00 " * 10}}},
+                            ensure_ascii=False).encode()
+        cut = update.index("\ud55c".encode()) + 1
+        conn.send(ws_frame(OP_TEXT, update[:cut], fin=False))
+        conn.send(ws_frame(OP_PING, b"mid-korean"))
+        conn.send(ws_frame(OP_CONT, update[cut:], fin=True))
+        f = conn.read_frame(3)
+        assert f.opcode == OP_PONG and f.payload == b"mid-korean"
+        # A single frame exactly at the limit (a valid update: no reply).
+        conn.send(ws_frame(OP_TEXT, padded({"op": 4, "t": "UPDATE_METADATA", "d": {}}, 1000)))
         with pytest.raises(TimeoutError):
             conn.read_frame(0.7)  # nothing more: still open, no close
         conn.send(ws_frame(OP_PING, b"still"))
@@ -283,15 +311,20 @@ def test_messages_under_limit_fragmented_with_interleaved_ping(spawn):
         assert f.opcode == OP_PONG and f.payload == b"still"
 
 
+
 def test_byte_by_byte_frames(port):
     conn, _, _ = open_ws(port)
     with conn:
-        data = ws_frame(OP_TEXT, b"slow text") + ws_frame(OP_PING, b"dribble")
+        identify = json.dumps({"op": 1, "d": {"client_id": "slow", "application_id": "app"}}).encode()
+        data = ws_frame(OP_TEXT, identify) + ws_frame(OP_PING, b"dribble")
         for i in range(len(data)):
             conn.send(data[i:i + 1])
             time.sleep(0.002)
+        ready = json.loads(conn.read_frame(3).payload)
+        assert ready["op"] == 2 and ready["d"]["client_id"] == "slow"
         f = conn.read_frame(3)
         assert f.opcode == OP_PONG and f.payload == b"dribble"
+
 
 
 def test_other_connections_unaffected_by_violations(port):

@@ -1,6 +1,10 @@
 #ifndef SINGYEONG_CSIMDJSON_H
 #define SINGYEONG_CSIMDJSON_H
-/* C API over simdjson (C++), so Swift can call it without C++ interop. */
+/* C API over simdjson (C++), so Swift can call it without C++ interop.
+ *
+ * One entry point decodes a JSON document into a flat pre-order "tape" of
+ * nodes written into caller-provided memory (see DocumentTape.swift, whose
+ * Node struct has exactly the layout of sy_tape_node). */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +15,69 @@ extern "C" {
 /* Bytes simdjson may read past the end of its input; every buffer handed to
  * sy_json_* must have this many readable bytes after `length`. */
 size_t sy_json_padding(void);
+
+/* Node kinds; the values match DocumentTape.Kind's raw values. */
+enum {
+    SY_KIND_NULL = 0,
+    SY_KIND_BOOL = 1,
+    SY_KIND_INT = 2,     /* bits: Int64 bit pattern */
+    SY_KIND_UINT = 3,    /* bits: UInt64 > INT64_MAX */
+    SY_KIND_DOUBLE = 4,  /* bits: IEEE-754 binary64 */
+    SY_KIND_STRING = 5,  /* bits: arena offset; string_length: byte count */
+    SY_KIND_ARRAY = 6,   /* count: elements */
+    SY_KIND_OBJECT = 7   /* count: members (each a key string node + a value node) */
+};
+
+/* One node, 32 bytes. `next` is the index just past the node's subtree (for a
+ * scalar: its own index + 1). [span_start, span_end) are byte offsets of the
+ * value's source text (containers: bracket to bracket, inclusive). */
+typedef struct sy_tape_node {
+    uint8_t kind;
+    uint8_t reserved[3];
+    uint32_t count;
+    uint32_t next;
+    uint32_t span_start;
+    uint32_t span_end;
+    uint32_t string_length;
+    uint64_t bits;
+} sy_tape_node;
+
+/* Outcome of sy_json_build_tape. */
+enum {
+    SY_JSON_OK = 0,
+    SY_JSON_NEED_CAPACITY = 1, /* node_count / string_bytes say how much is needed; call again */
+    SY_JSON_INVALID = 2,       /* message says why */
+};
+
+typedef struct sy_json_result {
+    uint32_t node_count;   /* nodes written (OK) or needed (NEED_CAPACITY) */
+    uint32_t string_bytes; /* arena bytes written / needed */
+    int32_t simdjson_error; /* simdjson::error_code, 0 for the checks done here */
+    const char *message;   /* static text, set when INVALID */
+} sy_json_result;
+
+/* Nesting depth limit: more than this many nested arrays/objects is INVALID. */
+#define SY_JSON_MAX_DEPTH 64
+
+typedef struct sy_json_parser sy_json_parser;
+
+/* A reusable parser (holds simdjson's buffers, which grow to the largest
+ * document seen). Not thread-safe: one per thread/loop. */
+sy_json_parser *sy_json_parser_new(void);
+void sy_json_parser_free(sy_json_parser *parser);
+
+/* `parser` may be NULL: then a parser owned by the calling thread is used.
+ * Decodes `input[0..length)` (with sy_json_padding() readable bytes after it)
+ * into `nodes` (capacity `node_capacity`) and the unescaped strings into
+ * `strings` (capacity `string_capacity`). Exactly one JSON value, optionally
+ * surrounded by whitespace; UTF-8 is validated. Returns SY_JSON_OK,
+ * SY_JSON_NEED_CAPACITY (nothing usable was written; the result holds the
+ * exact sizes needed) or SY_JSON_INVALID. Inputs of 4 GiB or more are
+ * INVALID (offsets are 32-bit). */
+int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
+                       sy_tape_node *nodes, size_t node_capacity,
+                       uint8_t *strings, size_t string_capacity,
+                       sy_json_result *result);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,10 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("max-pending-bytes"), help: settingHelp("MAX_PENDING_BYTES")) var maxPendingBytes: String?
     @Option(name: .customLong("max-body-size"), help: settingHelp("MAX_BODY_SIZE")) var maxBodySize: String?
     @Option(name: .customLong("shutdown-timeout"), help: settingHelp("SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
+    @Option(name: .customLong("auth"), help: settingHelp("AUTH")) var auth: String?
+    @Option(name: .customLong("auth-failures-per-minute"), help: settingHelp("AUTH_FAILURES_PER_MINUTE")) var authFailuresPerMinute: String?
+    @Option(name: .customLong("metadata-queue-interval"), help: settingHelp("METADATA_QUEUE_INTERVAL")) var metadataQueueInterval: String?
+    @Option(name: .customLong("metadata-update-strategy"), help: settingHelp("METADATA_UPDATE_STRATEGY")) var metadataUpdateStrategy: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -43,7 +47,9 @@ public struct SingyeongMain: ParsableCommand {
             ("HEARTBEAT_INTERVAL", heartbeatInterval), ("IDLE_TIMEOUT", idleTimeout),
             ("HANDSHAKE_TIMEOUT", handshakeTimeout), ("MAX_FRAME_SIZE", maxFrameSize),
             ("MAX_PENDING_BYTES", maxPendingBytes), ("MAX_BODY_SIZE", maxBodySize),
-            ("SHUTDOWN_TIMEOUT", shutdownTimeout), ("LOG_LEVEL", logLevel),
+            ("SHUTDOWN_TIMEOUT", shutdownTimeout), ("LOG_LEVEL", logLevel), ("AUTH", auth),
+            ("AUTH_FAILURES_PER_MINUTE", authFailuresPerMinute), ("METADATA_QUEUE_INTERVAL", metadataQueueInterval),
+            ("METADATA_UPDATE_STRATEGY", metadataUpdateStrategy),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

@@ -17,6 +17,10 @@ struct Settings: Sendable {
     var maxBodySize: Int
     var shutdownTimeout: Int
     var logLevel: String
+    var auth: String?
+    var authFailuresPerMinute: Int
+    var metadataQueueInterval: Int
+    var metadataUpdateStrategy: String
 
     /// Where a raw value came from, for error messages.
     enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
@@ -58,6 +62,9 @@ struct Settings: Sendable {
                     throw SettingsError("\(name)=\(value) (\(source.rawValue)): file does not exist or is not readable")
                 }
                 return value
+            case .secret:
+                // rest.md/cluster.md §8.2: an empty AUTH counts as unset.
+                return value.isEmpty ? nil : value
             case .string:
                 guard !value.isEmpty else { throw SettingsError("\(name) (\(source.rawValue)): must not be empty") }
                 return value
@@ -77,7 +84,11 @@ struct Settings: Sendable {
             maxPendingBytes: try integer("MAX_PENDING_BYTES"),
             maxBodySize: try integer("MAX_BODY_SIZE"),
             shutdownTimeout: try integer("SHUTDOWN_TIMEOUT"),
-            logLevel: try validated("LOG_LEVEL")!
+            logLevel: try validated("LOG_LEVEL")!,
+            auth: try validated("AUTH"),
+            authFailuresPerMinute: try integer("AUTH_FAILURES_PER_MINUTE"),
+            metadataQueueInterval: try integer("METADATA_QUEUE_INTERVAL"),
+            metadataUpdateStrategy: try validated("METADATA_UPDATE_STRATEGY")!
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")

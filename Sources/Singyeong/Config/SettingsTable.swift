@@ -6,6 +6,8 @@ struct SettingDefinition: Sendable {
         case integer(ClosedRange<Int>)
         case string
         case path
+        /// Any string, never printed.
+        case secret
         case boolean
         case choice([String])
     }
@@ -49,6 +51,14 @@ enum SettingsTable {
               help: "largest accepted HTTP request body, bytes (larger: 413)"),
         .init(name: "SHUTDOWN_TIMEOUT", defaultValue: "5000", kind: .integer(0...600_000),
               help: "on SIGTERM/SIGINT, how long to drain connections before exiting, ms"),
+        .init(name: "AUTH", defaultValue: nil, kind: .secret,
+              help: "password for IDENTIFY and the REST API; unset or empty = no password"),
+        .init(name: "AUTH_FAILURES_PER_MINUTE", defaultValue: "10", kind: .integer(0...1_000_000),
+              help: "failed passwords allowed per source address per minute before it is refused (0 = no limit)"),
+        .init(name: "METADATA_QUEUE_INTERVAL", defaultValue: "500", kind: .integer(0...60_000),
+              help: "metadata updates are applied in batches this often, ms (0 = at once)"),
+        .init(name: "METADATA_UPDATE_STRATEGY", defaultValue: "merge", kind: .choice(["merge", "replace"]),
+              help: "merge: update keys overwrite; replace: an update replaces all non-reserved keys"),
         .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
               help: "least severe log level written to stderr"),
     ]

@@ -70,7 +70,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
             upgrade(connection, buffer)
             return
         }
-        var response = RESTRoutes.respond(node: node, method: head.method, path: path, in: buffer, body: body)
+        var response = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer)
         if head.method == .head { response.omitBody = true }
         connection.send(response.encoded(keepAlive: head.keepAlive))
         if !head.keepAlive {
@@ -102,7 +102,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
         connection.closeAfterFlush(reason: "shutdown")
     }
 
-    func connectionIdleTimedOut(_ connection: Connection) {
+    func connectionDeadlineExpired(_ connection: Connection) {
         if requestInProgress {
             node.logger.info("HTTP request timed out", metadata: ["peer": "\(connection.peer.description)"])
             respondAndClose(connection, .errorDetail(408, "Request Timeout: the request was not received in time"))

@@ -7,7 +7,9 @@ enum RESTRoutes {
         matches(buffer, path, "/gateway/websocket") || matches(buffer, path, "/gateway/websocket/")
     }
 
-    static func respond(node: SingyeongNode, method: HTTPMethod, path: Range<Int>, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> HTTPResponse {
+    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
+                        body: UnsafeRawBufferPointer, peer: PeerAddress) -> HTTPResponse {
+        let method = head.method, path = head.path
         if method == .get || method == .head {
             if matches(buffer, path, "/api/version") {
                 return .json(200, "{\"api\":\"v1\",\"singyeong\":\(JSONText.quoted(SingyeongVersion.string))}")
@@ -18,8 +20,34 @@ enum RESTRoutes {
                 return response
             }
         }
+        if method == .post && matches(buffer, path, "/api/v1/query") {
+            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
+            return RESTQuery.respond(node: node, head: head, in: buffer, body: body)
+        }
         return notFound
     }
+
+    /// rest.md §2.1: the raw first `Authorization` header must equal AUTH
+    /// (constant-time); unset AUTH allows everything. Failures count toward
+    /// the same per-address limit as gateway passwords.
+    static func authorize(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, peer: PeerAddress) -> HTTPResponse? {
+        let auth = node.gateway.auth
+        guard auth.isEnabled else { return nil }
+        let host = peer.host
+        let now = node.loop.now
+        if auth.isBlocked(host, now: now) {
+            node.logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(host)"])
+            return notAuthorized
+        }
+        if let value = head.firstValue(of: "authorization", in: buffer),
+           auth.matches(Array(UnsafeRawBufferPointer(rebasing: buffer[value]))) {
+            return nil
+        }
+        auth.recordFailure(host, now: now)
+        return notAuthorized
+    }
+
+    static var notAuthorized: HTTPResponse { .json(401, "{\"status\":\"error\",\"error\":\"not authorized\"}") }
 
     /// rest.md §5: the same body for every unknown route and method.
     static var notFound: HTTPResponse { .json(404, "{\"code\":404,\"error\":\"not found\"}") }

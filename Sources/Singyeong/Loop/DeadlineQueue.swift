@@ -79,4 +79,7 @@ final class DeadlineEntry {
     init(onExpiry: @escaping () -> Void) { self.onExpiry = onExpiry }
 
     var isArmed: Bool { queue != nil }
+
+    /// Disarms the entry in whichever queue holds it.
+    func cancel() { queue?.cancel(self) }
 }

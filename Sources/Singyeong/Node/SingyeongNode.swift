@@ -13,6 +13,10 @@ final class SingyeongNode {
     let listener: Listener
     /// Pre-encoded pieces shared by every connection.
     let frames: GatewayFrames
+    /// Clients, routing, authentication.
+    let gateway: Gateway
+    /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
+    let closeDelayDeadlines: DeadlineQueue
     private var signals: [SignalWatcher] = []
     private var shutdownTimer: LoopTimer?
     private var shuttingDown = false
@@ -26,6 +30,8 @@ final class SingyeongNode {
         SingyeongNode.raiseFileLimit(logger: logger)
         loop = EventLoop()
         frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
+        gateway = Gateway(loop: loop, logger: logger, settings: settings)
+        closeDelayDeadlines = DeadlineQueue(loop: loop, duration: 0.1)
 
         var tls: TLSContext?
         if let certificate = settings.tlsCertificate, let key = settings.tlsKey {

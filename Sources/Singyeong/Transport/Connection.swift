@@ -109,9 +109,7 @@ final class Connection: EndOfTurnTask {
         guard state != .closed else { return }
         state = .closed
         ev_io_stop(listener.loop.raw, io)
-        listener.handshakeDeadlines.cancel(deadline)
-        listener.idleDeadlines.cancel(deadline)
-        listener.lingerDeadlines.cancel(deadline)
+        deadline.cancel()
         Glibc.close(fd)
         output.removeAll()
         input.release()
@@ -137,13 +135,20 @@ final class Connection: EndOfTurnTask {
         listener.handshakeDeadlines.arm(deadline)
     }
 
+    /// Arms the connection's one deadline in `queue` (replacing whichever was
+    /// armed); the handler hears of it through `connectionDeadlineExpired`.
+    func armDeadline(in queue: DeadlineQueue) {
+        guard state == .open else { return }
+        queue.arm(deadline)
+    }
+
     private func deadlineExpired() {
         switch state {
         case .tlsHandshake:
             listener.logger.info("TLS handshake timed out", metadata: ["peer": "\(peer.description)"])
             abort(reason: "TLS handshake timeout")
         case .open:
-            handler.connectionIdleTimedOut(self)
+            handler.connectionDeadlineExpired(self)
         case .draining, .lingering:
             abort(reason: closeReason ?? "linger timeout")
         case .closed:

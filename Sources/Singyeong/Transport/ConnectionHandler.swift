@@ -17,8 +17,9 @@ protocol ConnectionHandler: AnyObject {
     /// HTTP close after the current response).
     func connectionShouldShutDown(_ connection: Connection)
 
-    /// The idle deadline passed (no input for the handler's idle period).
-    func connectionIdleTimedOut(_ connection: Connection)
+    /// The deadline the handler armed last (`Connection.armDeadline`, or the
+    /// idle/handshake deadlines) passed without being re-armed.
+    func connectionDeadlineExpired(_ connection: Connection)
 
     /// The connection is gone (called exactly once). Release resources here.
     func connectionClosed(_ connection: Connection)

@@ -1,18 +1,16 @@
 /// A WebSocket connection after the upgrade: decodes frames in place,
 /// answers pings, runs the close handshake, enforces the idle timeout and the
-/// message size limit, and sends the gateway's HELLO on open.
-///
-/// Data messages are where the gateway session (IDENTIFY, dispatch, …) will
-/// plug in; until it exists they are counted and dropped, and the connection
-/// stays open as the foundation issue specifies.
+/// message size limit, sends the gateway's HELLO on open, and hands every
+/// data message to the connection's `GatewaySession`.
 final class WebSocketConnectionHandler: ConnectionHandler {
     unowned let node: SingyeongNode
     let encoding: WebSocketHandshake.Encoding
     private var assembler: WebSocketMessageAssembler
     /// We sent a close frame; nothing else may follow it.
     private var closeSent = false
-    /// Messages received (for logs and tests until the gateway consumes them).
-    private(set) var messagesReceived = 0
+    /// A delayed close (after op 7/8) is pending; its deadline is armed.
+    private var closeDelayed = false
+    private(set) var session: GatewaySession!
 
     init(node: SingyeongNode, encoding: WebSocketHandshake.Encoding) {
         self.node = node
@@ -22,14 +20,23 @@ final class WebSocketConnectionHandler: ConnectionHandler {
 
     /// Called right after the 101 response is queued.
     func start(_ connection: Connection) {
+        session = GatewaySession(gateway: node.gateway, socket: self, connection: connection, encoding: encoding)
         connection.startIdleDeadline()
         connection.send(node.frames.hello(encoding: encoding, timestamp: node.loop.nowMilliseconds))
+    }
+
+    /// protocol.md §5.4: after op 8 / op 7 the socket closes ~100 ms later
+    /// with 1000 and an empty reason; input meanwhile is discarded.
+    func closeAfterDelay() {
+        guard !closeDelayed, !closeSent else { return }
+        closeDelayed = true
+        session.connection.armDeadline(in: node.closeDelayDeadlines)
     }
 
     var bytesNeededHint: Int? { assembler.bytesNeededHint }
 
     func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
-        connection.touchIdleDeadline()
+        if !closeDelayed { connection.touchIdleDeadline() }
         do {
             return try assembler.consume(bytes) { event in
                 self.handle(event, on: connection)
@@ -46,8 +53,8 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     private func handle(_ event: WebSocketEvent, on connection: Connection) {
         guard connection.isOpen, !closeSent else { return }
         switch event {
-        case .message:
-            messagesReceived += 1
+        case .message(let opcode, let payload):
+            session.received(opcode: opcode, payload: payload)
         case .ping(let payload):
             connection.send(WebSocketFrames.make(opcode: .pong, payload: payload))
         case .pong:
@@ -73,14 +80,18 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         close(connection, code: .goingAway, reason: "server shutting down")
     }
 
-    /// protocol.md §5.3: no frame for IDLE_TIMEOUT → close 1000 with no payload.
-    func connectionIdleTimedOut(_ connection: Connection) {
-        node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
+    /// Either the delayed close after op 7/8 is due, or (protocol.md §5.3)
+    /// no frame arrived for IDLE_TIMEOUT: close 1000 with no payload.
+    func connectionDeadlineExpired(_ connection: Connection) {
+        if !closeDelayed {
+            node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
+        }
         close(connection, code: .normal, reason: "", emptyPayload: true)
     }
 
     func connectionClosed(_ connection: Connection) {
         assembler.reset()
+        session?.cleanUp()
     }
 }
 

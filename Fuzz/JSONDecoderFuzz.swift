@@ -1,0 +1,121 @@
+// libFuzzer target: JSON (simdjson via csimdjson) → tape; checks the tape's
+// structure, that every value node's source span decodes on its own to the
+// same value, and that JSON → MessagePack → tape and JSON → JSON → tape
+// (both transcoded from the tape) give the same values.
+//
+// Build (from /work/main; the module map only makes the C header importable):
+//   mkdir -p /tmp/csimdjson-module && printf 'module CSimdjson {\n  header "%s/Sources/CSimdjson/include/csimdjson.h"\n  export *\n}\n' "$PWD" > /tmp/csimdjson-module/module.modulemap
+//   clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CSimdjson/include \
+//     -c Sources/CSimdjson/csimdjson.cpp -o /tmp/csimdjson-fuzz.o
+//   swiftc -O -sanitize=fuzzer,address -parse-as-library -I /tmp/csimdjson-module \
+//     Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/JSONTapeDecoder.swift \
+//     Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/TapeEncoders.swift \
+//     Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Metadata/Value.swift \
+//     Fuzz/JSONDecoderFuzz.swift /tmp/csimdjson-fuzz.o -lsimdjson -lstdc++ -o /tmp/jsonfuzz
+//   /tmp/jsonfuzz -max_total_time=60 -max_len=4096
+//
+// (libsimdjson itself is not instrumented; the fuzzer still covers our C++
+// walker and the Swift side, and ASan catches reads past the padded input.)
+
+import CSimdjson
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    // The decoder needs padding after the input: copy into an exact-size
+    // allocation + padding so ASan sees any read beyond it.
+    let padding = Int(sy_json_padding())
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size + padding, alignment: 1)
+    defer { buffer.deallocate() }
+    buffer.copyMemory(from: UnsafeRawBufferPointer(start: data, count: size))
+    for k in size..<(size + padding) { buffer[k] = 0 }
+    let input = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
+
+    var tape = DocumentTape()
+    do {
+        try JSONTapeDecoder.decode(input, into: &tape)
+    } catch {
+        return 0
+    }
+    precondition(tape.next(0) == tape.nodeCount)
+    var keys = Set<Int>()
+    for i in 0..<tape.nodeCount {
+        let span = tape.span(i)
+        precondition(span.lowerBound < span.upperBound && span.upperBound <= size)
+        precondition(tape.next(i) > i && tape.next(i) <= tape.nodeCount)
+        if tape.kind(i) == .object {
+            for (k, _) in tape.members(of: i) {
+                precondition(tape.kind(k) == .string && buffer[tape.span(k).lowerBound] == UInt8(ascii: "\""))
+                keys.insert(k)
+            }
+        }
+    }
+    let value = canonical(tape.value(0))
+
+    // Spans: each value node's source text decodes to the node's value.
+    var piece = DocumentTape()
+    for i in 0..<tape.nodeCount where !keys.contains(i) {
+        let span = tape.span(i)
+        do {
+            try JSONTapeDecoder.decode(copying: UnsafeRawBufferPointer(rebasing: buffer[span]), into: &piece)
+        } catch {
+            fatalError("span \(span) of node \(i) does not decode: \(error)")
+        }
+        precondition(canonical(piece.value(0)) == canonical(tape.value(i)), "span value differs")
+    }
+
+    // JSON → MessagePack → tape.
+    var mp: [UInt8] = []
+    tape.appendMessagePack(0, to: &mp)
+    var fromMP = DocumentTape()
+    do {
+        try mp.withUnsafeBytes { try MessagePackTapeDecoder.decode($0, into: &fromMP) }
+    } catch {
+        fatalError("transcoded MessagePack does not decode: \(error)")
+    }
+    precondition(canonical(fromMP.value(0)) == value, "JSON → MessagePack changed the value")
+
+    // MessagePack tape → JSON → tape.
+    var json: [UInt8] = []
+    fromMP.appendJSON(0, to: &json)
+    var fromJSON = DocumentTape()
+    do {
+        try JSONTapeDecoder.decode(copying: json, into: &fromJSON)
+    } catch {
+        fatalError("transcoded JSON does not decode: \(error) \(String(decoding: json, as: UTF8.self))")
+    }
+    precondition(canonical(fromJSON.value(0)) == value, "MessagePack → JSON changed the value")
+    return 0
+}
+
+/// A comparable form: doubles by bit pattern, object members sorted.
+private indirect enum Canon: Equatable {
+    case null, bool(Bool), int(Int64), uint(UInt64), double(UInt64), string([UInt8]), array([Canon]), object([([UInt8], Canon)])
+    static func == (a: Canon, b: Canon) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.int(x), .int(y)): return x == y
+        case let (.uint(x), .uint(y)): return x == y
+        case let (.double(x), .double(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+}
+
+private func canonical(_ v: Value) -> Canon {
+    switch v {
+    case .null: return .null
+    case .bool(let b): return .bool(b)
+    case .int(let i): return .int(i)
+    case .uint(let u): return .uint(u)
+    case .double(let d): return .double(d.bitPattern)
+    case .string(let s): return .string(Array(s.utf8))
+    case .array(let a): return .array(a.map(canonical))
+    case .object(let o):
+        return .object(o.members.map { (Array($0.0.utf8), canonical($0.1)) }.sorted { $0.0.lexicographicallyPrecedes($1.0) })
+    }
+}

@@ -1,0 +1,108 @@
+// libFuzzer target: MessagePack → tape; checks the tape's structure, then
+// re-encodes it to MessagePack (from the tape and from the owned `Value`),
+// decodes that again and compares the values. The JSON output is checked for
+// valid UTF-8 only: decoding JSON needs simdjson, which this stdlib-only build
+// leaves out (JSONDecoderFuzz.swift covers JSON ↔ MessagePack).
+//
+// Build (from /work/main):
+//   swiftc -O -sanitize=fuzzer,address -parse-as-library \
+//     Sources/Singyeong/Codec/DocumentTape.swift \
+//     Sources/Singyeong/Codec/MessagePackTapeDecoder.swift \
+//     Sources/Singyeong/Codec/TapeEncoders.swift \
+//     Sources/Singyeong/Codec/ValueEncoders.swift \
+//     Sources/Singyeong/Metadata/Value.swift \
+//     Fuzz/MessagePackDecoderFuzz.swift -o /tmp/mpfuzz
+//   /tmp/mpfuzz -max_total_time=60 -max_len=4096
+//
+// NaN payloads compare unequal to themselves, so values are compared through
+// a canonical form in which every double is represented by its bit pattern
+// (float32 input is widened exactly, so bit patterns survive the round trip).
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    var tape = DocumentTape()
+    do {
+        try MessagePackTapeDecoder.decode(input, into: &tape)
+    } catch {
+        precondition(tape.nodeCount == 0, "tape not cleared after an error")
+        return 0
+    }
+    checkTapeShape(tape, inputCount: size)
+    let value = tape.value(0)
+
+    // MessagePack → tape → MessagePack → tape: identical values.
+    var mp: [UInt8] = []
+    tape.appendMessagePack(0, to: &mp)
+    var again = DocumentTape()
+    do {
+        try mp.withUnsafeBytes { try MessagePackTapeDecoder.decode($0, into: &again) }
+    } catch {
+        fatalError("re-encoded MessagePack failed to decode: \(error)")
+    }
+    precondition(canonical(again.value(0)) == canonical(value), "MessagePack round trip changed the value")
+
+    // Value encoder agrees with the tape encoder when no object has a repeated key.
+    var fromValue: [UInt8] = []
+    value.appendMessagePack(to: &fromValue)
+    var third = DocumentTape()
+    do {
+        try fromValue.withUnsafeBytes { try MessagePackTapeDecoder.decode($0, into: &third) }
+    } catch {
+        fatalError("Value-encoded MessagePack failed to decode: \(error)")
+    }
+    precondition(canonical(third.value(0)) == canonical(value), "Value encoder changed the value")
+
+    // JSON output must be valid UTF-8 and balanced (full JSON re-decode is in JSONDecoderFuzz).
+    var json: [UInt8] = []
+    tape.appendJSON(0, to: &json)
+    precondition(json.withUnsafeBytes { UTF8Validation.isValid($0) }, "JSON output is not UTF-8")
+    return 0
+}
+
+/// Structural invariants: next pointers, counts, spans inside the input.
+private func checkTapeShape(_ tape: DocumentTape, inputCount: Int) {
+    precondition(tape.next(0) == tape.nodeCount)
+    for i in 0..<tape.nodeCount {
+        let span = tape.span(i)
+        precondition(span.lowerBound < span.upperBound && span.upperBound <= inputCount)
+        precondition(tape.next(i) > i && tape.next(i) <= tape.nodeCount)
+        if tape.kind(i) == .array { precondition(Array(tape.elements(of: i)).count == tape.count(i)) }
+        if tape.kind(i) == .object {
+            for (k, _) in tape.members(of: i) { precondition(tape.kind(k) == .string) }
+        }
+    }
+}
+
+/// A comparable form: doubles by bit pattern, object members sorted.
+private indirect enum Canon: Equatable {
+    case null, bool(Bool), int(Int64), uint(UInt64), double(UInt64), string([UInt8]), array([Canon]), object([([UInt8], Canon)])
+    static func == (a: Canon, b: Canon) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.int(x), .int(y)): return x == y
+        case let (.uint(x), .uint(y)): return x == y
+        case let (.double(x), .double(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+}
+
+private func canonical(_ v: Value) -> Canon {
+    switch v {
+    case .null: return .null
+    case .bool(let b): return .bool(b)
+    case .int(let i): return .int(i)
+    case .uint(let u): return .uint(u)
+    case .double(let d): return .double(d.bitPattern)
+    case .string(let s): return .string(Array(s.utf8))
+    case .array(let a): return .array(a.map(canonical))
+    case .object(let o):
+        return .object(o.members.map { (Array($0.0.utf8), canonical($0.1)) }.sorted { $0.0.lexicographicallyPrecedes($1.0) })
+    }
+}

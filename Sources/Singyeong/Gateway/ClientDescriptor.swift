@@ -1,0 +1,27 @@
+/// The client descriptor of `POST /api/v1/query` and QUERY_NODES (rest.md
+/// §3.2): ids, metadata as set (reserved keys included), each key's type, the
+/// queues the client waits on, and its proxy address.
+enum ClientDescriptor {
+    static func writeList(_ candidates: ArraySlice<Candidate>, into w: inout FrameWriter) {
+        let records = candidates.compactMap { $0.record }
+        w.beginArray(count: records.count)
+        for record in records {
+            w.element()
+            write(record, into: &w)
+        }
+        w.endArray()
+    }
+
+    static func write(_ record: ClientRecord, into w: inout FrameWriter) {
+        w.beginObject(count: 6)
+        w.key("app_id"); w.string(record.applicationID)
+        w.key("client_id"); w.string(record.clientID)
+        w.key("metadata"); w.value(record.metadata.objectValue)
+        w.key("metadata_types"); w.value(record.metadata.typesValue)
+        // Queues are not implemented in this build: nobody is ever waiting.
+        w.key("queues"); w.beginArray(count: 0); w.endArray()
+        w.key("socket_ip")
+        if let ip = record.socketIP { w.string(ip) } else { w.null() }
+        w.endObject()
+    }
+}

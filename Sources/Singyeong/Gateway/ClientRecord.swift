@@ -1,0 +1,47 @@
+/// One identified client on this node: who it is, its metadata, and the
+/// session that delivers to it.
+///
+/// The store holds records strongly; the session holds its own record. A
+/// record is removed exactly once (`isRegistered` guards the cleanup).
+final class ClientRecord {
+    let applicationID: String
+    let clientID: String
+    /// A number unique on this node for the process lifetime: the handle
+    /// other parts (and, later, peer nodes) use instead of the id strings.
+    let handle: UInt64
+    let restricted: Bool
+    let encoding: WebSocketHandshake.Encoding
+    /// Subscribed to CLIENT_CONNECTED / CLIENT_DISCONNECTED (never when restricted).
+    let receivesClientUpdates: Bool
+    /// Proxy address: identify `ip`, else the TCP peer; nil when restricted.
+    let socketIP: String?
+    /// 2019 identify `tags` (discovery), ignored for restricted clients.
+    let tags: [String]
+    var metadata: ClientMetadata
+    /// Updates received but not yet applied (METADATA_QUEUE_INTERVAL batching).
+    var pendingUpdates: [MetadataUpdate] = []
+    /// Where messages for this client go; nil once the connection is gone.
+    weak var session: GatewaySession?
+    /// Position in the application's client array (swap-remove bookkeeping).
+    var storeIndex = -1
+    /// Position in the store's subscriber array, or -1.
+    var subscriberIndex = -1
+    /// Set while the record is in the store.
+    var isRegistered = false
+    /// In the metadata flusher's dirty list.
+    var isQueuedForFlush = false
+
+    init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: WebSocketHandshake.Encoding,
+         receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: GatewaySession) {
+        self.applicationID = applicationID
+        self.clientID = clientID
+        self.handle = handle
+        self.restricted = restricted
+        self.encoding = encoding
+        self.receivesClientUpdates = receivesClientUpdates
+        self.socketIP = socketIP
+        self.tags = tags
+        self.metadata = metadata
+        self.session = session
+    }
+}

@@ -1,0 +1,150 @@
+/// The frame a routed message arrives in (protocol.md §8):
+/// `{"op":4,"t":EVENT,"d":{"target":null,"nonce":N,"payload":P},"ts":MS}`.
+///
+/// This is the per-message hot path, so it is built by hand: the exact size
+/// is computed first and the WebSocket frame is written in one allocation,
+/// copying the payload exactly once. When sender and recipient share an
+/// encoding, `nonce` and `payload` are the sender's own bytes (for JSON, the
+/// very text it sent); otherwise they are transcoded from the tape into a
+/// scratch buffer first.
+enum DispatchFrame {
+    /// Builds the frame for `encoding` from a decoded client frame.
+    static func make(event: StaticString, nonce: Int?, payload: Int, of message: DecodedMessage,
+                     for encoding: WebSocketHandshake.Encoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes {
+        if message.encoding == encoding {
+            let nonceBytes = nonce.map { UnsafeRawBufferPointer(rebasing: message.source[message.tape.span($0)]) }
+            let payloadBytes = UnsafeRawBufferPointer(rebasing: message.source[message.tape.span(payload)])
+            return assemble(event: event, nonce: nonceBytes, payload: payloadBytes, encoding: encoding, ts: ts)
+        }
+        scratch.removeAll(keepingCapacity: true)
+        var nonceRange: Range<Int>? = nil
+        if let nonce {
+            let start = scratch.count
+            switch encoding {
+            case .json: message.tape.appendJSON(nonce, to: &scratch)
+            case .msgpack: message.tape.appendMessagePack(nonce, to: &scratch)
+            }
+            nonceRange = start..<scratch.count
+        }
+        let payloadStart = scratch.count
+        switch encoding {
+        case .json: message.tape.appendJSON(payload, to: &scratch)
+        case .msgpack: message.tape.appendMessagePack(payload, to: &scratch)
+        }
+        let payloadRange = payloadStart..<scratch.count
+        return scratch.withUnsafeBytes { all in
+            assemble(event: event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
+                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts)
+        }
+    }
+
+    /// Builds the frame from already-encoded payload bytes (events the server
+    /// originates, such as CLIENT_CONNECTED).
+    static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: WebSocketHandshake.Encoding, ts: Int64) -> OutboundBytes {
+        assemble(event: event, nonce: nil, payload: encodedPayload, encoding: encoding, ts: ts)
+    }
+
+    private static func assemble(event: StaticString, nonce: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer,
+                                 encoding: WebSocketHandshake.Encoding, ts: Int64) -> OutboundBytes {
+        let eventBytes = UnsafeRawBufferPointer(start: event.utf8Start, count: event.utf8CodeUnitCount)
+        switch encoding {
+        case .json:
+            // {"op":4,"t":"EVENT","d":{"target":null,"nonce":N,"payload":P},"ts":MS}
+            let head1: StaticString = "{\"op\":4,\"t\":\""
+            let head2: StaticString = "\",\"d\":{\"target\":null,\"nonce\":"
+            let mid: StaticString = ",\"payload\":"
+            let tail: StaticString = "},\"ts\":"
+            let nullText: StaticString = "null"
+            let tsValue = UInt64(max(ts, 0))
+            let nonceCount = nonce?.count ?? nullText.utf8CodeUnitCount
+            let bodyLength = head1.utf8CodeUnitCount + eventBytes.count + head2.utf8CodeUnitCount + nonceCount
+                + mid.utf8CodeUnitCount + payload.count + tail.utf8CodeUnitCount + RawWriter.decimalCount(tsValue) + 1
+            return frame(opcode: .text, bodyLength: bodyLength) { w in
+                w.put(head1); w.put(eventBytes); w.put(head2)
+                if let nonce { w.put(nonce) } else { w.put(nullText) }
+                w.put(mid); w.put(payload); w.put(tail)
+                w.putDecimal(tsValue)
+                w.put(UInt8(ascii: "}"))
+            }
+        case .msgpack:
+            // fixmap(4) "op" 4 "t" EVENT "d" fixmap(3){"target" nil "nonce" N "payload" P} "ts" uint64
+            let eventHeaderLength = eventBytes.count < 32 ? 1 : 2
+            let head = MessagePackPieces.head, dHead = MessagePackPieces.dHead
+            let payloadKey = MessagePackPieces.payloadKey, tsKey = MessagePackPieces.tsKey
+            let nonceCount = nonce?.count ?? 1
+            let bodyLength = head.count + eventHeaderLength + eventBytes.count + dHead.count + nonceCount
+                + payloadKey.count + payload.count + tsKey.count + 8
+            return frame(opcode: .binary, bodyLength: bodyLength) { w in
+                w.put(head)
+                if eventBytes.count < 32 { w.put(0xA0 | UInt8(eventBytes.count)) } else { w.put(0xD9); w.put(UInt8(eventBytes.count)) }
+                w.put(eventBytes); w.put(dHead)
+                if let nonce { w.put(nonce) } else { w.put(0xC0) }
+                w.put(payloadKey); w.put(payload); w.put(tsKey)
+                withUnsafeBytes(of: UInt64(bitPattern: ts).bigEndian) { w.put($0) }
+            }
+        }
+    }
+
+    /// Allocates header + body once and lets `write` fill the body.
+    private static func frame(opcode: WebSocketOpcode, bodyLength: Int, _ write: (inout RawWriter) -> Void) -> OutboundBytes {
+        let headerLength = WebSocketFrameEncoder.headerLength(payloadLength: bodyLength)
+        return OutboundBytes.make(count: headerLength + bodyLength) { destination in
+            WebSocketFrameEncoder.writeHeader(opcode: opcode, fin: true, payloadLength: bodyLength, to: destination)
+            var writer = RawWriter(cursor: destination + headerLength)
+            write(&writer)
+            assert(writer.cursor == destination + headerLength + bodyLength, "dispatch frame size mismatch")
+        }
+    }
+
+}
+
+/// Constant MessagePack fragments of the dispatch frame, built once.
+private enum MessagePackPieces {
+    static let head: [UInt8] = [0x84, 0xA2, 0x6F, 0x70, 0x04, 0xA1, 0x74]
+    static let dHead: [UInt8] = [0xA1, 0x64, 0x83, 0xA6] + Array("target".utf8) + [0xC0, 0xA5] + Array("nonce".utf8)
+    static let payloadKey: [UInt8] = [0xA7] + Array("payload".utf8)
+    static let tsKey: [UInt8] = [0xA2, 0x74, 0x73, 0xCF]
+}
+
+/// Sequential writes into a frame being filled.
+struct RawWriter {
+    var cursor: UnsafeMutableRawPointer
+
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        cursor.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        cursor += bytes.count
+    }
+
+    mutating func put(_ s: StaticString) {
+        put(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    mutating func put(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { put($0) }
+    }
+
+    mutating func put(_ byte: UInt8) {
+        cursor.storeBytes(of: byte, as: UInt8.self)
+        cursor += 1
+    }
+
+    /// Decimal digits of `value`, written back to front.
+    mutating func putDecimal(_ value: UInt64) {
+        let n = RawWriter.decimalCount(value)
+        var v = value
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            (cursor + i).storeBytes(of: UInt8(ascii: "0") + UInt8(v % 10), as: UInt8.self)
+            v /= 10
+        }
+        cursor += n
+    }
+
+    static func decimalCount(_ value: UInt64) -> Int {
+        var n = 1
+        var v = value
+        while v >= 10 { v /= 10; n += 1 }
+        return n
+    }
+}
+

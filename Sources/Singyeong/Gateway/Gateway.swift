@@ -1,0 +1,115 @@
+import Logging
+
+/// The node's gateway: the client store, the router, authentication, the
+/// metadata flush timer, and the events every session shares
+/// (CLIENT_CONNECTED / CLIENT_DISCONNECTED).
+///
+/// One decoding tape and one scratch buffer serve every session: frames are
+/// handled one at a time on the loop, so sharing them costs nothing and keeps
+/// per-connection memory down.
+final class Gateway {
+    let loop: EventLoop
+    let logger: Logger
+    let store = ClientStore()
+    let router: Router
+    let auth: AuthGuard
+    let heartbeatInterval: Int
+    let metadataStrategy: MetadataUpdateStrategy
+    let metadataInterval: Int
+    /// Decoding state reused by every frame.
+    var tape = DocumentTape()
+    var scratch: [UInt8] = []
+    private var dirty: [ClientRecord] = []
+    private var flushTimer: LoopTimer?
+    /// Counters (metrics later).
+    private(set) var messagesRouted: UInt64 = 0
+    private(set) var messagesDelivered: UInt64 = 0
+
+    init(loop: EventLoop, logger: Logger, settings: Settings) {
+        self.loop = loop
+        self.logger = logger
+        router = Router(store: store)
+        auth = AuthGuard(password: settings.auth, failuresPerMinute: settings.authFailuresPerMinute)
+        heartbeatInterval = settings.heartbeatInterval
+        metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
+        metadataInterval = settings.metadataQueueInterval
+        scratch.reserveCapacity(4096)
+        if metadataInterval > 0 {
+            flushTimer = LoopTimer(loop: loop) { [unowned self] in self.flushMetadata() }
+        }
+    }
+
+    // MARK: Registration
+
+    /// Adds a client and tells every subscriber (protocol.md §8.10).
+    func register(_ record: ClientRecord) {
+        store.add(record)
+        announce(event: "CLIENT_CONNECTED", application: record.applicationID)
+    }
+
+    /// Removes a client exactly once and tells the remaining subscribers
+    /// (§5.5, §8.11). Pending metadata updates die with the record.
+    func deregister(_ record: ClientRecord) {
+        guard store.remove(record) else { return }
+        record.pendingUpdates = []
+        announce(event: "CLIENT_DISCONNECTED", application: record.applicationID)
+    }
+
+    /// CLIENT_CONNECTED / CLIENT_DISCONNECTED with `{"app": id}`, one frame
+    /// per encoding shared by all subscribers.
+    private func announce(event: StaticString, application: String) {
+        guard !store.subscribers.isEmpty else { return }
+        let ts = loop.nowMilliseconds
+        var frames: [OutboundBytes?] = [nil, nil]
+        for subscriber in store.subscribers {
+            guard let session = subscriber.session else { continue }
+            let slot = subscriber.encoding == .json ? 0 : 1
+            if frames[slot] == nil {
+                var payload = FrameWriter(encoding: subscriber.encoding)
+                payload.beginObject(count: 1)
+                payload.key("app"); payload.string(application)
+                payload.endObject()
+                frames[slot] = payload.bytes.withUnsafeBytes {
+                    DispatchFrame.make(event: event, encodedPayload: $0, for: subscriber.encoding, ts: ts)
+                }
+            }
+            session.deliver(frames[slot]!)
+        }
+    }
+
+    // MARK: Metadata batching (protocol.md §7.4)
+
+    /// Queues an update; applied at the next flush (or now when the interval is 0).
+    func enqueue(_ update: MetadataUpdate, for record: ClientRecord) {
+        if metadataInterval == 0 {
+            record.metadata.apply(update, strategy: metadataStrategy)
+            return
+        }
+        record.pendingUpdates.append(update)
+        if !record.isQueuedForFlush {
+            record.isQueuedForFlush = true
+            dirty.append(record)
+        }
+        if let flushTimer, !flushTimer.isActive {
+            flushTimer.start(after: Double(metadataInterval) / 1000)
+        }
+    }
+
+    /// Applies every pending update in arrival order (the end state equals
+    /// applying them one by one, for both strategies).
+    private func flushMetadata() {
+        let batch = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for record in batch {
+            record.isQueuedForFlush = false
+            guard record.isRegistered else { continue }
+            for update in record.pendingUpdates {
+                record.metadata.apply(update, strategy: metadataStrategy)
+            }
+            record.pendingUpdates.removeAll(keepingCapacity: false)
+        }
+    }
+
+    func countRouted() { messagesRouted &+= 1 }
+    func countDelivered(_ n: Int) { messagesDelivered &+= UInt64(n) }
+}

@@ -1,0 +1,402 @@
+/// The gateway protocol on one WebSocket (protocol.md §2–§8): decode each
+/// frame, enforce the lifecycle (IDENTIFY first, heartbeats), and turn
+/// dispatches into routing.
+///
+/// Frames are handled strictly in order and every reply is queued before the
+/// next frame is looked at (§2.4). Fatal errors send op 8, clean up at once
+/// (exactly once, §5.5) and close the socket 100 ms later; frames arriving in
+/// between are discarded.
+final class GatewaySession {
+    unowned let gateway: Gateway
+    unowned let socket: WebSocketConnectionHandler
+    unowned let connection: Connection
+    let encoding: WebSocketHandshake.Encoding
+    private(set) var record: ClientRecord?
+    /// A fatal error or GOODBYE was sent; input is ignored from now on.
+    private(set) var isClosing = false
+
+    init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: WebSocketHandshake.Encoding) {
+        self.gateway = gateway
+        self.socket = socket
+        self.connection = connection
+        self.encoding = encoding
+    }
+
+    // MARK: Output
+
+    /// A routed frame for this client (already in its encoding).
+    func deliver(_ frame: OutboundBytes) {
+        guard !isClosing else { return }
+        connection.send(frame)
+    }
+
+    private func send(_ writer: FrameWriter) {
+        connection.send(writer.webSocketFrame())
+    }
+
+    /// op 3: `{"error": text, "extra_info": …}` (extra_info written by `extra`,
+    /// or the key omitted when nil — the restricted-dispatch case).
+    private func invalid(_ error: String, extra: ((inout FrameWriter) -> Void)?) {
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 3, t: nil, ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: extra == nil ? 1 : 2)
+        w.key("error"); w.string(error)
+        if let extra { w.key("extra_info"); extra(&w) }
+        w.endObject()
+        w.endObject()
+        send(w)
+    }
+
+    /// op 8 then close after 100 ms (§5.4), cleanup now.
+    func fatal(_ error: String, extra: ((inout FrameWriter) -> Void)? = nil) {
+        guard !isClosing else { return }
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 8, t: nil, ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: 2)
+        w.key("error"); w.string(error)
+        w.key("extra_info")
+        if let extra { extra(&w) } else { w.null() }
+        w.endObject()
+        w.endObject()
+        send(w)
+        gateway.logger.debug("gateway error; closing", metadata: ["peer": "\(connection.peer.description)", "error": "\(error)"])
+        isClosing = true
+        cleanUp()
+        socket.closeAfterDelay()
+    }
+
+    /// Deregisters (once). Called on fatal errors and when the socket ends.
+    func cleanUp() {
+        if let record {
+            record.session = nil
+            gateway.deregister(record)
+        }
+    }
+
+    // MARK: Input
+
+    /// One complete WebSocket data message.
+    func received(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer) {
+        guard !isClosing else { return }
+        // §2.2: the frame type must match the encoding (checked before identify too).
+        let isText = opcode == .text
+        if isText != (encoding == .json) {
+            fatal("decode: payload: invalid websocket opcode/encoding combo: {\(isText ? "text" : "binary"), \(encoding == .json ? "json" : "msgpack")}")
+            return
+        }
+        var tape = gateway.tape
+        gateway.tape = DocumentTape()  // hand the shared storage over for the duration
+        defer { tape.removeAll(); gateway.tape = tape }
+        do {
+            switch encoding {
+            case .json: try JSONTapeDecoder.decode(payload, into: &tape)
+            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape)
+            }
+        } catch {
+            fatal("decode: \(error.description)")
+            return
+        }
+        let message = DecodedMessage(tape: tape, source: payload, encoding: encoding)
+        handle(message)
+    }
+
+    private func handle(_ m: DecodedMessage) {
+        let tape = m.tape
+        guard tape.kind(tape.root) == .object else {
+            fatal("decode: payload: unrecoverable")
+            return
+        }
+        let opNode = tape.member(of: tape.root, named: "op")
+        let op = opNode.flatMap { tape.int64($0) }.flatMap { GatewayOpcode(rawValue: $0) }
+        guard let record else {
+            if op == .identify { identify(m) } else { fatal("sent payload with non-identify opcode without identifying first") }
+            return
+        }
+        // §5.2: checked on every frame, before handling it.
+        if case .int(let last)? = record.metadata.value("last_heartbeat_time"),
+           Double(last) + 1.5 * Double(gateway.heartbeatInterval) < Double(gateway.loop.nowMilliseconds) {
+            fatal("heartbeat took too long")
+            return
+        }
+        switch op {
+        case .identify?: fatal("already identified")
+        case .dispatch?: dispatch(m, record: record)
+        case .heartbeat?: heartbeat(record)
+        case let other?: fatal("\(other.invalidClientOpText)")
+        case nil: fatal("invalid client op nil")
+        }
+    }
+
+    // MARK: IDENTIFY (§4.2, Recommended order)
+
+    private func identify(_ m: DecodedMessage) {
+        let tape = m.tape
+        guard let d = tape.member(of: tape.root, named: "d"), tape.kind(d) == .object,
+              let clientNode = tape.member(of: d, named: "client_id"), tape.kind(clientNode) == .string,
+              let appNode = tape.member(of: d, named: "application_id"), tape.kind(appNode) == .string
+        else {
+            fatal("payload has no data")
+            return
+        }
+        let clientID = tape.string(clientNode)
+        let applicationID = tape.string(appNode)
+        if !GatewaySession.isValidID(clientID) { fatal("client_id: must be a non-empty string without spaces"); return }
+        if !GatewaySession.isValidID(applicationID) { fatal("application_id: must be a non-empty string without spaces"); return }
+
+        // §4.3: a wrong password restricts, it never rejects — except that an
+        // address over its failure budget is refused outright.
+        let authNode = tape.member(of: d, named: "auth")
+        let authGiven = authNode.map { tape.kind($0) != .null } ?? false
+        let peerHost = connection.peer.host
+        let now = gateway.loop.now
+        var restricted: Bool
+        if gateway.auth.isEnabled {
+            if authGiven && gateway.auth.isBlocked(peerHost, now: now) {
+                gateway.logger.warning("identify refused: too many failed authentication attempts", metadata: ["peer": "\(peerHost)"])
+                fatal("too many failed authentication attempts; try again later")
+                return
+            }
+            if let authNode, tape.kind(authNode) == .string {
+                restricted = !tape.withStringBytes(authNode) { gateway.auth.matches(Array($0)) }
+            } else {
+                restricted = true
+            }
+            if restricted && authGiven {
+                gateway.auth.recordFailure(peerHost, now: now)
+                gateway.logger.info("identify with a wrong password; client restricted", metadata: ["peer": "\(peerHost)", "app": "\(applicationID)"])
+            }
+        } else {
+            restricted = authGiven
+        }
+
+        // §4.4 duplicates and takeover.
+        if let existing = gateway.store.find(application: applicationID, client: clientID) {
+            let reconnect = tape.member(of: d, named: "reconnect").flatMap { tape.bool($0) } ?? false
+            if reconnect && !restricted, let old = existing.session {
+                old.fatal("replaced by a newer connection")
+            } else if reconnect && !restricted {
+                gateway.deregister(existing)
+            } else {
+                fatal("\(clientID): already registered for app \(applicationID)")
+                return
+            }
+        }
+
+        // Initial metadata, validated before anything is registered.
+        var initial: MetadataUpdate?
+        if let metadataNode = tape.member(of: d, named: "metadata"), tape.kind(metadataNode) != .null {
+            guard tape.kind(metadataNode) == .object else {
+                fatal("initial metadata: invalid") { w in
+                    w.beginObject(count: 1); w.key("metadata"); w.string("must be an object"); w.endObject()
+                }
+                return
+            }
+            switch MetadataUpdate.validate(tape.value(metadataNode)) {
+            case .success(let update): initial = update
+            case .failure(let failure):
+                let info = failure.extraInfo
+                fatal("initial metadata: invalid") { w in w.value(info) }
+                return
+            }
+        }
+
+        let ipNode = tape.member(of: d, named: "ip")
+        let ip: String? = restricted ? nil : (ipNode.flatMap { tape.kind($0) == .string ? tape.string($0) : nil } ?? peerHost)
+        let namespace = tape.member(of: d, named: "namespace").flatMap { tape.kind($0) == .string ? tape.string($0) : nil }
+        let wantsUpdates = !restricted && (tape.member(of: d, named: "receive_client_updates").flatMap { tape.bool($0) } ?? false)
+        var tags: [String] = []
+        if !restricted, let tagsNode = tape.member(of: d, named: "tags"), tape.kind(tagsNode) == .array {
+            for element in tape.elements(of: tagsNode) where tape.kind(element) == .string {
+                tags.append(tape.string(element))
+            }
+        }
+
+        var metadata = ClientMetadata()
+        metadata.setReserved(lastHeartbeatTime: gateway.loop.nowMilliseconds, restricted: restricted,
+                             encoding: encoding == .json ? "json" : "msgpack", ip: ip, namespace: namespace,
+                             receiveClientUpdates: wantsUpdates)
+        if let initial { metadata.apply(initial, strategy: .merge) }
+        let record = ClientRecord(applicationID: applicationID, clientID: clientID, handle: gateway.store.makeHandle(),
+                                  restricted: restricted, encoding: encoding, receivesClientUpdates: wantsUpdates,
+                                  socketIP: ip, tags: tags, metadata: metadata, session: self)
+        self.record = record
+
+        // READY first, then CLIENT_CONNECTED (which may include this client).
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 2, t: nil, ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: 2)
+        w.key("client_id"); w.string(clientID)
+        w.key("restricted"); w.bool(restricted)
+        w.endObject()
+        w.endObject()
+        send(w)
+        gateway.register(record)
+    }
+
+    /// Non-empty, no space, no ASCII control character (§4.2 Recommended).
+    static func isValidID(_ id: String) -> Bool {
+        !id.isEmpty && !id.utf8.contains { $0 <= 0x20 || $0 == 0x7F }
+    }
+
+    // MARK: HEARTBEAT (§5.1)
+
+    private func heartbeat(_ record: ClientRecord) {
+        record.metadata.setReserved(.lastHeartbeatTime, .int(gateway.loop.nowMilliseconds))
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 6, t: nil, ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: 1)
+        w.key("client_id"); w.string(record.clientID)
+        w.endObject()
+        w.endObject()
+        send(w)
+    }
+
+    // MARK: DISPATCH (§8)
+
+    /// The dispatch events this build handles.
+    private enum Event { case updateMetadata, send, broadcast, queryNodes, other }
+
+    private func dispatch(_ m: DecodedMessage, record: ClientRecord) {
+        let tape = m.tape
+        let tNode = tape.member(of: tape.root, named: "t")
+        let event: Event
+        if let tNode, tape.kind(tNode) == .string {
+            if tape.isString(tNode, equalTo: "UPDATE_METADATA") { event = .updateMetadata }
+            else if tape.isString(tNode, equalTo: "SEND") { event = .send }
+            else if tape.isString(tNode, equalTo: "BROADCAST") { event = .broadcast }
+            else if tape.isString(tNode, equalTo: "QUERY_NODES") { event = .queryNodes }
+            else { event = .other }
+        } else {
+            event = .other
+        }
+        if record.restricted && event != .updateMetadata {
+            // Only `error`, no extra_info (§4.3); a missing t renders as empty.
+            let name = tNode.flatMap { tape.kind($0) == .string ? tape.string($0) : nil } ?? ""
+            invalid("invalid dispatch type \(name) (are you restricted?)", extra: nil)
+            return
+        }
+        let d = tape.member(of: tape.root, named: "d")
+        switch event {
+        case .updateMetadata:
+            updateMetadata(d, in: m, record: record)
+        case .send, .broadcast:
+            route(m, d: d, broadcast: event == .broadcast)
+        case .queryNodes:
+            queryNodes(m, d: d)
+        case .other:
+            invalidDispatchPayload(m)
+        }
+    }
+
+    /// op 3 `invalid dispatch payload` with the frame as received (§6.3).
+    private func invalidDispatchPayload(_ m: DecodedMessage) {
+        invalid("invalid dispatch payload") { w in self.writeFrameAsReceived(m, into: &w) }
+    }
+
+    /// `{"op": 4, "t": …, "ts": <client's ts or null>, "d": <client's d>}`,
+    /// copied from the client's own bytes (sender and reply share an encoding).
+    private func writeFrameAsReceived(_ m: DecodedMessage, into w: inout FrameWriter) {
+        let tape = m.tape
+        w.beginObject(count: 4)
+        w.key("op"); w.int(4)
+        w.key("t")
+        if let t = tape.member(of: tape.root, named: "t") { w.tapeValue(t, in: m) } else { w.null() }
+        w.key("ts")
+        if let ts = tape.member(of: tape.root, named: "ts") { w.tapeValue(ts, in: m) } else { w.null() }
+        w.key("d")
+        if let d = tape.member(of: tape.root, named: "d") { w.tapeValue(d, in: m) } else { w.null() }
+        w.endObject()
+    }
+
+    private func updateMetadata(_ d: Int?, in m: DecodedMessage, record: ClientRecord) {
+        guard let d, m.tape.kind(d) == .object else {
+            invalid("invalid metadata") { w in w.string("metadata update must be an object") }
+            return
+        }
+        switch MetadataUpdate.validate(m.tape.value(d)) {
+        case .success(let update):
+            gateway.enqueue(update, for: record)
+        case .failure(let failure):
+            let info = failure.extraInfo
+            invalid("invalid metadata") { w in w.value(info) }
+        }
+    }
+
+    /// Parses a query node; answers op 3 `invalid query` and returns nil when invalid.
+    private func parseQuery(_ node: Int, in m: DecodedMessage, context: String) -> Query? {
+        switch Query.parse(m.tape.value(node), context: context) {
+        case .success(let query): return query
+        case .failure(let error):
+            invalid("invalid query") { w in w.string(error.detail) }
+            return nil
+        }
+    }
+
+    /// SEND / BROADCAST (§8.2, §8.3).
+    private func route(_ m: DecodedMessage, d: Int?, broadcast: Bool) {
+        let tape = m.tape
+        guard let d, tape.kind(d) == .object,
+              let targetNode = tape.member(of: d, named: "target"),
+              let payloadNode = tape.member(of: d, named: "payload")
+        else {
+            invalidDispatchPayload(m)
+            return
+        }
+        guard let query = parseQuery(targetNode, in: m, context: "target") else { return }
+        let nonceNode = tape.member(of: d, named: "nonce")
+        let event: StaticString = broadcast ? "BROADCAST" : "SEND"
+        gateway.countRouted()
+        gateway.router.resolve(query, purpose: broadcast ? .all : .one) { candidates in
+            if candidates.isEmpty {
+                if !query.droppable {
+                    invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) }
+                }
+                return
+            }
+            let ts = gateway.loop.nowMilliseconds
+            // One frame per encoding, shared by every recipient.
+            var jsonFrame: OutboundBytes?
+            var msgpackFrame: OutboundBytes?
+            var delivered = 0
+            for candidate in candidates {
+                guard let recipient = candidate.record, let session = recipient.session else { continue }
+                let frame: OutboundBytes
+                if recipient.encoding == .json {
+                    if jsonFrame == nil {
+                        jsonFrame = DispatchFrame.make(event: event, nonce: nonceNode, payload: payloadNode, of: m,
+                                                       for: .json, ts: ts, scratch: &gateway.scratch)
+                    }
+                    frame = jsonFrame!
+                } else {
+                    if msgpackFrame == nil {
+                        msgpackFrame = DispatchFrame.make(event: event, nonce: nonceNode, payload: payloadNode, of: m,
+                                                          for: .msgpack, ts: ts, scratch: &gateway.scratch)
+                    }
+                    frame = msgpackFrame!
+                }
+                session.deliver(frame)
+                delivered += 1
+            }
+            gateway.countDelivered(delivered)
+        }
+    }
+
+    /// QUERY_NODES (§8.4): the candidate descriptors, selector applied.
+    private func queryNodes(_ m: DecodedMessage, d: Int?) {
+        guard let d else {
+            invalid("invalid query") { w in w.string("query: must be an object") }
+            return
+        }
+        guard let query = parseQuery(d, in: m, context: "query") else { return }
+        gateway.router.resolve(query, purpose: .list) { candidates in
+            var w = FrameWriter(encoding: encoding, capacity: 256 * max(candidates.count, 1))
+            w.beginFrame(op: 4, t: "QUERY_NODES", ts: gateway.loop.nowMilliseconds)
+            w.beginObject(count: 1)
+            w.key("nodes")
+            ClientDescriptor.writeList(candidates, into: &w)
+            w.endObject()
+            w.endObject()
+            send(w)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+/// `POST /api/v1/query` (rest.md §3.2): the body is a query; the answer is
+/// the array of client descriptors the gateway's QUERY_NODES also returns.
+///
+/// Body rules (rest.md §2.2): parsed as JSON when `Content-Type` is JSON or
+/// absent; unparsable → 400 `{"errors":{"detail":"Bad Request"}}`; a
+/// non-object JSON body or another content type counts as an empty object
+/// (which then fails query validation).
+enum RESTQuery {
+    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> HTTPResponse {
+        var value = Value.object(ValueObject())
+        if isJSON(head, in: buffer) && body.count > 0 {
+            var tape = DocumentTape()
+            do {
+                try JSONTapeDecoder.decode(body, into: &tape)
+            } catch {
+                return .errorDetail(400, "Bad Request")
+            }
+            if tape.kind(tape.root) == .object { value = tape.value(tape.root) }
+        }
+        let query: Query
+        switch Query.parse(value, context: "query") {
+        case .success(let q): query = q
+        case .failure(let error):
+            var w = FrameWriter(encoding: .json)
+            w.beginObject(count: 1)
+            w.key("errors"); w.beginArray(count: 1); w.element(); w.string("invalid query: \(error.detail)"); w.endArray()
+            w.endObject()
+            return HTTPResponse(status: 400, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)
+        }
+        var response = HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")])
+        node.gateway.router.resolve(query, purpose: .list) { candidates in
+            var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
+            ClientDescriptor.writeList(candidates, into: &w)
+            response.body = w.bytes
+        }
+        return response
+    }
+
+    /// JSON when Content-Type is absent, `application/json` or `*/*+json`.
+    private static func isJSON(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Bool {
+        guard let range = head.firstValue(of: "content-type", in: buffer) else { return true }
+        var text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self).lowercased()
+        if let semicolon = text.firstIndex(of: ";") { text = String(text[..<semicolon]) }
+        text = text.trimmingCharacters(in: .whitespaces)
+        return text == "application/json" || text.hasSuffix("+json")
+    }
+}
