@@ -6,6 +6,8 @@
 SWIFT       ?= swift
 PYTHON      ?= python3
 VENV        := .venv
+VENV39      := .venv39
+PYTHON39    ?= $(shell command -v python3.9 || echo /root/.pyenv/versions/3.9.18/bin/python3.9)
 FUZZ_SECONDS ?= 60
 
 # Build needs: libev, hiredis, OpenSSL headers. Tests also need the openssl CLI,
@@ -29,6 +31,8 @@ deps-test:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@test -x $(VENV)/bin/pytest || ($(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r Tests/integration/requirements.txt)
+	@# singyeong.py 1.0.1 needs websockets 8.1, which runs on Python 3.9 (pyenv's copy on these machines).
+	@test -x $(VENV39)/bin/python || ($(PYTHON39) -m venv $(VENV39) && $(VENV39)/bin/pip install -q -r Tests/integration/requirements-py39.txt)
 
 build: deps-build
 	$(SWIFT) build
@@ -62,4 +66,4 @@ lint:
 	$(SWIFT) format lint --recursive Sources Tests
 
 clean:
-	rm -rf .build .build-fuzz $(VENV)
+	rm -rf .build .build-fuzz $(VENV) $(VENV39)

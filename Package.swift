@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "singyeong", targets: ["singyeong"]),
+        .executable(name: "singyeong-load", targets: ["singyeong-load"]),
         .library(name: "Singyeong", targets: ["Singyeong"]),
     ],
     dependencies: [
@@ -38,6 +39,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         .executableTarget(name: "singyeong", dependencies: ["Singyeong"]),
+        // Load generator for the gateway benchmarks (BENCHMARKS.md).
+        .executableTarget(name: "singyeong-load", path: "Sources/singyeong-load"),
         .testTarget(name: "SingyeongTests", dependencies: ["Singyeong"]),
     ],
     swiftLanguageModes: [.v5]

@@ -9,7 +9,20 @@ seconds="${FUZZ_SECONDS:-60}"
 out=.build-fuzz
 mkdir -p "$out"
 
+codec="Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/TapeEncoders.swift Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Metadata/Value.swift"
+
+# The JSON decoder calls simdjson through the CSimdjson C API: compile that
+# C++ shim with the fuzzer's instrumentation and give swiftc a module map.
+mkdir -p "$out/csimdjson-module"
+printf 'module CSimdjson {\n  header "%s/Sources/CSimdjson/include/csimdjson.h"\n  export *\n}\n' "$PWD" > "$out/csimdjson-module/module.modulemap"
+clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CSimdjson/include -c Sources/CSimdjson/csimdjson.cpp -o "$out/csimdjson-fuzz.o"
+json_extra="-I $out/csimdjson-module $out/csimdjson-fuzz.o -lsimdjson -lstdc++"
+
+declare -A extra=([json]="$json_extra")
 declare -A sources=(
+  [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Fuzz/QueryParserFuzz.swift"
+  [msgpack]="$codec Fuzz/MessagePackDecoderFuzz.swift"
+  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/JSONDecoderFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift"
 )
@@ -17,12 +30,12 @@ declare -A sources=(
 status=0
 for name in $(printf '%s\n' "${!sources[@]}" | sort); do
   # shellcheck disable=SC2086
-  if ! swiftc -O -sanitize=fuzzer,address -parse-as-library ${sources[$name]} -o "$out/fuzz-$name" >"$out/$name.build.log" 2>&1; then
+  if ! swiftc -O -sanitize=fuzzer,address -parse-as-library ${sources[$name]} ${extra[$name]:-} -o "$out/fuzz-$name" >"$out/$name.build.log" 2>&1; then
     grep -v "Cannot export local symbol" "$out/$name.build.log" | tail -30
     echo "fuzz-$name: build failed"; status=1; continue
   fi
   mkdir -p "$out/corpus-$name"
-  if "$out/fuzz-$name" -max_total_time="$seconds" -print_final_stats=1 "$out/corpus-$name" >"$out/$name.log" 2>&1; then
+  if "$out/fuzz-$name" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$out/corpus-$name" >"$out/$name.log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$name.log" | grep -o '[0-9]*$' || echo '?')
     echo "fuzz-$name: ok, $runs runs in ${seconds}s, no crash"
   else

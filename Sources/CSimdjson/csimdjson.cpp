@@ -10,12 +10,16 @@
 //    child's span end (or after the opening bracket when empty), which must be
 //    the closing bracket, plus one. Only whitespace may separate the last child
 //    from the closing bracket, so this is exact and needs no iterator internals.
-// Numbers: a token with '.', 'e' or 'E' is a double; otherwise it is an Int64
-// if it fits, else a UInt64 if it fits, else (beyond 64 bits) a double.
-// `-0` is therefore the integer 0.
+// Numbers: a token with '.', 'e' or 'E' is a double (parsed by simdjson);
+// otherwise it is an Int64 if it fits, else a UInt64 if it fits, else (beyond
+// 64 bits) a double. Integers are parsed here (grammar -?(0|[1-9][0-9]*)
+// checked). `-0` is therefore the integer 0. Doubles outside the binary64
+// range (1e400) are rejected by simdjson; a root-level (scalar document)
+// double longer than ~1080 characters is rejected too (simdjson limit).
 #include "csimdjson.h"
 #include <simdjson.h>
 #include <cstring>
+#include <cstdint>
 
 using namespace simdjson;
 
@@ -109,10 +113,28 @@ struct Walker {
             if (c == '.' || c == 'e' || c == 'E') { is_float = true; break; }
         }
         if (!is_float) {
-            int64_t i64;
-            if (v.get_int64().get(i64) == SUCCESS) { add(SY_KIND_INT, start, end, uint64_t(i64), 0); return SUCCESS; }
-            uint64_t u64;
-            if (v.get_uint64().get(u64) == SUCCESS) { add(SY_KIND_UINT, start, end, u64, 0); return SUCCESS; }
+            // Integers are parsed here, not by simdjson: its root-scalar path
+            // copies at most 20 characters and so misreads longer integers.
+            size_t i = start;
+            bool negative = base[i] == '-';
+            if (negative) i++;
+            size_t digits = end - i;
+            if (digits == 0 || (base[i] == '0' && digits > 1)) { message = "invalid number"; return NUMBER_ERROR; }
+            uint64_t magnitude = 0;
+            bool overflow = false;
+            for (; i < end; i++) {
+                uint8_t c = base[i];
+                if (c < '0' || c > '9') { message = "invalid number"; return NUMBER_ERROR; }
+                uint64_t digit = c - '0';
+                if (magnitude > (UINT64_MAX - digit) / 10) overflow = true;
+                else magnitude = magnitude * 10 + digit;
+            }
+            if (!overflow) {
+                if (!negative && magnitude > uint64_t(INT64_MAX)) { add(SY_KIND_UINT, start, end, magnitude, 0); return SUCCESS; }
+                if (!negative) { add(SY_KIND_INT, start, end, magnitude, 0); return SUCCESS; }
+                if (magnitude <= uint64_t(INT64_MAX) + 1) { add(SY_KIND_INT, start, end, uint64_t(0) - magnitude, 0); return SUCCESS; }
+            }
+            // Beyond 64 bits: a double (simdjson parses the digits).
         }
         double d;
         auto error = v.get_double().get(d);

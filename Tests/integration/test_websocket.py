@@ -347,7 +347,8 @@ def test_other_connections_unaffected_by_violations(port):
 
 # ---------------------------------------------------------------- idle timeout
 
-def test_idle_timeout_close_has_empty_payload(spawn):
+def test_idle_timeout_closes_with_1000_and_no_reason(spawn):
+    """protocol.md §5.3/§5.4: idle → close code 1000, empty reason."""
     s = spawn("--idle-timeout", "1000")
     conn, _, _ = open_ws(s.port)
     with conn:
@@ -355,7 +356,7 @@ def test_idle_timeout_close_has_empty_payload(spawn):
         f = conn.read_frame(2.5)
         elapsed = time.monotonic() - start
         assert f.opcode == OP_CLOSE, f
-        assert f.header == b"\x88\x00", f"idle close frame must be exactly 88 00, got {f.header + f.payload!r}"
+        assert f.header + f.payload == b"\x88\x02\x03\xe8", f"idle close frame must be 88 02 03 e8, got {f.header + f.payload!r}"
         assert 0.8 <= elapsed <= 2.5, f"idle close after {elapsed:.2f}s with IDLE_TIMEOUT=1000"
         assert conn.wait_closed(2.0), "TCP not closed after the idle close frame"
 
@@ -366,7 +367,7 @@ def test_idle_timeout_websockets_client(spawn):
         ws.recv(timeout=3)
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=2.5)
-        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1005  # no status code in payload
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
 
 
 def test_pinging_client_not_idle(spawn):

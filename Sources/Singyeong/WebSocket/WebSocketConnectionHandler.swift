@@ -67,10 +67,10 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     }
 
     /// Sends a close frame (once) and closes after it is written.
-    func close(_ connection: Connection, code: WebSocketCloseCode, reason: String, emptyPayload: Bool = false) {
+    func close(_ connection: Connection, code: WebSocketCloseCode, reason: String) {
         if !closeSent {
             closeSent = true
-            let payload: [UInt8] = emptyPayload ? [] : WebSocketFrameEncoder.closePayload(code: code, reason: Array(reason.utf8))
+            let payload = WebSocketFrameEncoder.closePayload(code: code, reason: Array(reason.utf8))
             payload.withUnsafeBytes { connection.send(WebSocketFrames.make(opcode: .close, payload: $0)) }
         }
         connection.closeAfterFlush(reason: "WebSocket close \(code.rawValue)")
@@ -81,12 +81,13 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     }
 
     /// Either the delayed close after op 7/8 is due, or (protocol.md §5.3)
-    /// no frame arrived for IDLE_TIMEOUT: close 1000 with no payload.
+    /// no frame arrived for IDLE_TIMEOUT: close with code 1000 and no reason
+    /// (§5.4: every protocol-level close is 1000).
     func connectionDeadlineExpired(_ connection: Connection) {
         if !closeDelayed {
             node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
         }
-        close(connection, code: .normal, reason: "", emptyPayload: true)
+        close(connection, code: .normal, reason: "")
     }
 
     func connectionClosed(_ connection: Connection) {

@@ -1,0 +1,244 @@
+// singyeong-load: a load generator for the gateway (SEND / BROADCAST
+// throughput and latency). One thread, non-blocking sockets and poll(2):
+// small enough to read, fast enough not to be the bottleneck on loopback.
+//
+//   singyeong-load --port 4000 --mode send --senders 4 --receivers 8 --messages 200000
+//
+// Receivers identify in application "load-recv", senders in "load-send".
+// Each SEND targets {"application":"load-recv"} (one random receiver); each
+// BROADCAST reaches every receiver. The payload carries the send time, so
+// receivers measure end-to-end latency. In-flight messages are bounded
+// (--window per sender) so latency reflects the server, not a flooded queue.
+import Foundation
+import Glibc
+
+struct Options {
+    var host = "127.0.0.1"
+    var port = 4000
+    var mode = "send"
+    var senders = 4
+    var receivers = 8
+    var messages = 100_000
+    var payloadBytes = 64
+    var window = 256
+    var encoding = "json"
+
+    init(_ args: [String]) {
+        var i = 1
+        func next() -> String { i += 1; return i < args.count ? args[i] : "" }
+        while i < args.count {
+            switch args[i] {
+            case "--host": host = next()
+            case "--port": port = Int(next()) ?? port
+            case "--mode": mode = next()
+            case "--senders": senders = Int(next()) ?? senders
+            case "--receivers": receivers = Int(next()) ?? receivers
+            case "--messages": messages = Int(next()) ?? messages
+            case "--payload-bytes": payloadBytes = Int(next()) ?? payloadBytes
+            case "--window": window = Int(next()) ?? window
+            default:
+                FileHandle.standardError.write("unknown argument \(args[i])\n".data(using: .utf8)!)
+                exit(2)
+            }
+            i += 1
+        }
+    }
+}
+
+func nowNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// One client connection: buffered writes, frame parsing of server output.
+final class LoadClient {
+    let fd: Int32
+    var inbox: [UInt8] = []
+    var outbox: [UInt8] = []
+    var ready = false
+    var received = 0
+
+    init(host: String, port: Int) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { perror("connect"); exit(1) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
+        let request = "GET /gateway/websocket?encoding=json HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        _ = request.withCString { write(fd, $0, strlen($0)) }
+        // Read the 101 head synchronously (once, at set-up).
+        var head: [UInt8] = []
+        var byte: UInt8 = 0
+        while !(head.count >= 4 && head[(head.count - 4)...] == [13, 10, 13, 10]) {
+            if read(fd, &byte, 1) != 1 { fputs("upgrade failed\n", stderr); exit(1) }
+            head.append(byte)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Queues a masked text frame (mask key 0: the payload bytes stay as they are).
+    func queue(_ payload: [UInt8]) {
+        outbox.append(0x81)
+        let n = payload.count
+        if n < 126 { outbox.append(0x80 | UInt8(n)) }
+        else if n <= 0xFFFF { outbox.append(0x80 | 126); outbox.append(UInt8(n >> 8)); outbox.append(UInt8(n & 0xFF)) }
+        else { outbox.append(0x80 | 127); for s in stride(from: 56, through: 0, by: -8) { outbox.append(UInt8((n >> s) & 0xFF)) } }
+        outbox.append(contentsOf: [0, 0, 0, 0])
+        outbox.append(contentsOf: payload)
+    }
+
+    private var outboxSent = 0
+
+    func flush() {
+        while outboxSent < outbox.count {
+            let n = outbox.withUnsafeBytes { write(fd, $0.baseAddress! + outboxSent, $0.count - outboxSent) }
+            if n <= 0 { break }
+            outboxSent += n
+        }
+        if outboxSent == outbox.count {
+            outbox.removeAll(keepingCapacity: true)
+            outboxSent = 0
+        }
+    }
+
+    /// Shared read buffer (one thread).
+    static var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
+
+    /// Reads what is available and calls `onText` for each text frame.
+    func pump(_ onText: (ArraySlice<UInt8>) -> Void) {
+        while true {
+            let n = LoadClient.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            inbox.append(contentsOf: LoadClient.readBuffer[0..<n])
+        }
+        var offset = 0
+        while inbox.count - offset >= 2 {
+            var length = Int(inbox[offset + 1] & 0x7F)
+            var header = 2
+            if length == 126 {
+                guard inbox.count - offset >= 4 else { break }
+                length = Int(inbox[offset + 2]) << 8 | Int(inbox[offset + 3]); header = 4
+            } else if length == 127 {
+                guard inbox.count - offset >= 10 else { break }
+                length = 0; for k in 0..<8 { length = length << 8 | Int(inbox[offset + 2 + k]) }; header = 10
+            }
+            guard inbox.count - offset >= header + length else { break }
+            if inbox[offset] & 0x0F == 1 { onText(inbox[(offset + header)..<(offset + header + length)]) }
+            offset += header + length
+        }
+        if offset > 0 { inbox.removeFirst(offset) }
+    }
+}
+
+let t0Marker: [UInt8] = Array("\"t0\":".utf8)
+let nonceMarker: [UInt8] = Array("\"nonce\":".utf8)
+
+/// The unsigned integer after `marker` in `frame`, if the marker occurs.
+func number(after marker: [UInt8], in frame: ArraySlice<UInt8>) -> UInt64? {
+    frame.withUnsafeBufferPointer { bytes -> UInt64? in
+        let m = marker.count
+        guard bytes.count >= m else { return nil }
+        var i = 0
+        outer: while i <= bytes.count - m {
+            for k in 0..<m where bytes[i + k] != marker[k] { i += 1; continue outer }
+            var value: UInt64 = 0
+            var j = i + m
+            while j < bytes.count, bytes[j] >= 48, bytes[j] <= 57 { value = value * 10 + UInt64(bytes[j] - 48); j += 1 }
+            return value
+        }
+        return nil
+    }
+}
+
+/// Finds `"t0":<digits>` in a delivered payload.
+func sendTime(in frame: ArraySlice<UInt8>) -> UInt64? { number(after: t0Marker, in: frame) }
+
+let options = Options(CommandLine.arguments)
+var receivers: [LoadClient] = []
+var senders: [LoadClient] = []
+for i in 0..<options.receivers {
+    let c = LoadClient(host: options.host, port: options.port)
+    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\"}}".utf8))
+    receivers.append(c)
+}
+for i in 0..<options.senders {
+    let c = LoadClient(host: options.host, port: options.port)
+    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"s\(i)\",\"application_id\":\"load-send\"}}".utf8))
+    senders.append(c)
+}
+let all = receivers + senders
+// Wait for READY everywhere.
+while all.contains(where: { !$0.ready }) {
+    for c in all {
+        c.flush()
+        c.pump { frame in if frame.firstRange(of: Array("\"op\":2,".utf8)) != nil { c.ready = true } }
+    }
+    usleep(1000)
+}
+
+let fanout = options.mode == "broadcast" ? options.receivers : 1
+let padding = String(repeating: "x", count: max(0, options.payloadBytes - 30))
+let event = options.mode == "broadcast" ? "BROADCAST" : "SEND"
+let prefixes = (0..<options.senders).map { s in
+    Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\"},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
+}
+let suffix = Array(",\"pad\":\"\(padding)\"}}}".utf8)
+var sentPerSender = [Int](repeating: 0, count: options.senders)
+var inFlight = [Int](repeating: 0, count: options.senders)
+var deliveredPerSender = [Int](repeating: 0, count: options.senders)
+let totalExpected = options.senders * options.messages * fanout
+var delivered = 0
+var latencies: [UInt64] = []
+latencies.reserveCapacity(min(totalExpected, 2_000_000))
+var pollfds = all.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+let start = nowNanos()
+while delivered < totalExpected {
+    // Each sender keeps at most `window` messages (times fan-out) in flight.
+    for (s, sender) in senders.enumerated() where sentPerSender[s] < options.messages {
+        var batch = 0
+        while sentPerSender[s] < options.messages && inFlight[s] < options.window && batch < 64 {
+            var frame = prefixes[s]
+            var t = nowNanos()
+            var digits: [UInt8] = []
+            repeat { digits.append(48 + UInt8(t % 10)); t /= 10 } while t > 0
+            frame.append(contentsOf: digits.reversed())
+            frame.append(contentsOf: suffix)
+            sender.queue(frame)
+            sentPerSender[s] += 1
+            inFlight[s] += 1
+            batch += 1
+        }
+        sender.flush()
+    }
+    _ = poll(&pollfds, nfds_t(pollfds.count), 10)
+    for (index, r) in receivers.enumerated() where pollfds[index].revents != 0 {
+        r.pump { frame in
+            guard let t0 = sendTime(in: frame) else { return }
+            latencies.append(nowNanos() - t0)
+            delivered += 1
+            // The nonce says which sender; free one window slot per full fan-out.
+            if let nonce = number(after: nonceMarker, in: frame) {
+                let s = Int(nonce)
+                r.received += 1
+                // A message is done once all of its fan-out copies arrived.
+                if s < inFlight.count {
+                    deliveredPerSender[s] += 1
+                    if deliveredPerSender[s] % fanout == 0 { inFlight[s] = max(0, inFlight[s] - 1) }
+                }
+            }
+        }
+    }
+    for (index, sender) in senders.enumerated() where pollfds[receivers.count + index].revents != 0 { sender.pump { _ in } }
+}
+let elapsed = Double(nowNanos() - start) / 1e9
+latencies.sort()
+func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
+let sentTotal = options.senders * options.messages
+print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) payload=\(options.payloadBytes)B window=\(options.window)")
+print(String(format: "sent %d messages, delivered %d in %.2f s: %.0f sends/s, %.0f deliveries/s", sentTotal, delivered, elapsed, Double(sentTotal) / elapsed, Double(delivered) / elapsed))
+print(String(format: "latency us: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f", percentile(0.5), percentile(0.9), percentile(0.99), percentile(1.0)))
