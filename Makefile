@@ -7,7 +7,8 @@ SWIFT       ?= swift
 PYTHON      ?= python3
 VENV        := .venv
 VENV39      := .venv39
-PYTHON39    ?= $(shell command -v python3.9 || echo /root/.pyenv/versions/3.9.18/bin/python3.9)
+# pyenv's interpreter directly (its shim refuses unless 3.9 is selected), else python3.9 on PATH.
+PYTHON39    ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9 /root/.pyenv/versions/3.9*/bin/python3.9) python3.9)
 FUZZ_SECONDS ?= 60
 
 # Build needs: libev, hiredis, OpenSSL headers. Tests also need the openssl CLI,

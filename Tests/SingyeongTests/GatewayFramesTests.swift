@@ -1,34 +1,12 @@
 import Testing
 @testable import Singyeong
 
-/// The encoders the server uses for its own frames: JSON integers, MessagePack
-/// values, and HELLO in both encodings.
+/// Frames the server builds itself: HELLO in both encodings, and the routed
+/// dispatch frame (exact bytes, one allocation, payload copied verbatim).
 @Suite struct GatewayFramesTests {
-    @Test(arguments: [
-        (Int64(0), "0"), (7, "7"), (45000, "45000"), (-1, "-1"),
-        (Int64.max, "9223372036854775807"), (Int64.min, "-9223372036854775808"),
-    ])
-    func jsonIntegers(value: Int64, text: String) {
-        var out: [UInt8] = []
-        JSONWriter.appendInteger(value, to: &out)
-        #expect(String(decoding: out, as: UTF8.self) == text)
-    }
-
-    @Test(arguments: [
-        (Int64(0), [0x00]), (127, [0x7F]), (128, [0xCC, 0x80]), (256, [0xCD, 0x01, 0x00]),
-        (65536, [0xCE, 0x00, 0x01, 0x00, 0x00]), (1 << 32, [0xCF, 0, 0, 0, 1, 0, 0, 0, 0]),
-        (-1, [0xFF]), (-32, [0xE0]), (-33, [0xD0, 0xDF]), (-129, [0xD1, 0xFF, 0x7F]),
-        (-32769, [0xD2, 0xFF, 0xFF, 0x7F, 0xFF]),
-    ] as [(Int64, [UInt8])])
-    func messagePackIntegers(value: Int64, bytes: [UInt8]) {
-        var out: [UInt8] = []
-        MessagePackWriter.appendInteger(value, to: &out)
-        #expect(out == bytes)
-    }
-
     @Test func helloJSON() {
         let frame = GatewayFrames(heartbeatInterval: 45000).hello(encoding: .json, timestamp: 1_690_000_000_000)
-        let expected = #"{"op":0,"d":{"heartbeat_interval":45000},"t":null,"ts":1690000000000}"#
+        let expected = #"{"op":0,"t":null,"ts":1690000000000,"d":{"heartbeat_interval":45000}}"#
         frame.withBytes { bytes in
             #expect(bytes[0] == 0x81)  // FIN + text
             #expect(Int(bytes[1]) == expected.utf8.count)  // unmasked, 7-bit length
@@ -38,14 +16,55 @@ import Testing
 
     @Test func helloMessagePack() {
         let frame = GatewayFrames(heartbeatInterval: 45000).hello(encoding: .msgpack, timestamp: 1_690_000_000_000)
-        var expected: [UInt8] = [0x84, 0xA2, 0x6F, 0x70, 0x00, 0xA1, 0x64, 0x81, 0xB2]
-        expected += Array("heartbeat_interval".utf8)
-        expected += [0xCD, 0xAF, 0xC8]  // 45000
-        expected += [0xA1, 0x74, 0xC0, 0xA2, 0x74, 0x73, 0xCF]
-        expected += withUnsafeBytes(of: UInt64(1_690_000_000_000).bigEndian) { Array($0) }
+        var expected: [UInt8] = [0x84, 0xA2, 0x6F, 0x70, 0x00, 0xA1, 0x74, 0xC0, 0xA2, 0x74, 0x73]
+        expected += [0xCF] + withUnsafeBytes(of: UInt64(1_690_000_000_000).bigEndian) { Array($0) }
+        expected += [0xA1, 0x64, 0x81, 0xB2] + Array("heartbeat_interval".utf8) + [0xCD, 0xAF, 0xC8]  // 45000
         frame.withBytes { bytes in
             #expect(bytes[0] == 0x82)  // FIN + binary
             #expect(Array(bytes[2...]) == expected)
         }
+    }
+
+    /// Decodes `text` as a client frame and builds the SEND delivery for `encoding`.
+    private func delivery(of text: String, for encoding: WebSocketHandshake.Encoding) -> [UInt8] {
+        var tape = DocumentTape()
+        var bytes = Array(text.utf8) + [UInt8](repeating: 0, count: 64)
+        return bytes.withUnsafeMutableBytes { raw -> [UInt8] in
+            let input = UnsafeRawBufferPointer(rebasing: raw[0..<text.utf8.count])
+            try! JSONTapeDecoder.decode(input, into: &tape)
+            let d = tape.member(of: tape.root, named: "d")!
+            let message = DecodedMessage(tape: tape, source: input, encoding: .json)
+            var scratch: [UInt8] = []
+            let frame = DispatchFrame.make(event: "SEND", nonce: tape.member(of: d, named: "nonce"),
+                                           payload: tape.member(of: d, named: "payload")!, of: message,
+                                           for: encoding, ts: 1_690_000_000_456, scratch: &scratch)
+            return frame.withBytes { Array($0) }
+        }
+    }
+
+    @Test func sendDeliveryKeepsThePayloadBytes() {
+        let frame = delivery(of: #"{"op":4,"t":"SEND","d":{"target":{},"nonce":"n-1","payload":{"a" :  [1,2 ,3], "f": 1.0}}}"#, for: .json)
+        let expected = #"{"op":4,"t":"SEND","d":{"target":null,"nonce":"n-1","payload":{"a" :  [1,2 ,3], "f": 1.0}},"ts":1690000000456}"#
+        #expect(frame[0] == 0x81)
+        #expect(String(decoding: frame[2...], as: UTF8.self) == expected)
+    }
+
+    @Test func sendDeliveryWithoutNonceSaysNull() {
+        let frame = delivery(of: #"{"op":4,"t":"SEND","d":{"target":{},"payload":null}}"#, for: .json)
+        #expect(String(decoding: frame[2...], as: UTF8.self) == #"{"op":4,"t":"SEND","d":{"target":null,"nonce":null,"payload":null},"ts":1690000000456}"#)
+    }
+
+    @Test func sendDeliveryTranscodesToMessagePack() throws {
+        let frame = delivery(of: #"{"op":4,"t":"SEND","d":{"target":{},"nonce":7,"payload":{"x":1.5,"n":-2}}}"#, for: .msgpack)
+        #expect(frame[0] == 0x82)
+        var tape = DocumentTape()
+        try MessagePackTapeDecoder.decode(copying: frame[2...], into: &tape)
+        let value = tape.value(tape.root)
+        let expected = Value.object(ValueObject([
+            ("op", .int(4)), ("t", .string("SEND")), ("ts", .int(1_690_000_000_456)),
+            ("d", .object(ValueObject([("target", .null), ("nonce", .int(7)),
+                                        ("payload", .object(ValueObject([("x", .double(1.5)), ("n", .int(-2))])))]))),
+        ]))
+        #expect(value == expected)
     }
 }

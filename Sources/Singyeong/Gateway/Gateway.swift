@@ -12,6 +12,8 @@ final class Gateway {
     let logger: Logger
     let store = ClientStore()
     let router: Router
+    /// Compiled targets by their bytes (repeated targets skip compilation).
+    let queryCache = QueryCache()
     let auth: AuthGuard
     let heartbeatInterval: Int
     let metadataStrategy: MetadataUpdateStrategy

@@ -324,7 +324,10 @@ final class GatewaySession {
 
     /// Parses a query node; answers op 3 `invalid query` and returns nil when invalid.
     private func parseQuery(_ node: Int, in m: DecodedMessage, context: String) -> Query? {
-        switch Query.parse(m.tape.value(node), context: context) {
+        let bytes = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(node)])
+        let tag: UInt8 = m.encoding == .json ? 0 : 1
+        let result = gateway.queryCache.query(for: bytes, tag: tag) { Query.parse(m.tape.value(node), context: context) }
+        switch result {
         case .success(let query): return query
         case .failure(let error):
             invalid("invalid query") { w in w.string(error.detail) }

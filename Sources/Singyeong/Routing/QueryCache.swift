@@ -1,0 +1,66 @@
+/// Compiled queries by the exact bytes they arrived as.
+///
+/// Services usually send the same target over and over; compiling it each
+/// time means building a `Value` tree and the compiled ops (a few dozen small
+/// allocations). The cache maps the target's encoded bytes (JSON text or
+/// MessagePack, tagged by encoding) to the compiled `Query`, so a repeated
+/// target costs one hash and one byte comparison. Only valid queries are
+/// kept. Bounded: when full it is emptied and refills with what is in use.
+final class QueryCache {
+    private struct Entry {
+        let key: [UInt8]
+        let query: Query
+    }
+
+    private var entries: [UInt64: Entry] = [:]
+    let capacity: Int
+    private(set) var hits: UInt64 = 0
+    private(set) var misses: UInt64 = 0
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        entries.reserveCapacity(capacity)
+    }
+
+    /// The compiled query for `bytes`, compiling (and remembering) on a miss.
+    func query(for bytes: UnsafeRawBufferPointer, tag: UInt8, compile: () -> Result<Query, QueryError>) -> Result<Query, QueryError> {
+        let hash = QueryCache.hash(bytes, tag: tag)
+        if let entry = entries[hash], entry.key.count == bytes.count + 1, entry.key[0] == tag,
+           entry.key.withUnsafeBytes({ memcmpEqual($0.baseAddress! + 1, bytes.baseAddress, bytes.count) }) {
+            hits &+= 1
+            return .success(entry.query)
+        }
+        misses &+= 1
+        let result = compile()
+        if case .success(let query) = result, bytes.count <= 4096 {
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            var key = [tag]
+            key.append(contentsOf: bytes)
+            entries[hash] = Entry(key: key, query: query)
+        }
+        return result
+    }
+
+    /// FNV-1a 64 over the tag and the bytes.
+    private static func hash(_ bytes: UnsafeRawBufferPointer, tag: UInt8) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        h = (h ^ UInt64(tag)) &* 0x100_0000_01b3
+        for byte in bytes { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return h
+    }
+}
+
+/// Byte equality of two raw regions.
+private func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer?, _ count: Int) -> Bool {
+    guard count > 0, let b else { return true }
+    return a.withMemoryRebound(to: UInt8.self, capacity: count) { pa in
+        b.withMemoryRebound(to: UInt8.self, capacity: count) { pb in
+            var i = 0
+            while i < count {
+                if pa[i] != pb[i] { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+}
