@@ -59,9 +59,10 @@ integration-test: deps build
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
-# Idle-connection memory and accept rate (release build); see BENCHMARKS.md.
+# Idle-connection memory, accept rate, gateway throughput (release build); see BENCHMARKS.md.
 bench: release deps-test
 	$(VENV)/bin/python scripts/bench_idle_connections.py --binary .build/release/singyeong
+	scripts/bench_gateway.sh
 
 lint:
 	$(SWIFT) format lint --recursive Sources Tests

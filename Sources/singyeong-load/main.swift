@@ -4,8 +4,10 @@
 //
 //   singyeong-load --port 4000 --mode send --senders 4 --receivers 8 --messages 200000
 //
-// Receivers identify in application "load-recv", senders in "load-send".
-// Each SEND targets {"application":"load-recv"} (one random receiver); each
+// Receivers identify in application "load-recv" with metadata role=sink,
+// senders in "load-send"; --population adds idle clients to "load-recv"
+// with role=idle. Each SEND targets application "load-recv" with
+// `/role $eq "sink"` (one random receiver); each
 // BROADCAST reaches every receiver. The payload carries the send time, so
 // receivers measure end-to-end latency. In-flight messages are bounded
 // (--window per sender) so latency reflects the server, not a flooded queue.
@@ -22,6 +24,9 @@ struct Options {
     var payloadBytes = 64
     var window = 256
     var encoding = "json"
+    /// Extra idle clients in the receivers' application that the query
+    /// must evaluate and reject (measures per-client evaluation cost).
+    var population = 0
 
     init(_ args: [String]) {
         var i = 1
@@ -36,6 +41,7 @@ struct Options {
             case "--messages": messages = Int(next()) ?? messages
             case "--payload-bytes": payloadBytes = Int(next()) ?? payloadBytes
             case "--window": window = Int(next()) ?? window
+            case "--population": population = Int(next()) ?? population
             default:
                 FileHandle.standardError.write("unknown argument \(args[i])\n".data(using: .utf8)!)
                 exit(2)
@@ -163,15 +169,22 @@ var receivers: [LoadClient] = []
 var senders: [LoadClient] = []
 for i in 0..<options.receivers {
     let c = LoadClient(host: options.host, port: options.port)
-    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\"}}".utf8))
+    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"sink\"}}}}".utf8))
     receivers.append(c)
+}
+var bystanders: [LoadClient] = []
+for i in 0..<options.population {
+    let c = LoadClient(host: options.host, port: options.port)
+    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"p\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"idle\"}}}}".utf8))
+    c.flush()
+    bystanders.append(c)
 }
 for i in 0..<options.senders {
     let c = LoadClient(host: options.host, port: options.port)
     c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"s\(i)\",\"application_id\":\"load-send\"}}".utf8))
     senders.append(c)
 }
-let all = receivers + senders
+let all = receivers + senders + bystanders
 // Wait for READY everywhere.
 while all.contains(where: { !$0.ready }) {
     for c in all {
@@ -185,7 +198,7 @@ let fanout = options.mode == "broadcast" ? options.receivers : 1
 let padding = String(repeating: "x", count: max(0, options.payloadBytes - 30))
 let event = options.mode == "broadcast" ? "BROADCAST" : "SEND"
 let prefixes = (0..<options.senders).map { s in
-    Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\"},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
+    Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\",\"ops\":[{\"path\":\"/role\",\"op\":\"$eq\",\"to\":{\"value\":\"sink\"}}]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
 }
 let suffix = Array(",\"pad\":\"\(padding)\"}}}".utf8)
 var sentPerSender = [Int](repeating: 0, count: options.senders)
@@ -195,7 +208,7 @@ let totalExpected = options.senders * options.messages * fanout
 var delivered = 0
 var latencies: [UInt64] = []
 latencies.reserveCapacity(min(totalExpected, 2_000_000))
-var pollfds = all.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+var pollfds = (receivers + senders).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
 let start = nowNanos()
 while delivered < totalExpected {
     // Each sender keeps at most `window` messages (times fan-out) in flight.
@@ -239,6 +252,6 @@ let elapsed = Double(nowNanos() - start) / 1e9
 latencies.sort()
 func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
 let sentTotal = options.senders * options.messages
-print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) payload=\(options.payloadBytes)B window=\(options.window)")
+print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) population=\(options.population) payload=\(options.payloadBytes)B window=\(options.window)")
 print(String(format: "sent %d messages, delivered %d in %.2f s: %.0f sends/s, %.0f deliveries/s", sentTotal, delivered, elapsed, Double(sentTotal) / elapsed, Double(delivered) / elapsed))
 print(String(format: "latency us: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f", percentile(0.5), percentile(0.9), percentile(0.99), percentile(1.0)))

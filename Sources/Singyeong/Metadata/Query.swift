@@ -115,10 +115,14 @@ struct MetadataPath: Sendable, Equatable, CustomStringConvertible {
     struct Segment: Sendable, Equatable {
         let name: String
         let index: Int
+        /// `ClientMetadata.keyHash(name)`, computed once at compile time so a
+        /// top-level lookup compares integers, not strings.
+        let hash: UInt64
 
         init(_ name: String) {
             self.name = name
             self.index = Segment.canonicalIndex(name)
+            self.hash = ClientMetadata.keyHash(name)
         }
 
         private static func canonicalIndex(_ s: String) -> Int {
@@ -200,7 +204,7 @@ struct MetadataPath: Sendable, Equatable, CustomStringConvertible {
     /// nothing.
     @inline(__always)
     func resolve(in metadata: ClientMetadata) -> (value: Value, topType: MetadataType)? {
-        guard let top = metadata.entry(segments[0].name) else { return nil }
+        guard let top = metadata.entry(segments[0].name, hash: segments[0].hash) else { return nil }
         var current = top.value
         var i = 1
         while i < segments.count {

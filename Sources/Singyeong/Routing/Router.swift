@@ -63,8 +63,9 @@ final class Router {
     /// query.md §2 + §6 over this node's clients.
     private func collectLocal(_ query: Query, ignoringOps: Bool, into out: inout [Candidate]) {
         let selector = ignoringOps ? nil : query.selector
+        // The store holds only live clients (a record leaves it the moment
+        // its connection ends), so no per-client liveness check is needed.
         func consider(_ record: ClientRecord) {
-            guard record.session != nil else { return }
             guard query.includeRestricted || !record.restricted else { return }
             guard ignoringOps || query.matchesOps(record.metadata) else { return }
             out.append(Candidate(applicationID: record.applicationID, clientID: record.clientID,
