@@ -17,5 +17,6 @@ run --mode send --senders 1 --receivers 8 --messages 50000 --window 1
 run --mode send --senders 4 --receivers 8 --messages 50000 --payload-bytes 4096
 run --mode broadcast --senders 4 --receivers 8 --messages 50000 --window 64
 run --mode broadcast --senders 1 --receivers 100 --messages 5000 --window 16
+run --mode send --senders 4 --receivers 8 --messages 2500 --window 16 --population 10000
 cpu=$(awk '{print ($14 + $15) / 100}' /proc/$pid/stat)
 echo "server CPU seconds for all scenarios: $cpu"
