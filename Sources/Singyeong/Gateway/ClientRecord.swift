@@ -32,7 +32,7 @@ final class ClientRecord {
     var isQueuedForFlush = false
 
     init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: WebSocketHandshake.Encoding,
-         receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: GatewaySession) {
+         receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: GatewaySession?) {
         self.applicationID = applicationID
         self.clientID = clientID
         self.handle = handle

@@ -84,7 +84,7 @@ final class Gateway {
     /// Queues an update; applied at the next flush (or now when the interval is 0).
     func enqueue(_ update: MetadataUpdate, for record: ClientRecord) {
         if metadataInterval == 0 {
-            record.metadata.apply(update, strategy: metadataStrategy)
+            store.updateMetadata(of: record) { $0.apply(update, strategy: metadataStrategy) }
             return
         }
         record.pendingUpdates.append(update)
@@ -105,8 +105,9 @@ final class Gateway {
         for record in batch {
             record.isQueuedForFlush = false
             guard record.isRegistered else { continue }
-            for update in record.pendingUpdates {
-                record.metadata.apply(update, strategy: metadataStrategy)
+            let updates = record.pendingUpdates
+            store.updateMetadata(of: record) { metadata in
+                for update in updates { metadata.apply(update, strategy: metadataStrategy) }
             }
             record.pendingUpdates.removeAll(keepingCapacity: false)
         }

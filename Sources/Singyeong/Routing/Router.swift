@@ -73,6 +73,13 @@ final class Router {
         }
         if let application = query.application {
             guard let app = store.application(application) else { return }
+            if !ignoringOps, let (key, value) = query.indexableEquality {
+                // Only clients holding that string can satisfy the op.
+                if let holders = app.clients(withKey: key, value: value) {
+                    for record in holders { consider(record) }
+                }
+                return
+            }
             for record in app.clients { consider(record) }
         } else {
             store.forEachClient(consider)
