@@ -86,7 +86,12 @@ final class GatewaySession {
         }
         var tape = gateway.tape
         gateway.tape = DocumentTape()  // hand the shared storage over for the duration
-        defer { tape.removeAll(); gateway.tape = tape }
+        defer {
+            // A huge frame (up to MAX_FRAME_SIZE of tiny values) can grow the
+            // shared tape to hundreds of MiB; give that back at once.
+            tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
+            gateway.tape = tape
+        }
         do {
             switch encoding {
             case .json: try JSONTapeDecoder.decode(payload, into: &tape)
