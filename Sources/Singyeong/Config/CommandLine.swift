@@ -36,6 +36,14 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("auth-failures-per-minute"), help: settingHelp("AUTH_FAILURES_PER_MINUTE")) var authFailuresPerMinute: String?
     @Option(name: .customLong("metadata-queue-interval"), help: settingHelp("METADATA_QUEUE_INTERVAL")) var metadataQueueInterval: String?
     @Option(name: .customLong("metadata-update-strategy"), help: settingHelp("METADATA_UPDATE_STRATEGY")) var metadataUpdateStrategy: String?
+    @Option(name: .customLong("clustering"), help: settingHelp("CLUSTERING")) var clustering: String?
+    @Option(name: .customLong("redis-dsn"), help: settingHelp("REDIS_DSN")) var redisDSN: String?
+    @Option(name: .customLong("cookie"), help: settingHelp("COOKIE")) var cookie: String?
+    @Option(name: .customLong("cluster-group"), help: settingHelp("CLUSTER_GROUP")) var clusterGroup: String?
+    @Option(name: .customLong("cluster-port"), help: settingHelp("CLUSTER_PORT")) var clusterPort: String?
+    @Option(name: .customLong("cluster-advertise"), help: settingHelp("CLUSTER_ADVERTISE")) var clusterAdvertise: String?
+    @Option(name: .customLong("cluster-tick-ms"), help: settingHelp("CLUSTER_TICK_MS")) var clusterTickMs: String?
+    @Option(name: .customLong("cluster-query-timeout-ms"), help: settingHelp("CLUSTER_QUERY_TIMEOUT_MS")) var clusterQueryTimeoutMs: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -49,7 +57,10 @@ public struct SingyeongMain: ParsableCommand {
             ("MAX_PENDING_BYTES", maxPendingBytes), ("MAX_BODY_SIZE", maxBodySize),
             ("SHUTDOWN_TIMEOUT", shutdownTimeout), ("LOG_LEVEL", logLevel), ("AUTH", auth),
             ("AUTH_FAILURES_PER_MINUTE", authFailuresPerMinute), ("METADATA_QUEUE_INTERVAL", metadataQueueInterval),
-            ("METADATA_UPDATE_STRATEGY", metadataUpdateStrategy),
+            ("METADATA_UPDATE_STRATEGY", metadataUpdateStrategy), ("CLUSTERING", clustering), ("REDIS_DSN", redisDSN),
+            ("COOKIE", cookie), ("CLUSTER_GROUP", clusterGroup), ("CLUSTER_PORT", clusterPort),
+            ("CLUSTER_ADVERTISE", clusterAdvertise), ("CLUSTER_TICK_MS", clusterTickMs),
+            ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

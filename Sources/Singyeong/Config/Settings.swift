@@ -21,6 +21,14 @@ struct Settings: Sendable {
     var authFailuresPerMinute: Int
     var metadataQueueInterval: Int
     var metadataUpdateStrategy: String
+    var clustering: Bool
+    var redisDSN: String
+    var cookie: String?
+    var clusterGroup: String
+    var clusterPort: Int
+    var clusterAdvertise: String?
+    var clusterTick: Int
+    var clusterQueryTimeout: Int
 
     /// Where a raw value came from, for error messages.
     enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
@@ -72,7 +80,7 @@ struct Settings: Sendable {
         }
         func integer(_ name: String) throws(SettingsError) -> Int { Int(try validated(name)!)! }
 
-        let settings = Settings(
+        var settings = Settings(
             port: try integer("PORT"),
             bind: try validated("BIND")!,
             tlsCertificate: try validated("TLS_CERT"),
@@ -88,10 +96,25 @@ struct Settings: Sendable {
             auth: try validated("AUTH"),
             authFailuresPerMinute: try integer("AUTH_FAILURES_PER_MINUTE"),
             metadataQueueInterval: try integer("METADATA_QUEUE_INTERVAL"),
-            metadataUpdateStrategy: try validated("METADATA_UPDATE_STRATEGY")!
+            metadataUpdateStrategy: try validated("METADATA_UPDATE_STRATEGY")!,
+            clustering: try validated("CLUSTERING") == "true",
+            redisDSN: try validated("REDIS_DSN")!,
+            cookie: try validated("COOKIE"),
+            clusterGroup: try validated("CLUSTER_GROUP")!,
+            clusterPort: try validated("CLUSTER_PORT").map { Int($0)! } ?? 0,
+            clusterAdvertise: try validated("CLUSTER_ADVERTISE"),
+            clusterTick: try integer("CLUSTER_TICK_MS"),
+            clusterQueryTimeout: try integer("CLUSTER_QUERY_TIMEOUT_MS")
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")
+        }
+        if settings.clustering && settings.cookie == nil {
+            throw SettingsError("COOKIE must be set when CLUSTERING=true (it authenticates the peer links)")
+        }
+        if settings.clusterPort == 0 {
+            // Not given: PORT + 1 (cluster.md §8.2); with PORT=0 any free port.
+            settings.clusterPort = settings.port == 0 ? 0 : settings.port + 1
         }
         if settings.maxPendingBytes < settings.maxFrameSize + 14 {
             throw SettingsError("MAX_PENDING_BYTES (\(settings.maxPendingBytes)) must exceed MAX_FRAME_SIZE (\(settings.maxFrameSize)) plus a frame header, or no maximum-size frame could ever be queued")

@@ -3,11 +3,16 @@
 /// queues the client waits on, and its proxy address.
 enum ClientDescriptor {
     static func writeList(_ candidates: ArraySlice<Candidate>, into w: inout FrameWriter) {
-        let records = candidates.compactMap { $0.record }
-        w.beginArray(count: records.count)
-        for record in records {
+        let listed = candidates.filter { $0.record != nil || $0.descriptor != nil }
+        w.beginArray(count: listed.count)
+        for candidate in listed {
             w.element()
-            write(record, into: &w)
+            if let record = candidate.record {
+                write(record, into: &w)
+            } else if let descriptor = candidate.descriptor {
+                // A peer's descriptor, as the MessagePack it sent.
+                descriptor.withUnsafeBytes { w.messagePackValue($0) }
+            }
         }
         w.endArray()
     }

@@ -51,6 +51,8 @@ final class ClientStore {
 
     private(set) var applications: [String: Application] = [:]
     private(set) var subscribers: [ClientRecord] = []
+    /// Handles are what peer nodes name our clients by.
+    private var byHandle: [UInt64: ClientRecord] = [:]
     private(set) var count = 0
     private var nextHandle: UInt64 = 1
 
@@ -65,6 +67,8 @@ final class ClientStore {
 
     func application(_ id: String) -> Application? { applications[id] }
 
+    func record(handle: UInt64) -> ClientRecord? { byHandle[handle] }
+
     func add(_ record: ClientRecord) {
         precondition(!record.isRegistered, "client registered twice")
         let app: Application
@@ -78,6 +82,7 @@ final class ClientStore {
         app.clients.append(record)
         app.byClientID[record.clientID] = record
         app.index(record)
+        byHandle[record.handle] = record
         if record.receivesClientUpdates {
             record.subscriberIndex = subscribers.count
             subscribers.append(record)
@@ -92,6 +97,7 @@ final class ClientStore {
     func remove(_ record: ClientRecord) -> Bool {
         guard record.isRegistered, let app = applications[record.applicationID] else { return false }
         app.unindex(record)
+        byHandle[record.handle] = nil
         let index = record.storeIndex
         let last = app.clients.removeLast()
         if last !== record {

@@ -38,6 +38,45 @@ enum DispatchFrame {
         }
     }
 
+    /// Builds the frame from a routed message's encoded pieces (the path for
+    /// messages that came from a peer node or waited for one). Pieces in
+    /// another encoding are decoded and re-encoded (JSON pieces must be
+    /// followed by readable padding, as `OwnedRoutedMessage` and the peer
+    /// read buffers are).
+    static func make(_ message: RoutedMessage, for encoding: WebSocketHandshake.Encoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes? {
+        if message.encoding == encoding {
+            return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts)
+        }
+        scratch.removeAll(keepingCapacity: true)
+        var tape = DocumentTape()
+        func transcode(_ piece: UnsafeRawBufferPointer) -> Range<Int>? {
+            do {
+                switch message.encoding {
+                case .json: try JSONTapeDecoder.decode(piece, into: &tape)
+                case .msgpack: try MessagePackTapeDecoder.decode(piece, into: &tape)
+                }
+            } catch {
+                return nil
+            }
+            let start = scratch.count
+            switch encoding {
+            case .json: tape.appendJSON(tape.root, to: &scratch)
+            case .msgpack: tape.appendMessagePack(tape.root, to: &scratch)
+            }
+            return start..<scratch.count
+        }
+        var nonceRange: Range<Int>?
+        if let nonce = message.nonce {
+            guard let r = transcode(nonce) else { return nil }
+            nonceRange = r
+        }
+        guard let payloadRange = transcode(message.payload) else { return nil }
+        return scratch.withUnsafeBytes { all in
+            assemble(event: message.event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
+                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts)
+        }
+    }
+
     /// Builds the frame from already-encoded payload bytes (events the server
     /// originates, such as CLIENT_CONNECTED).
     static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: WebSocketHandshake.Encoding, ts: Int64) -> OutboundBytes {

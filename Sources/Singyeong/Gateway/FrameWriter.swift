@@ -117,6 +117,20 @@ struct FrameWriter {
         bytes.append(contentsOf: encoded)
     }
 
+    /// One MessagePack-encoded value (from a peer): copied, or transcoded to JSON.
+    mutating func messagePackValue(_ encoded: UnsafeRawBufferPointer) {
+        if encoding == .msgpack {
+            raw(encoded)
+            return
+        }
+        var tape = DocumentTape()
+        if (try? MessagePackTapeDecoder.decode(encoded, into: &tape)) != nil {
+            tape.appendJSON(tape.root, to: &bytes)
+        } else {
+            null()
+        }
+    }
+
     /// A decoded node: its source bytes when the encodings match, else transcoded.
     mutating func tapeValue(_ node: Int, in message: DecodedMessage) {
         if message.encoding == encoding {

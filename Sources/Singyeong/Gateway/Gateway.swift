@@ -18,6 +18,8 @@ final class Gateway {
     let heartbeatInterval: Int
     let metadataStrategy: MetadataUpdateStrategy
     let metadataInterval: Int
+    /// Set when clustering: client events also go to every peer.
+    weak var cluster: Cluster?
     /// Decoding state reused by every frame.
     var tape = DocumentTape()
     var scratch: [UInt8] = []
@@ -57,9 +59,16 @@ final class Gateway {
         announce(event: "CLIENT_DISCONNECTED", application: record.applicationID)
     }
 
-    /// CLIENT_CONNECTED / CLIENT_DISCONNECTED with `{"app": id}`, one frame
-    /// per encoding shared by all subscribers.
+    /// CLIENT_CONNECTED / CLIENT_DISCONNECTED: to this node's subscribers
+    /// and, through every peer, to the cluster's (cluster.md §4.4).
     private func announce(event: StaticString, application: String) {
+        announceLocally(event: event, application: application)
+        cluster?.broadcastEvent(event, application: application)
+    }
+
+    /// The event with `{"app": id}` to this node's subscribers, one frame per
+    /// encoding shared by all of them.
+    func announceLocally(event: StaticString, application: String) {
         guard !store.subscribers.isEmpty else { return }
         let ts = loop.nowMilliseconds
         var frames: [OutboundBytes?] = [nil, nil]
@@ -77,6 +86,50 @@ final class Gateway {
             }
             session.deliver(frames[slot]!)
         }
+    }
+
+    // MARK: Delivery
+
+    /// Delivers a routed message to local clients: one frame per encoding,
+    /// shared by all of them.
+    func deliverLocally(_ message: RoutedMessage, to recipients: [ClientRecord]) {
+        let ts = loop.nowMilliseconds
+        var frames: (json: OutboundBytes?, msgpack: OutboundBytes?) = (nil, nil)
+        var delivered = 0
+        for recipient in recipients {
+            guard let session = recipient.session else { continue }
+            let frame: OutboundBytes?
+            if recipient.encoding == .json {
+                if frames.json == nil { frames.json = DispatchFrame.make(message, for: .json, ts: ts, scratch: &scratch) }
+                frame = frames.json
+            } else {
+                if frames.msgpack == nil { frames.msgpack = DispatchFrame.make(message, for: .msgpack, ts: ts, scratch: &scratch) }
+                frame = frames.msgpack
+            }
+            guard let frame else {
+                logger.warning("could not transcode a routed message; dropped", metadata: ["event": "\(message.event)"])
+                continue
+            }
+            session.deliver(frame)
+            delivered += 1
+        }
+        countDelivered(delivered)
+    }
+
+    /// Delivers to resolved candidates: local ones directly, each peer's
+    /// with one `deliver` carrying all of its recipients (cluster.md §4.3).
+    func deliver(_ message: RoutedMessage, to candidates: ArraySlice<Candidate>) {
+        var local: [ClientRecord] = []
+        var remote: [ObjectIdentifier: (PeerLink, [UInt64])] = [:]
+        for candidate in candidates {
+            if let record = candidate.record {
+                local.append(record)
+            } else if let link = candidate.link {
+                remote[ObjectIdentifier(link), default: (link, [])].1.append(candidate.handle)
+            }
+        }
+        if !local.isEmpty { deliverLocally(message, to: local) }
+        for (link, handles) in remote.values { cluster?.deliver(message, to: link, handles: handles) }
     }
 
     // MARK: Metadata batching (protocol.md §7.4)

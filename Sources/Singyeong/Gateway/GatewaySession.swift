@@ -342,6 +342,11 @@ final class GatewaySession {
     }
 
     /// SEND / BROADCAST (§8.2, §8.3).
+    ///
+    /// On a single node (no visible peers) resolution is synchronous and the
+    /// recipients' frames are built straight from this frame's bytes. With
+    /// peers, the frame is copied once (the read buffer is reused before the
+    /// peers answer) and delivery happens when the cluster query completes.
     private func route(_ m: DecodedMessage, d: Int?, broadcast: Bool) {
         let tape = m.tape
         guard let d, tape.kind(d) == .object,
@@ -354,58 +359,97 @@ final class GatewaySession {
         guard let query = parseQuery(targetNode, in: m, context: "target") else { return }
         let nonceNode = tape.member(of: d, named: "nonce")
         let event: StaticString = broadcast ? "BROADCAST" : "SEND"
+        let purpose: RoutingPurpose = broadcast ? .all : .one
         gateway.countRouted()
-        gateway.router.resolve(query, purpose: broadcast ? .all : .one) { candidates in
-            if candidates.isEmpty {
-                if !query.droppable {
-                    invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) }
+        let router = gateway.router
+        if !router.isDistributed {
+            router.resolve(query, purpose: purpose) { candidates in
+                if candidates.isEmpty {
+                    if !query.droppable { self.invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
+                    return
                 }
+                self.deliverLocal(event: event, nonce: nonceNode, payload: payloadNode, of: m, to: candidates)
+            }
+            return
+        }
+        let owned = OwnedRoutedMessage(event: event, encoding: encoding, source: m.source,
+                                       nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode))
+        let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
+        router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
+            guard let self else { return }
+            if candidates.isEmpty {
+                if !query.droppable { self.noRoute(owned) }
                 return
             }
-            let ts = gateway.loop.nowMilliseconds
-            // One frame per encoding, shared by every recipient.
-            var jsonFrame: OutboundBytes?
-            var msgpackFrame: OutboundBytes?
-            var delivered = 0
-            for candidate in candidates {
-                guard let recipient = candidate.record, let session = recipient.session else { continue }
-                let frame: OutboundBytes
-                if recipient.encoding == .json {
-                    if jsonFrame == nil {
-                        jsonFrame = DispatchFrame.make(event: event, nonce: nonceNode, payload: payloadNode, of: m,
-                                                       for: .json, ts: ts, scratch: &gateway.scratch)
-                    }
-                    frame = jsonFrame!
-                } else {
-                    if msgpackFrame == nil {
-                        msgpackFrame = DispatchFrame.make(event: event, nonce: nonceNode, payload: payloadNode, of: m,
-                                                          for: .msgpack, ts: ts, scratch: &gateway.scratch)
-                    }
-                    frame = msgpackFrame!
-                }
-                session.deliver(frame)
-                delivered += 1
-            }
-            gateway.countDelivered(delivered)
+            owned.withMessage { self.gateway.deliver($0, to: candidates) }
         }
     }
 
-    /// QUERY_NODES (§8.4): the candidate descriptors, selector applied.
+    /// The zero-copy local delivery: one frame per encoding from this frame's
+    /// tape, shared by every recipient.
+    private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
+        let ts = gateway.loop.nowMilliseconds
+        var jsonFrame: OutboundBytes?
+        var msgpackFrame: OutboundBytes?
+        var delivered = 0
+        for candidate in candidates {
+            guard let recipient = candidate.record, let session = recipient.session else { continue }
+            let frame: OutboundBytes
+            if recipient.encoding == .json {
+                if jsonFrame == nil {
+                    jsonFrame = DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: .json, ts: ts, scratch: &gateway.scratch)
+                }
+                frame = jsonFrame!
+            } else {
+                if msgpackFrame == nil {
+                    msgpackFrame = DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: .msgpack, ts: ts, scratch: &gateway.scratch)
+                }
+                frame = msgpackFrame!
+            }
+            session.deliver(frame)
+            delivered += 1
+        }
+        gateway.countDelivered(delivered)
+    }
+
+    /// op 3 `no_route` for a message that waited for peers: the frame as
+    /// received comes from the owned copy.
+    private func noRoute(_ owned: OwnedRoutedMessage) {
+        guard !isClosing else { return }
+        _ = owned.withSource { source in
+            var tape = DocumentTape()
+            do {
+                switch encoding {
+                case .json: try JSONTapeDecoder.decode(source, into: &tape)
+                case .msgpack: try MessagePackTapeDecoder.decode(source, into: &tape)
+                }
+            } catch {
+                return
+            }
+            let m = DecodedMessage(tape: tape, source: source, encoding: encoding)
+            invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) }
+        }
+    }
+
+    /// QUERY_NODES (§8.4): the candidate descriptors, selector applied,
+    /// from every visible node.
     private func queryNodes(_ m: DecodedMessage, d: Int?) {
         guard let d else {
             invalid("invalid query") { w in w.string("query: must be an object") }
             return
         }
         guard let query = parseQuery(d, in: m, context: "query") else { return }
-        gateway.router.resolve(query, purpose: .list) { candidates in
-            var w = FrameWriter(encoding: encoding, capacity: 256 * max(candidates.count, 1))
-            w.beginFrame(op: 4, t: "QUERY_NODES", ts: gateway.loop.nowMilliseconds)
+        let encoded = gateway.router.isDistributed ? UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)]) : nil
+        gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [weak self] candidates in
+            guard let self, !self.isClosing else { return }
+            var w = FrameWriter(encoding: self.encoding, capacity: 256 * max(candidates.count, 1))
+            w.beginFrame(op: 4, t: "QUERY_NODES", ts: self.gateway.loop.nowMilliseconds)
             w.beginObject(count: 1)
             w.key("nodes")
             ClientDescriptor.writeList(candidates, into: &w)
             w.endObject()
             w.endObject()
-            send(w)
+            self.send(w)
         }
     }
 }

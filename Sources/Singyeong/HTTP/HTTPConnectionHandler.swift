@@ -14,6 +14,9 @@ final class HTTPConnectionHandler: ConnectionHandler {
     private var requestInProgress = false
     /// Head + body length of the request waiting for its body, if any.
     private var waitingFor: Int?
+    /// A response is being computed elsewhere (a cluster query); later
+    /// pipelined requests wait so responses stay in order.
+    private var awaitingResponse = false
 
     init(node: SingyeongNode, limits: HTTPParserLimits) {
         self.node = node
@@ -23,8 +26,16 @@ final class HTTPConnectionHandler: ConnectionHandler {
     var bytesNeededHint: Int? { waitingFor }
 
     func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+        if awaitingResponse {
+            // Keep pipelined bytes for later, within the limits of one request.
+            if bytes.count > limits.maxHeadSize + limits.maxBodySize {
+                node.logger.info("closing: too much pipelined input while a response is pending", metadata: ["peer": "\(connection.peer.description)"])
+                connection.abort(reason: "pipelined input over bound")
+            }
+            return 0
+        }
         var offset = 0
-        while offset < bytes.count && connection.isOpen && connection.handler === self {
+        while offset < bytes.count && connection.isOpen && connection.handler === self && !awaitingResponse {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             if !requestInProgress {
                 requestInProgress = true
@@ -57,7 +68,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
             handle(connection, request: rest, body: body)
             offset += total
         }
-        if connection.isOpen && connection.handler === self && !requestInProgress {
+        if connection.isOpen && connection.handler === self && !requestInProgress && !awaitingResponse {
             connection.startIdleDeadline()
         }
         return offset
@@ -70,10 +81,29 @@ final class HTTPConnectionHandler: ConnectionHandler {
             upgrade(connection, buffer)
             return
         }
-        var response = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer)
-        if head.method == .head { response.omitBody = true }
-        connection.send(response.encoded(keepAlive: head.keepAlive))
-        if !head.keepAlive {
+        let keepAlive = head.keepAlive
+        let isHead = head.method == .head
+        let immediate = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer) { [weak self, weak connection] response in
+            guard let self, let connection else { return }
+            self.awaitingResponse = false
+            self.finish(connection, response, keepAlive: keepAlive, isHead: isHead)
+            if connection.isOpen && connection.handler === self {
+                connection.startIdleDeadline()
+                connection.resumeInput()
+            }
+        }
+        if let immediate {
+            finish(connection, immediate, keepAlive: keepAlive, isHead: isHead)
+        } else {
+            awaitingResponse = true
+        }
+    }
+
+    private func finish(_ connection: Connection, _ response: HTTPResponse, keepAlive: Bool, isHead: Bool) {
+        var response = response
+        if isHead { response.omitBody = true }
+        connection.send(response.encoded(keepAlive: keepAlive))
+        if !keepAlive {
             connection.closeAfterFlush(reason: "HTTP request without keep-alive")
         }
     }

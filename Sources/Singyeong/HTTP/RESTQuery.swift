@@ -6,7 +6,8 @@
 /// non-object JSON body or another content type counts as an empty object
 /// (which then fails query validation).
 enum RESTQuery {
-    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) -> HTTPResponse {
+    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
+                        later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
         var value = Value.object(ValueObject())
         if isJSON(head, in: buffer) && body.count > 0 {
             var tape = DocumentTape()
@@ -27,13 +28,23 @@ enum RESTQuery {
             w.endObject()
             return HTTPResponse(status: 400, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)
         }
-        var response = HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")])
-        node.gateway.router.resolve(query, purpose: .list) { candidates in
-            var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
-            ClientDescriptor.writeList(candidates, into: &w)
-            response.body = w.bytes
+        var immediate: HTTPResponse?
+        var synchronous = true
+        let router = node.gateway.router
+        // Peers get the query as JSON text (re-encoded: the body may have been
+        // a non-object or another content type, which counts as `{}`).
+        var encoded: [UInt8] = []
+        if router.isDistributed { value.appendJSON(to: &encoded) }
+        encoded.withUnsafeBytes { bytes in
+            router.resolve(query, encoded: router.isDistributed ? bytes : nil, purpose: .list) { candidates in
+                var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
+                ClientDescriptor.writeList(candidates, into: &w)
+                let response = HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)
+                if synchronous { immediate = response } else { later(response) }
+            }
         }
-        return response
+        synchronous = false
+        return immediate
     }
 
     /// JSON when Content-Type is absent, `application/json` or `*/*+json`.

@@ -7,8 +7,10 @@ enum RESTRoutes {
         matches(buffer, path, "/gateway/websocket") || matches(buffer, path, "/gateway/websocket/")
     }
 
+    /// The response now, or nil when it will come through `later` (a query
+    /// that waits for peer nodes).
     static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
-                        body: UnsafeRawBufferPointer, peer: PeerAddress) -> HTTPResponse {
+                        body: UnsafeRawBufferPointer, peer: PeerAddress, later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
         let method = head.method, path = head.path
         if method == .get || method == .head {
             if matches(buffer, path, "/api/version") {
@@ -22,7 +24,7 @@ enum RESTRoutes {
         }
         if method == .post && matches(buffer, path, "/api/v1/query") {
             if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
-            return RESTQuery.respond(node: node, head: head, in: buffer, body: body)
+            return RESTQuery.respond(node: node, head: head, in: buffer, body: body, later: later)
         }
         return notFound
     }

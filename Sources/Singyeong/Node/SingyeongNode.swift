@@ -17,6 +17,8 @@ final class SingyeongNode {
     let gateway: Gateway
     /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
     let closeDelayDeadlines: DeadlineQueue
+    /// Present when CLUSTERING=true.
+    private(set) var cluster: Cluster?
     private var signals: [SignalWatcher] = []
     private var shutdownTimer: LoopTimer?
     private var shuttingDown = false
@@ -56,6 +58,12 @@ final class SingyeongNode {
         } catch {
             throw StartupError(description: error.description)
         }
+        if settings.clustering {
+            let cluster = try Cluster(settings: settings, loop: loop, logger: logger, gateway: gateway)
+            gateway.cluster = cluster
+            gateway.router.cluster = cluster
+            self.cluster = cluster
+        }
     }
 
     /// Runs the loop until shutdown completes.
@@ -69,6 +77,7 @@ final class SingyeongNode {
             "bind": "\(settings.bind)", "port": "\(listener.boundPort)",
             "tls": "\(listener.tlsContext != nil)", "version": "\(SingyeongVersion.string)",
         ])
+        cluster?.start()
         loop.run()
         logger.info("stopped")
     }
@@ -85,12 +94,21 @@ final class SingyeongNode {
         let open = listener.connectionCount
         logger.info("\(name): shutting down", metadata: ["connections": "\(open)", "drain_ms": "\(settings.shutdownTimeout)"])
         listener.stopAccepting()
-        listener.onAllClosed = { [unowned self] in self.loop.stop() }
+        // The loop ends when the clients are gone and the node has left the
+        // registry (both bounded in time).
+        var pendingSteps = cluster == nil ? 1 : 2
+        let stepDone: () -> Void = { [unowned self] in
+            pendingSteps -= 1
+            if pendingSteps == 0 { self.loop.stop() }
+        }
+        cluster?.stop(completion: stepDone)
+        listener.onAllClosed = stepDone
         for connection in listener.liveConnections {
             connection.handler.connectionShouldShutDown(connection)
         }
         if listener.connectionCount == 0 {
-            loop.stop()
+            listener.onAllClosed = nil
+            stepDone()
             return
         }
         shutdownTimer = LoopTimer(loop: loop) { [unowned self] in

@@ -1,9 +1,6 @@
-/// A client that matched a query, wherever it lives.
-///
-/// Today every candidate is local (`record`); the cluster work adds remote
-/// candidates (node + handle, plus the selector value the remote node sends
-/// back), which is why the selector value and the ids are carried here rather
-/// than read from the record at choice time.
+/// A client that matched a query, wherever it lives: on this node (`record`)
+/// or on a peer (`link` + `handle`, with the selector value and, for
+/// listings, the descriptor the peer sent back).
 struct Candidate {
     let applicationID: String
     let clientID: String
@@ -11,6 +8,12 @@ struct Candidate {
     var selectorValue: Value?
     /// The record when the client is on this node.
     let record: ClientRecord?
+    /// The link to the node holding the client, when remote.
+    var link: PeerLink? = nil
+    /// The client's handle on its node, when remote.
+    var handle: UInt64 = 0
+    /// The client's descriptor (rest.md §3.2) as MessagePack, when remote and listed.
+    var descriptor: [UInt8]? = nil
 }
 
 /// What a resolved query is for (query.md §10 step 4).

@@ -2,16 +2,19 @@
 ///
 /// `resolve` is the one entry point every feature uses (SEND, BROADCAST,
 /// QUERY_NODES, REST query, later proxy and queues). It collects candidates
-/// from every source — this node's store today; the cluster work adds one
-/// source per visible peer and calls `completion` when all have answered or
-/// timed out — then applies `optional`, the selector and the purpose's
-/// choice on the union, so every matching client anywhere is equally likely.
+/// from this node's store and, when clustering, from every visible peer
+/// (scatter/gather with a per-node deadline), then applies `optional`, the
+/// selector and the purpose's choice once, on the union — so every matching
+/// client anywhere is equally likely. Without peers, `completion` runs before
+/// `resolve` returns; with peers, once every peer answered or timed out.
 ///
-/// Local collection runs the compiled query over the application's dense
-/// client array and allocates nothing per client; matches go into a reused
-/// scratch array.
+/// Local collection runs the compiled query over the application's clients
+/// (or, for a top-level string `$eq`, the store's index) and allocates
+/// nothing per client; matches go into a reused scratch array.
 final class Router {
     let store: ClientStore
+    /// Set when clustering.
+    weak var cluster: Cluster?
     private var rng = SystemRandomNumberGenerator()
     private var scratch: [Candidate] = []
 
@@ -20,44 +23,74 @@ final class Router {
         scratch.reserveCapacity(64)
     }
 
-    /// Resolves `query` for `purpose` and hands the chosen candidates to
-    /// `completion` (empty when nothing matched). The buffer is only valid
-    /// inside `completion`.
-    func resolve(_ query: Query, purpose: RoutingPurpose, completion: (ArraySlice<Candidate>) -> Void) {
+    /// Whether resolving will have to wait for peers.
+    var isDistributed: Bool { !(cluster?.links.isEmpty ?? true) }
+
+    /// Resolves `query` for `purpose`. `encoded` is the query as the client
+    /// sent it (needed to ask peers; nil resolves locally only).
+    func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: WebSocketHandshake.Encoding = .json,
+                 purpose: RoutingPurpose, completion: @escaping (ArraySlice<Candidate>) -> Void) {
         scratch.removeAll(keepingCapacity: true)
         collectLocal(query, ignoringOps: false, into: &scratch)
+        var fallback: [Candidate] = []
+        if query.optional && scratch.isEmpty {
+            collectLocal(query, ignoringOps: true, into: &fallback)
+        }
+        guard let cluster, !cluster.links.isEmpty, let encoded else {
+            choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
+            return
+        }
+        var matches = scratch
+        cluster.scatter(encodedQuery: encoded, encoding: encoding, descriptors: purpose == .list,
+                        withFallback: query.optional) { [weak self] remoteMatches, remoteFallback in
+            guard let self else { return }
+            matches.append(contentsOf: remoteMatches)
+            self.choose(query, purpose: purpose, matches: &matches, fallback: fallback + remoteFallback, completion: completion)
+        }
+    }
+
+    /// query.md §10 steps 2–4 over the union.
+    private func choose(_ query: Query, purpose: RoutingPurpose, matches: inout [Candidate], fallback: [Candidate],
+                        completion: (ArraySlice<Candidate>) -> Void) {
         var useSelector = true
-        if scratch.isEmpty && query.optional {
+        if matches.isEmpty && query.optional {
             // optional: no match anywhere → every base-filter client, no selector.
-            collectLocal(query, ignoringOps: true, into: &scratch)
+            matches = fallback
             useSelector = false
         }
-        if scratch.isEmpty {
-            completion(scratch[...])
+        if matches.isEmpty {
+            completion(matches[...])
             return
         }
         if useSelector, let selector = query.selector {
-            let candidates = scratch
+            let candidates = matches
             if let chosen = selector.choose(among: candidates.count, value: { candidates[$0].selectorValue }, using: &rng) {
-                completion(scratch[chosen...chosen])
+                completion(matches[chosen...chosen])
                 return
             }
         }
         switch purpose {
         case .all, .list:
-            completion(scratch[...])
+            completion(matches[...])
         case .one:
             let index: Int
             if let key = query.key {
                 // Stable order so the same key finds the same client while
                 // the candidate set is unchanged (query.md §8).
-                scratch.sort { KeyHash.candidateLess(($0.applicationID, $0.clientID), ($1.applicationID, $1.clientID)) }
-                index = KeyHash.index(forKey: key, count: scratch.count)
+                matches.sort { KeyHash.candidateLess(($0.applicationID, $0.clientID), ($1.applicationID, $1.clientID)) }
+                index = KeyHash.index(forKey: key, count: matches.count)
             } else {
-                index = Int.random(in: 0..<scratch.count, using: &rng)
+                index = Int.random(in: 0..<matches.count, using: &rng)
             }
-            completion(scratch[index...index])
+            completion(matches[index...index])
         }
+    }
+
+    /// This node's candidates for `query` (what a peer asks for).
+    func collectLocalCandidates(_ query: Query, ignoringOps: Bool) -> [Candidate] {
+        var out: [Candidate] = []
+        collectLocal(query, ignoringOps: ignoringOps, into: &out)
+        return out
     }
 
     /// query.md §2 + §6 over this node's clients.

@@ -13,7 +13,7 @@ import Logging
 /// needs).
 final class Connection: EndOfTurnTask {
     /// Where the connection is in its life.
-    enum State { case tlsHandshake, open, draining, lingering, closed }
+    enum State { case connecting, tlsHandshake, open, draining, lingering, closed }
 
     let fd: Int32
     let id: UInt64
@@ -38,14 +38,17 @@ final class Connection: EndOfTurnTask {
     var pendingOutputBytes: Int { output.pendingBytes }
     var isOpen: Bool { state == .open }
 
-    init(fd: Int32, id: UInt64, peer: PeerAddress, listener: Listener, tls: TLSSession?, handler: ConnectionHandler) {
+    /// `connecting`: an outbound socket whose non-blocking connect is in
+    /// progress; it becomes open (and the handler hears
+    /// `connectionEstablished`) once the socket turns writable without error.
+    init(fd: Int32, id: UInt64, peer: PeerAddress, listener: Listener, tls: TLSSession?, handler: ConnectionHandler, connecting: Bool = false) {
         self.fd = fd
         self.id = id
         self.peer = peer
         self.listener = listener
         self.tls = tls
         self.handler = handler
-        self.state = tls == nil ? .open : .tlsHandshake
+        self.state = connecting ? .connecting : (tls == nil ? .open : .tlsHandshake)
         io = .allocate(capacity: 1)
         super.init()
         sy_ev_io_init(io, { _, w, revents in
@@ -54,7 +57,8 @@ final class Connection: EndOfTurnTask {
             // inside the handler; keep it alive until the handler returns.
             let connection = Unmanaged<Connection>.fromOpaque(data).takeUnretainedValue()
             withExtendedLifetime(connection) { connection.handleEvents(revents) }
-        }, fd, Int32(EV_READ))
+        }, fd, connecting ? Int32(EV_WRITE) : Int32(EV_READ))
+        watchingWrite = connecting
         sy_ev_set_data(io, Unmanaged.passUnretained(self).toOpaque())
         ev_io_start(listener.loop.raw, io)
         listener.handshakeDeadlines.arm(deadline)
@@ -70,7 +74,7 @@ final class Connection: EndOfTurnTask {
     /// Queues bytes for the end-of-turn flush. Past the pending-output bound
     /// the peer is a slow consumer: it is dropped with a logged reason.
     func send(_ bytes: OutboundBytes) {
-        guard state == .open || state == .tlsHandshake else { return }
+        guard state == .open || state == .tlsHandshake || state == .connecting else { return }
         output.append(bytes)
         if output.pendingBytes > listener.limits.maxPendingBytes {
             listener.logger.warning("closing slow consumer: output queue over bound", metadata: [
@@ -91,7 +95,7 @@ final class Connection: EndOfTurnTask {
 
     /// Stops reading, writes what is queued, then closes (politely).
     func closeAfterFlush(reason: String) {
-        guard state == .open || state == .tlsHandshake else { return }
+        guard state == .open || state == .tlsHandshake || state == .connecting else { return }
         closeReason = reason
         state = .draining
         listener.lingerDeadlines.arm(deadline)
@@ -144,6 +148,9 @@ final class Connection: EndOfTurnTask {
 
     private func deadlineExpired() {
         switch state {
+        case .connecting:
+            listener.logger.info("connect timed out", metadata: ["peer": "\(peer.description)"])
+            abort(reason: "connect timeout")
         case .tlsHandshake:
             listener.logger.info("TLS handshake timed out", metadata: ["peer": "\(peer.description)"])
             abort(reason: "TLS handshake timeout")
@@ -159,6 +166,10 @@ final class Connection: EndOfTurnTask {
     // MARK: Events
 
     private func handleEvents(_ revents: Int32) {
+        if state == .connecting {
+            finishConnect()
+            return
+        }
         if state == .tlsHandshake {
             continueHandshake()
             return
@@ -177,6 +188,21 @@ final class Connection: EndOfTurnTask {
             default: break
             }
         }
+    }
+
+    /// The outbound connect finished: SO_ERROR says how.
+    private func finishConnect() {
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        if error != 0 {
+            abort(reason: "connect failed: \(String(cString: strerror(error)))")
+            return
+        }
+        state = .open
+        setWatching(write: false)
+        handler.connectionEstablished(self)
+        if state == .open && !output.isEmpty { flush() }
     }
 
     private func continueHandshake() {
@@ -285,6 +311,14 @@ final class Connection: EndOfTurnTask {
         return offset
     }
 
+    /// Offers the kept, unconsumed input to the handler again (a handler that
+    /// paused — an HTTP request waiting for peers — calls this when it can go on).
+    func resumeInput() {
+        guard state == .open, !input.isEmpty else { return }
+        let consumed = deliver(input.readable)
+        if state == .open { input.consume(consumed) } else { input.release() }
+    }
+
     /// While draining or lingering, input is read and dropped so the kernel
     /// never answers our close with a reset.
     private func discardInput() {
@@ -359,6 +393,8 @@ final class Connection: EndOfTurnTask {
     }
 
     private var watchingWrite = false
+    /// Why the connection ended (for the handler's log lines).
+    var endReason: String? { closeReason }
 
     private func setWatching(write: Bool) {
         guard write != watchingWrite, state != .closed else { return }

@@ -21,6 +21,16 @@ protocol ConnectionHandler: AnyObject {
     /// idle/handshake deadlines) passed without being re-armed.
     func connectionDeadlineExpired(_ connection: Connection)
 
+    /// An outbound connection finished connecting (accepted ones never call
+    /// it). A requirement, not just an extension method, so a handler's own
+    /// implementation is what the connection calls.
+    func connectionEstablished(_ connection: Connection)
+
     /// The connection is gone (called exactly once). Release resources here.
     func connectionClosed(_ connection: Connection)
+}
+
+extension ConnectionHandler {
+    /// Default: nothing to do (server-side handlers never dial).
+    func connectionEstablished(_ connection: Connection) {}
 }

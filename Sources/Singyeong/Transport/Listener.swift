@@ -154,12 +154,7 @@ final class Listener {
             let connection = Connection(fd: c, id: nextID, peer: PeerAddress(storage), listener: self, tls: session, handler: makeHandler())
             nextID += 1
             acceptedTotal += 1
-            let index = Int(c)
-            if index >= connections.count {
-                connections.append(contentsOf: repeatElement(nil, count: max(index + 1 - connections.count, connections.count)))
-            }
-            connections[index] = connection
-            connectionCount += 1
+            register(connection)
         }
     }
 
@@ -171,6 +166,50 @@ final class Listener {
             }
         }
         acceptPause?.start(after: seconds)
+    }
+
+    /// Starts a non-blocking outbound connection to a numeric `host`:`port`
+    /// (no DNS on the loop). Returns nil, with `error` set, when the socket
+    /// cannot even be created; a refused or timed-out connect arrives later
+    /// as `connectionClosed` on `handler`.
+    func dial(host: String, port: Int, handler: ConnectionHandler, error: inout String) -> Connection? {
+        var hints = addrinfo()
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else {
+            error = "\(host) is not a numeric address"
+            return nil
+        }
+        defer { freeaddrinfo(result) }
+        let c = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard c >= 0 else {
+            error = "socket(): \(String(cString: strerror(errno)))"
+            return nil
+        }
+        var one: Int32 = 1
+        setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = Glibc.connect(c, info.pointee.ai_addr, info.pointee.ai_addrlen)
+        if rc != 0 && errno != EINPROGRESS {
+            error = "connect(): \(String(cString: strerror(errno)))"
+            Glibc.close(c)
+            return nil
+        }
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))) }
+        let connection = Connection(fd: c, id: nextID, peer: PeerAddress(storage), listener: self, tls: nil, handler: handler, connecting: true)
+        nextID += 1
+        register(connection)
+        return connection
+    }
+
+    private func register(_ connection: Connection) {
+        let index = Int(connection.fd)
+        if index >= connections.count {
+            connections.append(contentsOf: repeatElement(nil, count: max(index + 1 - connections.count, connections.count)))
+        }
+        connections[index] = connection
+        connectionCount += 1
     }
 
     /// Called by a connection once it has closed its socket.

@@ -1,0 +1,422 @@
+import Glibc
+import Logging
+
+/// This node's view of the cluster (cluster.md): its identity, the Redis
+/// registry, the peer links, and the scatter/gather of queries.
+///
+/// Membership comes from the registry; visibility comes from links: only
+/// nodes with an authenticated, healthy link are asked anything, so a
+/// partitioned node simply routes over what it can reach. Of two nodes the
+/// one with the smaller id dials, so a pair has one link. A dial that fails
+/// removes the member from the registry ("if I can't reach you, you're
+/// gone"); a live node puts itself back on its next tick.
+final class Cluster {
+    let nodeID = PeerAuthentication.makeNodeID()
+    let cookie: String
+    let advertise: String
+    let logger: Logger
+    unowned let gateway: Gateway
+    let loop: EventLoop
+    let listener: Listener
+    let registry: RedisRegistry
+    /// Largest peer frame body accepted (a message at MAX_FRAME_SIZE plus envelope).
+    let maxFrameBody: Int
+    let tickSeconds: Double
+    private(set) var links: [String: PeerLink] = [:]
+    private var dialing: [String: PeerLink] = [:]
+    private var members: [String: String] = [:]
+    private var tickTimer: LoopTimer?
+    private let queryDeadlines: DeadlineQueue
+    private var pending: [UInt64: PendingQuery] = [:]
+    private var nextRequestID: UInt64 = 1
+    private var scratch: [UInt8] = []
+
+    /// Visible peers (authenticated links), for routing.
+    var peers: Dictionary<String, PeerLink>.Values { links.values }
+    var linkTimeoutDescription: String { "\(Int(tickSeconds * 3000)) ms" }
+
+    init(settings: Settings, loop: EventLoop, logger: Logger, gateway: Gateway) throws {
+        guard let cookie = settings.cookie else { throw StartupError(description: "COOKIE must be set when CLUSTERING=true") }
+        self.cookie = cookie
+        self.loop = loop
+        self.logger = logger
+        self.gateway = gateway
+        tickSeconds = Double(settings.clusterTick) / 1000
+        maxFrameBody = settings.maxFrameSize + 1 << 20
+        queryDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.clusterQueryTimeout) / 1000)
+        let limits = TransportLimits(maxPendingBytes: max(256 << 20, settings.maxPendingBytes * 4),
+                                     handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
+                                     idleTimeout: tickSeconds * 3, lingerTimeout: 2)
+        var makeLink: () -> ConnectionHandler = { fatalError("cluster not ready") }
+        listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: nil) { makeLink() }
+        do {
+            try listener.bind(host: settings.bind, port: settings.clusterPort)
+        } catch {
+            throw StartupError(description: "CLUSTER_PORT: \(error.description)")
+        }
+        let port = listener.boundPort
+        advertise = try settings.clusterAdvertise ?? Cluster.defaultAdvertise(port: port)
+        let dsn: RedisDSN
+        do {
+            dsn = try RedisDSN(parsing: settings.redisDSN)
+        } catch {
+            throw StartupError(description: "\(error)")
+        }
+        registry = RedisRegistry(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup, nodeID: nodeID,
+                                 advertise: advertise, tickMilliseconds: settings.clusterTick)
+        makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
+        registry.onMembers = { [unowned self] in self.membersChanged($0) }
+    }
+
+    /// Starts registering, dialing and pinging.
+    func start() {
+        logger.info("clustering", metadata: ["node": "\(nodeID)", "advertise": "\(advertise)"])
+        registry.start()
+        tickTimer = LoopTimer(loop: loop) { [unowned self] in self.tick() }
+        tickTimer?.start(after: tickSeconds, repeating: tickSeconds)
+    }
+
+    /// Graceful shutdown: leave the registry, close links.
+    func stop(completion: @escaping () -> Void) {
+        tickTimer?.stop()
+        listener.stopAccepting()
+        for link in links.values { link.connection?.closeAfterFlush(reason: "shutdown") }
+        registry.deregister(timeout: 1) { [unowned self] in
+            self.registry.stop()
+            completion()
+        }
+    }
+
+    /// The first non-loopback IPv4 address of this host with our port
+    /// (cluster.md §8.2), or loopback when there is none.
+    private static func defaultAdvertise(port: Int) throws -> String {
+        var head: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&head) == 0 else { return "127.0.0.1:\(port)" }
+        defer { freeifaddrs(head) }
+        var cursor = head
+        while let entry = cursor {
+            if let addr = entry.pointee.ifa_addr, addr.pointee.sa_family == sa_family_t(AF_INET),
+               entry.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0 {
+                var text = [CChar](repeating: 0, count: 64)
+                addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    _ = inet_ntop(AF_INET, &a, &text, socklen_t(text.count))
+                }
+                return "\(String(cString: text)):\(port)"
+            }
+            cursor = entry.pointee.ifa_next
+        }
+        return "127.0.0.1:\(port)"
+    }
+
+    // MARK: Membership and links
+
+    private func membersChanged(_ members: [String: String]) {
+        self.members = members
+        for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil && nodeID < id {
+            dial(id, address)
+        }
+    }
+
+    private func dial(_ id: String, _ address: String) {
+        guard let (host, port) = Cluster.splitHostPort(address) else {
+            logger.warning("registry entry with an unusable address", metadata: ["node": "\(id)", "address": "\(address)"])
+            return
+        }
+        let link = PeerLink(cluster: self, outboundTo: id)
+        var error = ""
+        guard listener.dial(host: host, port: port, handler: link, error: &error) != nil else {
+            logger.warning("cannot dial peer", metadata: ["node": "\(id)", "address": "\(address)", "error": "\(error)"])
+            registry.remove(nodeID: id)
+            return
+        }
+        dialing[id] = link
+    }
+
+    /// `host:port` or `[v6]:port`.
+    static func splitHostPort(_ address: String) -> (String, Int)? {
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            let host = String(address[address.index(after: address.startIndex)..<close])
+            let rest = address[address.index(after: close)...]
+            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
+            return (host, port)
+        }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        return (String(address[..<colon]), port)
+    }
+
+    func linkUp(_ link: PeerLink) {
+        guard let id = link.peerNodeID else { return }
+        if dialing[id] === link { dialing[id] = nil }
+        if let old = links[id], old !== link {
+            // A reconnect raced the old link's failure detection: keep the new one.
+            old.connection?.abort(reason: "replaced by a newer link")
+        }
+        links[id] = link
+        logger.info("peer link up", metadata: ["node": "\(id)", "outbound": "\(link.isOutbound)", "peers": "\(links.count)"])
+    }
+
+    func linkClosed(_ link: PeerLink, wasUp: Bool, reason: String) {
+        let id = link.peerNodeID ?? link.expectedNodeID
+        if let id, dialing[id] === link { dialing[id] = nil }
+        if let id, links[id] === link {
+            links[id] = nil
+            logger.warning("peer link down", metadata: ["node": "\(id)", "reason": "\(reason)", "peers": "\(links.count)"])
+        }
+        // Queries waiting on this link will get nothing more from it.
+        for query in pending.values where query.waiting.contains(ObjectIdentifier(link)) {
+            query.waiting.remove(ObjectIdentifier(link))
+            if query.waiting.isEmpty { finish(query) }
+        }
+        if link.isOutbound && !wasUp, let id = link.expectedNodeID {
+            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)"])
+            registry.remove(nodeID: id)
+        }
+    }
+
+    private func tick() {
+        for link in links.values { link.send(.ping, body: []) }
+    }
+
+    // MARK: Scatter / gather (query.md §10, cluster.md §4)
+
+    /// A query waiting for peers.
+    final class PendingQuery {
+        let id: UInt64
+        var waiting: Set<ObjectIdentifier>
+        var matches: [Candidate] = []
+        var fallback: [Candidate] = []
+        let completion: (_ matches: [Candidate], _ fallback: [Candidate]) -> Void
+        var deadline: DeadlineEntry!
+
+        init(id: UInt64, waiting: Set<ObjectIdentifier>, completion: @escaping ([Candidate], [Candidate]) -> Void) {
+            self.id = id
+            self.waiting = waiting
+            self.completion = completion
+        }
+    }
+
+    /// Sends `query` (its encoded bytes in `encoding`) to every visible peer
+    /// and calls `completion` with their matches (and, when `withFallback`,
+    /// the base-filter clients of peers that had no match) once all answered
+    /// or CLUSTER_QUERY_TIMEOUT_MS passed. Without peers nothing is sent and
+    /// `completion` is not called: the caller checks `peers` first.
+    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: WebSocketHandshake.Encoding, descriptors: Bool,
+                 withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
+        let id = nextRequestID
+        nextRequestID += 1
+        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + 32)
+        w.beginObject(count: 4)
+        w.key("enc"); w.int(encoding == .json ? 0 : 1)
+        w.key("q")
+        if encoding == .json {
+            w.string(String(decoding: encodedQuery, as: UTF8.self))
+        } else {
+            w.raw(encodedQuery)
+        }
+        w.key("list"); w.bool(descriptors)
+        w.key("opt"); w.bool(withFallback)
+        w.endObject()
+        let body = w.bytes
+        var waiting = Set<ObjectIdentifier>()
+        for link in links.values where link.isUp {
+            link.send(.query, requestID: id, body: body)
+            waiting.insert(ObjectIdentifier(link))
+        }
+        let query = PendingQuery(id: id, waiting: waiting, completion: completion)
+        query.deadline = DeadlineEntry { [unowned self, unowned query] in
+            if !query.waiting.isEmpty {
+                self.logger.info("cluster query deadline passed; counting silent nodes as empty", metadata: ["missing": "\(query.waiting.count)"])
+            }
+            self.finish(query)
+        }
+        pending[id] = query
+        queryDeadlines.arm(query.deadline)
+        if waiting.isEmpty { finish(query) }
+    }
+
+    private func finish(_ query: PendingQuery) {
+        guard pending.removeValue(forKey: query.id) != nil else { return }
+        query.deadline.cancel()
+        query.completion(query.matches, query.fallback)
+    }
+
+    /// A peer asks: run the query on our clients.
+    func answerQuery(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
+        let root = tape.root
+        guard !tape.isEmpty, tape.kind(root) == .object, let qNode = tape.member(of: root, named: "q") else { return }
+        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
+        let descriptors = tape.member(of: root, named: "list").flatMap { tape.bool($0) } ?? false
+        let withFallback = tape.member(of: root, named: "opt").flatMap { tape.bool($0) } ?? false
+        let result: Result<Query, QueryError>
+        if isJSON {
+            guard tape.kind(qNode) == .string else { return }
+            // simdjson needs padding after its input: copy into a padded buffer.
+            var text = tape.withStringBytes(qNode) { Array($0) }
+            let count = text.count
+            text.append(contentsOf: repeatElement(0, count: 64))
+            result = text.withUnsafeBytes { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<count])
+                return gateway.queryCache.query(for: bytes, tag: 0) {
+                    var t = DocumentTape()
+                    guard (try? JSONTapeDecoder.decode(bytes, into: &t)) != nil else { return .failure(QueryError(detail: "undecodable")) }
+                    return Query.parse(t.value(t.root))
+                }
+            }
+        } else {
+            let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
+            result = gateway.queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
+        }
+        guard case .success(let query) = result else {
+            // The asking node validated it; a mismatch means different versions.
+            link.send(.queryResult, requestID: requestID, body: emptyResult)
+            return
+        }
+        let matches = gateway.router.collectLocalCandidates(query, ignoringOps: false)
+        let fallback = withFallback && matches.isEmpty ? gateway.router.collectLocalCandidates(query, ignoringOps: true) : []
+        var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
+        w.beginObject(count: 2)
+        w.key("m"); writeCandidates(matches, descriptors: descriptors, into: &w)
+        w.key("f"); writeCandidates(fallback, descriptors: descriptors, into: &w)
+        w.endObject()
+        link.send(.queryResult, requestID: requestID, body: w.bytes)
+    }
+
+    private var emptyResult: [UInt8] {
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 2)
+        w.key("m"); w.beginArray(count: 0); w.endArray()
+        w.key("f"); w.beginArray(count: 0); w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// `[handle, app, client, selectorValue|nil, descriptor|nil]` per candidate.
+    private func writeCandidates(_ candidates: [Candidate], descriptors: Bool, into w: inout FrameWriter) {
+        w.beginArray(count: candidates.count)
+        for candidate in candidates {
+            guard let record = candidate.record else { continue }
+            w.element()
+            w.beginArray(count: 5)
+            w.element(); w.int(Int64(bitPattern: record.handle))
+            w.element(); w.string(record.applicationID)
+            w.element(); w.string(record.clientID)
+            w.element()
+            if let value = candidate.selectorValue { w.value(value) } else { w.null() }
+            w.element()
+            if descriptors { ClientDescriptor.write(record, into: &w) } else { w.null() }
+            w.endArray()
+        }
+        w.endArray()
+    }
+
+    /// A peer's answer to one of our queries.
+    func receiveQueryResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
+        guard let query = pending[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
+        let root = tape.root
+        if !tape.isEmpty, tape.kind(root) == .object {
+            if let m = tape.member(of: root, named: "m") { readCandidates(m, from: link, tape: tape, body: body, into: &query.matches) }
+            if let f = tape.member(of: root, named: "f") { readCandidates(f, from: link, tape: tape, body: body, into: &query.fallback) }
+        }
+        if query.waiting.isEmpty { finish(query) }
+    }
+
+    private func readCandidates(_ array: Int, from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer, into out: inout [Candidate]) {
+        guard tape.kind(array) == .array else { return }
+        for element in tape.elements(of: array) where tape.kind(element) == .array && tape.count(element) == 5 {
+            let parts = Array(tape.elements(of: element))
+            guard let handle = tape.int64(parts[0]), tape.kind(parts[1]) == .string, tape.kind(parts[2]) == .string else { continue }
+            let selector = tape.kind(parts[3]) == .null ? nil : tape.value(parts[3])
+            let descriptor = tape.kind(parts[4]) == .object ? Array(UnsafeRawBufferPointer(rebasing: body[tape.span(parts[4])])) : nil
+            out.append(Candidate(applicationID: tape.string(parts[1]), clientID: tape.string(parts[2]), selectorValue: selector,
+                                 record: nil, link: link, handle: UInt64(bitPattern: handle), descriptor: descriptor))
+        }
+    }
+
+    // MARK: Delivery across nodes
+
+    /// One `deliver` carrying all of a peer's recipients of a message.
+    func deliver(_ message: RoutedMessage, to link: PeerLink, handles: [UInt64]) {
+        var w = FrameWriter(encoding: .msgpack, capacity: message.payload.count + (message.nonce?.count ?? 0) + 32 + 9 * handles.count)
+        w.beginObject(count: message.nonce == nil ? 4 : 5)
+        w.key("t"); w.string(message.event)
+        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
+        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
+        w.key("payload"); piece(message.payload, message.encoding, into: &w)
+        w.key("to")
+        w.beginArray(count: handles.count)
+        for handle in handles { w.element(); w.int(Int64(bitPattern: handle)) }
+        w.endArray()
+        w.endObject()
+        link.send(.deliver, body: w.bytes)
+    }
+
+    /// A JSON piece travels as a string holding its text; a MessagePack piece
+    /// is embedded as the value it is.
+    private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: WebSocketHandshake.Encoding, into w: inout FrameWriter) {
+        if encoding == .json { w.string(String(decoding: bytes, as: UTF8.self)) } else { w.raw(bytes) }
+    }
+
+    /// A peer routed a message to some of our clients.
+    func receiveDeliver(from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer) {
+        let root = tape.root
+        guard !tape.isEmpty, tape.kind(root) == .object,
+              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
+              let payload = tape.member(of: root, named: "payload"),
+              let to = tape.member(of: root, named: "to"), tape.kind(to) == .array
+        else { return }
+        let event: StaticString
+        if tape.isString(t, equalTo: "SEND") { event = "SEND" }
+        else if tape.isString(t, equalTo: "BROADCAST") { event = "BROADCAST" }
+        else { return }
+        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
+        let nonce = tape.member(of: root, named: "nonce")
+        func bytes(_ node: Int) -> [UInt8]? {
+            if isJSON {
+                return tape.kind(node) == .string ? tape.withStringBytes(node) { Array($0) } : nil
+            }
+            return Array(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
+        }
+        guard let payloadBytes = bytes(payload) else { return }
+        let nonceBytes = nonce.flatMap(bytes)
+        let owned = payloadBytes.withUnsafeBytes { p in
+            (nonceBytes ?? []).withUnsafeBytes { n in
+                OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: isJSON ? .json : .msgpack,
+                                                          nonce: nonceBytes == nil ? nil : n, payload: p))
+            }
+        }
+        var recipients: [ClientRecord] = []
+        for element in tape.elements(of: to) {
+            if let h = tape.int64(element), let record = gateway.store.record(handle: UInt64(bitPattern: h)) {
+                recipients.append(record)
+            }
+        }
+        owned.withMessage { gateway.deliverLocally($0, to: recipients) }
+    }
+
+    // MARK: Client events across nodes (protocol.md §8.10–8.11)
+
+    func broadcastEvent(_ event: StaticString, application: String) {
+        guard !links.isEmpty else { return }
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 2)
+        w.key("t"); w.string(event)
+        w.key("app"); w.string(application)
+        w.endObject()
+        let body = w.bytes
+        for link in links.values { link.send(.event, body: body) }
+    }
+
+    func receiveEvent(from link: PeerLink, tape: DocumentTape) {
+        let root = tape.root
+        guard !tape.isEmpty, tape.kind(root) == .object,
+              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
+              let app = tape.member(of: root, named: "app"), tape.kind(app) == .string else { return }
+        if tape.isString(t, equalTo: "CLIENT_CONNECTED") {
+            gateway.announceLocally(event: "CLIENT_CONNECTED", application: tape.string(app))
+        } else if tape.isString(t, equalTo: "CLIENT_DISCONNECTED") {
+            gateway.announceLocally(event: "CLIENT_DISCONNECTED", application: tape.string(app))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+/// Frames on a peer link (cluster.md §3): `[u32 length][u8 type][u64 request
+/// id][body]`, big-endian, `length` counting type, id and body. Bodies are
+/// MessagePack maps (decoded with the gateway's tape decoder), so payloads
+/// in either client encoding travel without re-encoding.
+enum PeerFrameType: UInt8 {
+    /// `{"v": version, "node": id, "nonce": hex}` — first frame each way.
+    case hello = 1
+    /// `{"mac": hex}` — proof of knowing COOKIE, bound to the peer's nonce.
+    case auth = 2
+    case ping = 3
+    case pong = 4
+    /// A query to run on the receiver's clients; answered by `queryResult`
+    /// with the same request id.
+    case query = 10
+    case queryResult = 11
+    /// A routed message for some of the receiver's clients (no answer).
+    case deliver = 12
+    /// CLIENT_CONNECTED / CLIENT_DISCONNECTED for the receiver's subscribers.
+    case event = 13
+}
+
+/// One decoded frame header; the body is `buffer[body]`.
+struct PeerFrameHeader: Equatable {
+    var type: UInt8
+    var requestID: UInt64
+    var body: Range<Int>
+    /// Bytes of the whole frame (what to consume).
+    var frameLength: Int
+}
+
+/// A frame that cannot be accepted: the link is closed with this reason.
+struct PeerFrameError: Error, Equatable {
+    var reason: String
+}
+
+/// Splits peer-link bytes into frames, in place.
+enum PeerFrameCodec {
+    static let headerLength = 13
+    /// The version both sides must speak (sent in HELLO).
+    static let protocolVersion: Int64 = 1
+
+    /// The first complete frame at the start of `buffer`, nil if incomplete.
+    /// `maxBody` bounds what a peer can make us buffer.
+    static func next(_ buffer: UnsafeRawBufferPointer, maxBody: Int) throws(PeerFrameError) -> PeerFrameHeader? {
+        guard buffer.count >= 4 else { return nil }
+        let length = Int(UInt32(buffer[0]) << 24 | UInt32(buffer[1]) << 16 | UInt32(buffer[2]) << 8 | UInt32(buffer[3]))
+        guard length >= 9 else { throw PeerFrameError(reason: "frame length \(length) shorter than its header") }
+        guard length - 9 <= maxBody else { throw PeerFrameError(reason: "frame body of \(length - 9) bytes over the \(maxBody)-byte limit") }
+        guard buffer.count >= 4 + length else { return nil }
+        var id: UInt64 = 0
+        for i in 5..<13 { id = id << 8 | UInt64(buffer[i]) }
+        return PeerFrameHeader(type: buffer[4], requestID: id, body: 13..<(4 + length), frameLength: 4 + length)
+    }
+
+    /// Total bytes needed for the frame that starts `buffer`, when known.
+    static func bytesNeeded(_ buffer: UnsafeRawBufferPointer) -> Int? {
+        guard buffer.count >= 4 else { return nil }
+        return 4 + Int(UInt32(buffer[0]) << 24 | UInt32(buffer[1]) << 16 | UInt32(buffer[2]) << 8 | UInt32(buffer[3]))
+    }
+
+    /// One frame, ready to queue.
+    static func make(_ type: PeerFrameType, requestID: UInt64 = 0, body: [UInt8]) -> OutboundBytes {
+        OutboundBytes.make(count: headerLength + body.count) { p in
+            let length = UInt32(9 + body.count)
+            p.storeBytes(of: length.bigEndian, toByteOffset: 0, as: UInt32.self)
+            p.storeBytes(of: type.rawValue, toByteOffset: 4, as: UInt8.self)
+            p.storeBytes(of: requestID.bigEndian, toByteOffset: 5, as: UInt64.self)
+            body.withUnsafeBytes { if let base = $0.baseAddress { (p + headerLength).copyMemory(from: base, byteCount: body.count) } }
+        }
+    }
+}

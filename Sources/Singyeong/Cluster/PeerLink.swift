@@ -1,0 +1,209 @@
+/// One node-to-node connection (cluster.md §3): the authenticated, ordered
+/// link over which queries, results and deliveries travel.
+///
+/// Handshake: the dialer sends HELLO; the acceptor answers HELLO and its
+/// AUTH proof; the dialer answers its AUTH. Each side checks the other's
+/// proof (HMAC over its own fresh nonce) before the link counts as up; any
+/// other frame before that, a wrong version, a wrong proof (wrong COOKIE) or
+/// an unexpected node id closes the link with a logged reason.
+final class PeerLink: ConnectionHandler {
+    /// Where the link is in its life.
+    enum State { case handshaking, up, closed }
+
+    unowned let cluster: Cluster
+    /// We dialed (and know which node we expect).
+    let isOutbound: Bool
+    let expectedNodeID: String?
+    private(set) var state = State.handshaking
+    private(set) var peerNodeID: String?
+    private var peerNonce: String?
+    private let nonce = PeerAuthentication.makeNonce()
+    private var sentHello = false
+    private var peerProved = false
+    private(set) weak var connection: Connection?
+    /// Bytes in the frame being waited for (buffer sizing hint).
+    private var needed: Int?
+    private var tape = DocumentTape()
+
+    init(cluster: Cluster, outboundTo nodeID: String?) {
+        self.cluster = cluster
+        self.isOutbound = nodeID != nil
+        self.expectedNodeID = nodeID
+    }
+
+    var isUp: Bool { state == .up }
+
+    // MARK: ConnectionHandler
+
+    func connectionEstablished(_ connection: Connection) {
+        self.connection = connection
+        sendHello(on: connection)
+    }
+
+    var bytesNeededHint: Int? { needed }
+
+    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+        self.connection = connection
+        connection.touchIdleDeadline()
+        var offset = 0
+        while offset < bytes.count && connection.isOpen && state != .closed {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            let header: PeerFrameHeader?
+            do {
+                header = try PeerFrameCodec.next(rest, maxBody: cluster.maxFrameBody)
+            } catch {
+                fail(connection, error.reason)
+                return bytes.count
+            }
+            guard let header else {
+                needed = PeerFrameCodec.bytesNeeded(rest)
+                return offset
+            }
+            needed = nil
+            let body = UnsafeRawBufferPointer(rebasing: rest[header.body])
+            handle(type: header.type, requestID: header.requestID, body: body, on: connection)
+            offset += header.frameLength
+        }
+        return offset
+    }
+
+    func connectionShouldShutDown(_ connection: Connection) {
+        connection.closeAfterFlush(reason: "shutdown")
+    }
+
+    /// No frame for 3 ticks (pings flow every tick): the peer is gone.
+    func connectionDeadlineExpired(_ connection: Connection) {
+        fail(connection, "no traffic for \(cluster.linkTimeoutDescription)")
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        let wasUp = state == .up
+        state = .closed
+        cluster.linkClosed(self, wasUp: wasUp, reason: connection.endReason ?? "closed")
+    }
+
+    // MARK: Frames
+
+    private func fail(_ connection: Connection, _ reason: String) {
+        cluster.logger.warning("peer link closed", metadata: [
+            "peer": "\(connection.peer.description)", "node": "\(peerNodeID ?? expectedNodeID ?? "?")", "reason": "\(reason)",
+        ])
+        state = .closed
+        connection.abort(reason: reason)
+    }
+
+    private func sendHello(on connection: Connection) {
+        guard !sentHello else { return }
+        sentHello = true
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 3)
+        w.key("v"); w.int(PeerFrameCodec.protocolVersion)
+        w.key("node"); w.string(cluster.nodeID)
+        w.key("nonce"); w.string(nonce)
+        w.endObject()
+        connection.send(PeerFrameCodec.make(.hello, body: w.bytes))
+    }
+
+    /// Sends a frame if the link is up (dropped otherwise: the caller's
+    /// deadline covers lost requests).
+    func send(_ type: PeerFrameType, requestID: UInt64 = 0, body: [UInt8]) {
+        guard state == .up, let connection else { return }
+        connection.send(PeerFrameCodec.make(type, requestID: requestID, body: body))
+    }
+
+    private func handle(type raw: UInt8, requestID: UInt64, body: UnsafeRawBufferPointer, on connection: Connection) {
+        guard let type = PeerFrameType(rawValue: raw) else {
+            fail(connection, "unknown frame type \(raw)")
+            return
+        }
+        tape.removeAll()
+        if !body.isEmpty {
+            do {
+                try MessagePackTapeDecoder.decode(body, into: &tape)
+            } catch {
+                fail(connection, "undecodable \(type) frame: \(error.detail)")
+                return
+            }
+        }
+        if state == .handshaking {
+            handshake(type, body: body, on: connection)
+            return
+        }
+        switch type {
+        case .hello, .auth:
+            fail(connection, "handshake frame on an established link")
+        case .ping:
+            connection.send(PeerFrameCodec.make(.pong, requestID: requestID, body: []))
+        case .pong:
+            break
+        case .query:
+            cluster.answerQuery(from: self, requestID: requestID, tape: tape, body: body)
+        case .queryResult:
+            cluster.receiveQueryResult(from: self, requestID: requestID, tape: tape, body: body)
+        case .deliver:
+            cluster.receiveDeliver(from: self, tape: tape, body: body)
+        case .event:
+            cluster.receiveEvent(from: self, tape: tape)
+        }
+        tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
+    }
+
+    private func handshake(_ type: PeerFrameType, body: UnsafeRawBufferPointer, on connection: Connection) {
+        let root = tape.root
+        switch type {
+        case .hello:
+            guard peerNodeID == nil, !tape.isEmpty, tape.kind(root) == .object,
+                  let v = tape.member(of: root, named: "v").flatMap({ tape.int64($0) }),
+                  let node = tape.member(of: root, named: "node"), tape.kind(node) == .string,
+                  let peerNonceNode = tape.member(of: root, named: "nonce"), tape.kind(peerNonceNode) == .string
+            else {
+                fail(connection, "malformed HELLO")
+                return
+            }
+            guard v == PeerFrameCodec.protocolVersion else {
+                fail(connection, "peer speaks protocol version \(v), this node \(PeerFrameCodec.protocolVersion)")
+                return
+            }
+            let id = tape.string(node)
+            if let expectedNodeID, id != expectedNodeID {
+                fail(connection, "dialed node \(expectedNodeID) but \(id) answered (stale registry entry)")
+                return
+            }
+            guard id != cluster.nodeID else {
+                fail(connection, "connected to itself")
+                return
+            }
+            peerNodeID = id
+            peerNonce = tape.string(peerNonceNode)
+            sendHello(on: connection)
+            var w = FrameWriter(encoding: .msgpack)
+            w.beginObject(count: 1)
+            w.key("mac")
+            w.string(PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: peerNonce!, senderID: cluster.nodeID, senderNonce: nonce))
+            w.endObject()
+            connection.send(PeerFrameCodec.make(.auth, body: w.bytes))
+        case .auth:
+            guard let peerNodeID, let peerNonce, !tape.isEmpty, tape.kind(root) == .object,
+                  let mac = tape.member(of: root, named: "mac"), tape.kind(mac) == .string
+            else {
+                fail(connection, "AUTH before HELLO or malformed")
+                return
+            }
+            let expected = PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: nonce, senderID: peerNodeID, senderNonce: peerNonce)
+            guard PeerAuthentication.equal(tape.string(mac), expected) else {
+                cluster.logger.error("peer authentication failed: wrong COOKIE?", metadata: [
+                    "peer": "\(connection.peer.description)", "node": "\(peerNodeID)",
+                ])
+                state = .closed
+                connection.abort(reason: "authentication failed")
+                return
+            }
+            peerProved = true
+            state = .up
+            connection.startIdleDeadline()
+            cluster.linkUp(self)
+        default:
+            fail(connection, "\(type) frame before the handshake completed")
+        }
+    }
+}
