@@ -22,6 +22,7 @@ final class Cluster {
     /// Largest peer frame body accepted (a message at MAX_FRAME_SIZE plus envelope).
     let maxFrameBody: Int
     let tickSeconds: Double
+    let loadBalance: Bool
     private(set) var links: [String: PeerLink] = [:]
     private var dialing: [String: PeerLink] = [:]
     private var members: [String: String] = [:]
@@ -42,6 +43,7 @@ final class Cluster {
         self.logger = logger
         self.gateway = gateway
         tickSeconds = Double(settings.clusterTick) / 1000
+        loadBalance = settings.loadBalance
         maxFrameBody = settings.maxFrameSize + 1 << 20
         queryDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.clusterQueryTimeout) / 1000)
         let limits = TransportLimits(maxPendingBytes: max(256 << 20, settings.maxPendingBytes * 4),
@@ -175,8 +177,33 @@ final class Cluster {
         }
     }
 
+    /// Every tick: ping each link with our client count, then balance.
     private func tick() {
-        for link in links.values { link.send(.ping, body: []) }
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 1)
+        w.key("n"); w.int(Int64(gateway.store.count))
+        w.endObject()
+        let body = w.bytes
+        for link in links.values { link.send(.ping, body: body) }
+        if loadBalance { balance() }
+    }
+
+    /// cluster.md §5: skipped while any visible peer's count is unknown or stale.
+    private func balance() {
+        guard !links.isEmpty else { return }
+        let now = loop.now
+        var counts: [Int] = []
+        for link in links.values {
+            guard let n = link.reportedClientCount, now - link.reportedAt <= 2 * tickSeconds else { return }
+            counts.append(n)
+        }
+        let excess = LoadBalancer.excess(local: gateway.store.count, peers: counts)
+        guard excess > 0 else { return }
+        var newest: [ClientRecord] = []
+        gateway.store.forEachClient { newest.append($0) }
+        newest.sort { $0.handle > $1.handle }
+        logger.info("load balancing: sending GOODBYE", metadata: ["clients": "\(excess)", "local": "\(gateway.store.count)", "peers": "\(counts)"])
+        for record in newest.prefix(excess) { record.session?.goodbye() }
     }
 
     // MARK: Scatter / gather (query.md §10, cluster.md §4)

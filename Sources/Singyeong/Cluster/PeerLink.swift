@@ -24,6 +24,9 @@ final class PeerLink: ConnectionHandler {
     /// Bytes in the frame being waited for (buffer sizing hint).
     private var needed: Int?
     private var tape = DocumentTape()
+    /// The peer's client count from its last ping, and when it arrived (load balancing).
+    var reportedClientCount: Int?
+    var reportedAt: Double = 0
 
     init(cluster: Cluster, outboundTo nodeID: String?) {
         self.cluster = cluster
@@ -133,6 +136,10 @@ final class PeerLink: ConnectionHandler {
         case .hello, .auth:
             fail(connection, "handshake frame on an established link")
         case .ping:
+            if !tape.isEmpty, tape.kind(tape.root) == .object, let n = tape.member(of: tape.root, named: "n").flatMap({ tape.int64($0) }) {
+                reportedClientCount = Int(n)
+                reportedAt = cluster.loop.now
+            }
             connection.send(PeerFrameCodec.make(.pong, requestID: requestID, body: []))
         case .pong:
             break

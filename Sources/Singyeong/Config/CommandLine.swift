@@ -44,6 +44,7 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("cluster-advertise"), help: settingHelp("CLUSTER_ADVERTISE")) var clusterAdvertise: String?
     @Option(name: .customLong("cluster-tick-ms"), help: settingHelp("CLUSTER_TICK_MS")) var clusterTickMs: String?
     @Option(name: .customLong("cluster-query-timeout-ms"), help: settingHelp("CLUSTER_QUERY_TIMEOUT_MS")) var clusterQueryTimeoutMs: String?
+    @Option(name: .customLong("load-balance"), help: settingHelp("LOAD_BALANCE")) var loadBalance: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -60,7 +61,7 @@ public struct SingyeongMain: ParsableCommand {
             ("METADATA_UPDATE_STRATEGY", metadataUpdateStrategy), ("CLUSTERING", clustering), ("REDIS_DSN", redisDSN),
             ("COOKIE", cookie), ("CLUSTER_GROUP", clusterGroup), ("CLUSTER_PORT", clusterPort),
             ("CLUSTER_ADVERTISE", clusterAdvertise), ("CLUSTER_TICK_MS", clusterTickMs),
-            ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs),
+            ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs), ("LOAD_BALANCE", loadBalance),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

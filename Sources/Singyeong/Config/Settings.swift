@@ -29,6 +29,7 @@ struct Settings: Sendable {
     var clusterAdvertise: String?
     var clusterTick: Int
     var clusterQueryTimeout: Int
+    var loadBalance: Bool
 
     /// Where a raw value came from, for error messages.
     enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
@@ -104,7 +105,8 @@ struct Settings: Sendable {
             clusterPort: try validated("CLUSTER_PORT").map { Int($0)! } ?? 0,
             clusterAdvertise: try validated("CLUSTER_ADVERTISE"),
             clusterTick: try integer("CLUSTER_TICK_MS"),
-            clusterQueryTimeout: try integer("CLUSTER_QUERY_TIMEOUT_MS")
+            clusterQueryTimeout: try integer("CLUSTER_QUERY_TIMEOUT_MS"),
+            loadBalance: try validated("LOAD_BALANCE") == "true"
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")

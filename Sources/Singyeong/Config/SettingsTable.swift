@@ -75,6 +75,8 @@ enum SettingsTable {
               help: "registry, link health and load-balance period, ms"),
         .init(name: "CLUSTER_QUERY_TIMEOUT_MS", defaultValue: "5000", kind: .integer(10...600_000),
               help: "a node that has not answered a cluster query by then counts as having no matches, ms"),
+        .init(name: "LOAD_BALANCE", defaultValue: "true", kind: .boolean,
+              help: "when clustering, a node over its share of clients sends GOODBYE to the excess each tick"),
         .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
               help: "least severe log level written to stderr"),
     ]

@@ -65,6 +65,22 @@ final class GatewaySession {
         socket.closeAfterDelay()
     }
 
+    /// op 7 GOODBYE `{"reason": "load balancing"}`, cleanup now, close after
+    /// 100 ms (protocol.md §5.6): the client reconnects, possibly elsewhere.
+    func goodbye() {
+        guard !isClosing else { return }
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 7, t: nil, ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: 1)
+        w.key("reason"); w.string("load balancing")
+        w.endObject()
+        w.endObject()
+        send(w)
+        isClosing = true
+        cleanUp()
+        socket.closeAfterDelay()
+    }
+
     /// Deregisters (once). Called on fatal errors and when the socket ends.
     func cleanUp() {
         if let record {
