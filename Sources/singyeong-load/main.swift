@@ -27,6 +27,9 @@ struct Options {
     /// Extra idle clients in the receivers' application that the query
     /// must evaluate and reject (measures per-client evaluation cost).
     var population = 0
+    /// Port of the node the receivers (and bystanders) connect to; default
+    /// `port`. A different node measures cross-node routing.
+    var receiverPort: Int?
 
     init(_ args: [String]) {
         var i = 1
@@ -42,6 +45,7 @@ struct Options {
             case "--payload-bytes": payloadBytes = Int(next()) ?? payloadBytes
             case "--window": window = Int(next()) ?? window
             case "--population": population = Int(next()) ?? population
+            case "--receiver-port": receiverPort = Int(next())
             default:
                 FileHandle.standardError.write("unknown argument \(args[i])\n".data(using: .utf8)!)
                 exit(2)
@@ -168,13 +172,13 @@ let options = Options(CommandLine.arguments)
 var receivers: [LoadClient] = []
 var senders: [LoadClient] = []
 for i in 0..<options.receivers {
-    let c = LoadClient(host: options.host, port: options.port)
+    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port)
     c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"sink\"}}}}".utf8))
     receivers.append(c)
 }
 var bystanders: [LoadClient] = []
 for i in 0..<options.population {
-    let c = LoadClient(host: options.host, port: options.port)
+    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port)
     c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"p\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"idle\"}}}}".utf8))
     c.flush()
     bystanders.append(c)

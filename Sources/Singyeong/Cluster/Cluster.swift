@@ -58,12 +58,18 @@ final class Cluster {
         }
         let port = listener.boundPort
         advertise = try settings.clusterAdvertise ?? Cluster.defaultAdvertise(port: port)
-        let dsn: RedisDSN
+        var dsn: RedisDSN
         do {
             dsn = try RedisDSN(parsing: settings.redisDSN)
         } catch {
             throw StartupError(description: "\(error)")
         }
+        if dsn.tls {
+            throw StartupError(description: "REDIS_DSN: rediss:// is not supported by this build (hiredis 0.14 has no TLS)")
+        }
+        // hiredis resolves names with a blocking call inside its connect;
+        // resolve once here, before the loop runs, and give it the address.
+        dsn.host = try Cluster.resolve(dsn.host)
         registry = RedisRegistry(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup, nodeID: nodeID,
                                  advertise: advertise, tickMilliseconds: settings.clusterTick)
         makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
@@ -133,6 +139,23 @@ final class Cluster {
             return
         }
         dialing[id] = link
+    }
+
+    /// A numeric address for `host` (itself when already numeric).
+    private static func resolve(_ host: String) throws -> String {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &result)
+        guard rc == 0, let info = result else {
+            throw StartupError(description: "REDIS_DSN: cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(result) }
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
+            return host
+        }
+        return String(cString: text)
     }
 
     /// `host:port` or `[v6]:port`.
