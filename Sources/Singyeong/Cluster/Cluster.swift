@@ -271,7 +271,7 @@ final class Cluster {
         let body = w.bytes
         var waiting = Set<ObjectIdentifier>()
         for link in links.values where link.isUp {
-            link.send(.query, requestID: id, body: body)
+            link.sendBatched(.query, requestID: id, body: body)
             waiting.insert(ObjectIdentifier(link))
         }
         let query = PendingQuery(id: id, waiting: waiting, completion: completion)
@@ -320,7 +320,7 @@ final class Cluster {
         }
         guard case .success(let query) = result else {
             // The asking node validated it; a mismatch means different versions.
-            link.send(.queryResult, requestID: requestID, body: emptyResult)
+            link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
             return
         }
         let matches = gateway.router.collectLocalCandidates(query, ignoringOps: false)
@@ -330,7 +330,7 @@ final class Cluster {
         w.key("m"); writeCandidates(matches, descriptors: descriptors, into: &w)
         w.key("f"); writeCandidates(fallback, descriptors: descriptors, into: &w)
         w.endObject()
-        link.send(.queryResult, requestID: requestID, body: w.bytes)
+        link.sendBatched(.queryResult, requestID: requestID, body: w.bytes)
     }
 
     private var emptyResult: [UInt8] {

@@ -17,6 +17,11 @@ enum PeerFrameType: UInt8 {
     case deliver = 12
     /// CLIENT_CONNECTED / CLIENT_DISCONNECTED for the receiver's subscribers.
     case event = 13
+    /// Several `query` (or `queryResult`) frames queued in one loop turn,
+    /// sent as one: the body is a sequence of `[u64 request id][u32
+    /// length][body]` entries (cluster work done for many messages at once).
+    case queryBatch = 14
+    case queryResultBatch = 15
 }
 
 /// One decoded frame header; the body is `buffer[body]`.
@@ -56,6 +61,31 @@ enum PeerFrameCodec {
     static func bytesNeeded(_ buffer: UnsafeRawBufferPointer) -> Int? {
         guard buffer.count >= 4 else { return nil }
         return 4 + Int(UInt32(buffer[0]) << 24 | UInt32(buffer[1]) << 16 | UInt32(buffer[2]) << 8 | UInt32(buffer[3]))
+    }
+
+    /// The entries of a batch body, in order; nil if malformed.
+    static func batchEntries(_ body: UnsafeRawBufferPointer) -> [(requestID: UInt64, body: Range<Int>)]? {
+        var entries: [(UInt64, Range<Int>)] = []
+        var i = 0
+        while i < body.count {
+            guard body.count - i >= 12 else { return nil }
+            var id: UInt64 = 0
+            for k in 0..<8 { id = id << 8 | UInt64(body[i + k]) }
+            var length = 0
+            for k in 8..<12 { length = length << 8 | Int(body[i + k]) }
+            i += 12
+            guard body.count - i >= length else { return nil }
+            entries.append((id, i..<(i + length)))
+            i += length
+        }
+        return entries
+    }
+
+    /// Appends one batch entry.
+    static func appendBatchEntry(requestID: UInt64, body: [UInt8], to out: inout [UInt8]) {
+        withUnsafeBytes(of: requestID.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(body.count).bigEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: body)
     }
 
     /// One frame, ready to queue.

@@ -107,6 +107,18 @@ final class PeerLink: ConnectionHandler {
         connection.send(PeerFrameCodec.make(.hello, body: w.bytes))
     }
 
+    /// Queries and results queued during this loop turn; sent as one frame
+    /// at its end (`queryBatch` / `queryResultBatch`, or a plain frame when
+    /// there is only one).
+    private lazy var batcher = PeerBatcher(link: self)
+
+    /// Queues a query or a query result for the end-of-turn batch.
+    func sendBatched(_ type: PeerFrameType, requestID: UInt64, body: [UInt8]) {
+        guard state == .up else { return }
+        batcher.add(type, requestID: requestID, body: body)
+        cluster.loop.runAtEndOfTurn(batcher)
+    }
+
     /// Sends a frame if the link is up (dropped otherwise: the caller's
     /// deadline covers lost requests).
     func send(_ type: PeerFrameType, requestID: UInt64 = 0, body: [UInt8]) {
@@ -147,6 +159,27 @@ final class PeerLink: ConnectionHandler {
             cluster.answerQuery(from: self, requestID: requestID, tape: tape, body: body)
         case .queryResult:
             cluster.receiveQueryResult(from: self, requestID: requestID, tape: tape, body: body)
+        case .queryBatch, .queryResultBatch:
+            guard let entries = PeerFrameCodec.batchEntries(body) else {
+                fail(connection, "malformed \(type) frame")
+                return
+            }
+            for entry in entries {
+                let entryBody = UnsafeRawBufferPointer(rebasing: body[entry.body])
+                tape.removeAll()
+                do {
+                    try MessagePackTapeDecoder.decode(entryBody, into: &tape)
+                } catch {
+                    fail(connection, "undecodable \(type) entry: \(error.detail)")
+                    return
+                }
+                if type == .queryBatch {
+                    cluster.answerQuery(from: self, requestID: entry.requestID, tape: tape, body: entryBody)
+                } else {
+                    cluster.receiveQueryResult(from: self, requestID: entry.requestID, tape: tape, body: entryBody)
+                }
+                if state != .up { return }
+            }
         case .deliver:
             cluster.receiveDeliver(from: self, tape: tape, body: body)
         case .event:
@@ -212,5 +245,37 @@ final class PeerLink: ConnectionHandler {
         default:
             fail(connection, "\(type) frame before the handshake completed")
         }
+    }
+}
+
+/// Collects a link's queries (and results) within one loop turn and sends
+/// them as one frame at the end of the turn.
+final class PeerBatcher: EndOfTurnTask {
+    unowned let link: PeerLink
+    private var queries: [(UInt64, [UInt8])] = []
+    private var results: [(UInt64, [UInt8])] = []
+
+    init(link: PeerLink) { self.link = link }
+
+    func add(_ type: PeerFrameType, requestID: UInt64, body: [UInt8]) {
+        if type == .query { queries.append((requestID, body)) } else { results.append((requestID, body)) }
+    }
+
+    override func runEndOfTurn() {
+        flush(&queries, single: .query, batch: .queryBatch)
+        flush(&results, single: .queryResult, batch: .queryResultBatch)
+    }
+
+    private func flush(_ entries: inout [(UInt64, [UInt8])], single: PeerFrameType, batch: PeerFrameType) {
+        guard !entries.isEmpty else { return }
+        if entries.count == 1 {
+            link.send(single, requestID: entries[0].0, body: entries[0].1)
+        } else {
+            var body: [UInt8] = []
+            body.reserveCapacity(entries.reduce(0) { $0 + $1.1.count + 12 })
+            for (id, entryBody) in entries { PeerFrameCodec.appendBatchEntry(requestID: id, body: entryBody, to: &body) }
+            link.send(batch, body: body)
+        }
+        entries.removeAll(keepingCapacity: true)
     }
 }

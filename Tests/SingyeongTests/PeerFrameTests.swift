@@ -1,0 +1,62 @@
+import Testing
+@testable import Singyeong
+
+/// The peer-link framing: round trips, splits at every byte, batches, and
+/// malformed input (short lengths, oversized bodies, truncated batches).
+@Suite struct PeerFrameTests {
+    private func bytes(_ frame: OutboundBytes) -> [UInt8] { frame.withBytes { Array($0) } }
+
+    @Test func roundTripAndEverySplit() throws {
+        let frame = bytes(PeerFrameCodec.make(.deliver, requestID: 0x0102_0304_0506_0708, body: [9, 8, 7]))
+        #expect(frame == [0, 0, 0, 12, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 8, 7])
+        for cut in 0..<frame.count {
+            let header = try frame[0..<cut].withUnsafeBytes { try PeerFrameCodec.next($0, maxBody: 100) }
+            #expect(header == nil, "incomplete at \(cut) bytes")
+        }
+        let header = try frame.withUnsafeBytes { try PeerFrameCodec.next($0, maxBody: 100) }
+        #expect(header == PeerFrameHeader(type: 12, requestID: 0x0102_0304_0506_0708, body: 13..<16, frameLength: 16))
+    }
+
+    @Test(arguments: [
+        ([0, 0, 0, 8] + [UInt8](repeating: 0, count: 8), "shorter than its header"),
+        ([0, 0, 1, 0] + [UInt8](repeating: 0, count: 9), "over the"),
+        ([0xFF, 0xFF, 0xFF, 0xFF], "over the"),
+    ] as [([UInt8], String)])
+    func malformedFramesAreRefused(input: [UInt8], reason: String) {
+        do {
+            _ = try input.withUnsafeBytes { try PeerFrameCodec.next($0, maxBody: 100) }
+            Issue.record("accepted \(input)")
+        } catch let error as PeerFrameError {
+            #expect(error.reason.contains(reason), "\(error.reason)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func batchEntries() {
+        var body: [UInt8] = []
+        PeerFrameCodec.appendBatchEntry(requestID: 7, body: [1, 2, 3], to: &body)
+        PeerFrameCodec.appendBatchEntry(requestID: 8, body: [], to: &body)
+        let entries = body.withUnsafeBytes { PeerFrameCodec.batchEntries($0) }
+        #expect(entries?.map(\.requestID) == [7, 8])
+        #expect(entries?.map(\.body) == [12..<15, 27..<27])
+        // Truncated anywhere inside an entry: refused, never over-read.
+        for cut in 1..<body.count where cut != 15 {
+            #expect(body[0..<cut].withUnsafeBytes { PeerFrameCodec.batchEntries($0) } == nil, "cut \(cut)")
+        }
+    }
+
+    @Test func proofsBindNonceAndIdentity() {
+        let a = PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "id", senderNonce: "s")
+        #expect(a.count == 64)
+        #expect(PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "id", senderNonce: "s")))
+        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "x", receiverNonce: "n1", senderID: "id", senderNonce: "s")))
+        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n2", senderID: "id", senderNonce: "s")))
+        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "other", senderNonce: "s")))
+        #expect(PeerAuthentication.makeNodeID().count == 32)
+        #expect(Cluster.splitHostPort("127.0.0.1:4001").map { "\($0.0) \($0.1)" } == "127.0.0.1 4001")
+        #expect(Cluster.splitHostPort("[::1]:4001").map { "\($0.0) \($0.1)" } == "::1 4001")
+        #expect(Cluster.splitHostPort("host") == nil)
+        #expect(Cluster.splitHostPort("h:99999") == nil)
+    }
+}

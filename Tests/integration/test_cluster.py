@@ -1,0 +1,654 @@
+"""Cluster conformance (cluster.md §1–§6, protocol.md §8, query.md §7–§10):
+three real nodes A, B, C (127.0.0.2/.3/.4) and one real Redis on loopback,
+tick 200 ms, per-node query deadline 1000 ms.
+
+The first group shares one module-scoped cluster; tests that kill nodes,
+stop Redis or cut links get their own cluster (and their own Redis)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import msgpack
+import pytest
+
+from cluster_fixtures import (ALL_CLUSTERS, NOBODY_UID, NODE_KEY_PREFIX, TICK_MS, Cluster, cluster_factory,  # noqa: F401
+                              cluster_logs_for_failure, http_post_json, redis_factory, redis_server)
+from gateway_client import fnv1a64, now_ms, typed, uid
+
+DETECT_LIMIT = 3.0  # seconds: link failure noticed and registry cleaned (tick 200 ms)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _node_logs_on_failure(request):
+    """Prints every relevant node's stderr when the test failed."""
+    failed_before = request.session.testsfailed
+    known = len(ALL_CLUSTERS)
+    yield
+    if request.session.testsfailed > failed_before:
+        relevant = [c for i, c in enumerate(ALL_CLUSTERS) if i >= known or not c.closed]
+        text = cluster_logs_for_failure(relevant)
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            sys.stderr.write(f"\n===== node logs for failed {request.node.nodeid} =====\n{text}\n")
+
+
+@pytest.fixture(scope="module")
+def abc_cluster(redis_server):
+    c = Cluster(redis_server)
+    try:
+        c.start(3)
+    except BaseException:
+        c.close()
+        raise
+    yield c
+    c.close()
+    print(c.dump(3000))
+
+
+@pytest.fixture
+def abc(abc_cluster):
+    """The shared cluster; the clients a test opened are closed after it."""
+    yield abc_cluster
+    for n in abc_cluster.nodes:
+        n.close_clients()
+
+
+def eq(path, value):
+    return {"path": path, "op": "$eq", "to": {"value": value}}
+
+
+def send(src, target, payload, t="SEND", **d_extra):
+    d = {"target": target, "payload": payload}
+    d.update(d_extra)
+    src.dispatch(t, d)
+
+
+def check_frame(f, t, nonce, payload=None, check_payload=True):
+    """protocol.md §8: delivered frames are exactly {op:4, t, d:{target:null, nonce, payload}, ts}."""
+    assert set(f) == {"op", "t", "d", "ts"}, f
+    assert f["op"] == 4 and f["t"] == t, f
+    assert set(f["d"]) == {"target", "nonce", "payload"}, f
+    assert f["d"]["target"] is None and f["d"]["nonce"] == nonce, f
+    if check_payload:
+        assert f["d"]["payload"] == payload and type(f["d"]["payload"]) is type(payload), f
+    assert isinstance(f["ts"], int) and abs(f["ts"] - now_ms()) < 5000, f
+
+
+def collect(receivers: dict, expected: int, timeout: float = 5.0, settle: float = 0.4) -> dict:
+    """Frames per receiver until `expected` frames in total arrived (or the
+    timeout), then `settle` seconds more to catch duplicates/strays."""
+    got = {k: [] for k in receivers}
+    deadline = time.monotonic() + timeout
+    while sum(map(len, got.values())) < expected and time.monotonic() < deadline:
+        for k, c in receivers.items():
+            got[k].extend(c.drain(0.02))
+    end = time.monotonic() + settle
+    while time.monotonic() < end:
+        for k, c in receivers.items():
+            got[k].extend(c.drain(0.02))
+    return got
+
+
+def nonces(frames) -> list:
+    return [f["d"]["nonce"] for f in frames]
+
+
+def assert_no_errors(client, within: float = 0.2):
+    """No op 3/op 8 (no frame at all) reached the sender and it still answers a heartbeat."""
+    frames = client.drain(within)
+    assert frames == [], f"sender got frames (errors?) it should not have: {frames[:5]!r}"
+    client.sync()
+
+
+def wait_until(pred, timeout: float, what: str, cluster: Cluster | None = None, interval: float = 0.05) -> float:
+    t0 = time.monotonic()
+    while True:
+        if pred():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            extra = f"\n{cluster.dump()}" if cluster is not None else ""
+            raise AssertionError(f"{what}: not within {timeout}s{extra}")
+        time.sleep(interval)
+
+
+# ================================================================ shared cluster
+
+
+def test_registry_contents(abc):
+    """cluster.md §2.5: one hash, field = 32-hex node id, value = advertise
+    address; per-node key with PX = 3 × tick."""
+    reg = abc.redis.registry()
+    assert reg == {n.node_id: n.advertise for n in abc.nodes}, reg
+    assert len({n.node_id for n in abc.nodes}) == 3
+    for n in abc.nodes:
+        assert re.fullmatch(r"[0-9a-f]{32}", n.node_id), n.node_id
+        key = NODE_KEY_PREFIX + n.node_id
+        assert abc.redis.cmd("EXISTS", key) == 1, f"missing per-node key {key}"
+        pttl = abc.redis.cmd("PTTL", key)
+        assert 0 < pttl <= 3 * TICK_MS, f"{key}: PTTL {pttl}, expected 0 < PTTL <= {3 * TICK_MS}"
+    assert abc.redis.cmd("TYPE", "singyeong:cluster:registry:singyeong") == "hash"
+
+
+def test_send_across_nodes_exactly_once_spread_and_shape(abc):
+    """protocol.md §8.2 + query.md §10: one uniformly chosen client over the
+    cluster-wide candidates; exact frame shape; per-pair order (§9)."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rb = B.identified(a, "rb")
+    rc = C.identified(a, "rc")
+    s = A.identified(uid("snd"))
+    n = 300
+    for i in range(n):
+        send(s, {"application": a}, {"i": i}, nonce=f"n{i}")
+    s.sync()
+    got = collect({"B": rb, "C": rc}, n)
+    counts = Counter(nonces(got["B"]) + nonces(got["C"]))
+    dup = {k: v for k, v in counts.items() if v > 1}
+    missing = [i for i in range(n) if f"n{i}" not in counts]
+    assert not dup and not missing and len(counts) == n, f"duplicates {dup}, missing {missing[:20]} ({len(missing)})"
+    for k in ("B", "C"):
+        for f in got[k]:
+            check_frame(f, "SEND", f["d"]["nonce"], {"i": int(f["d"]["nonce"][1:])})
+        order = [f["d"]["payload"]["i"] for f in got[k]]
+        assert order == sorted(order), f"per-pair order not kept on {k} (protocol.md §9)"
+    nb, nc = len(got["B"]), len(got["C"])
+    assert nb >= 0.2 * n and nc >= 0.2 * n, f"unbalanced choice across nodes: B {nb}, C {nc} of {n}"
+    # the exact bytes of one remotely delivered frame
+    raw = json.loads(rc.last_raw)
+    assert set(raw) == {"op", "t", "d", "ts"} and set(raw["d"]) == {"target", "nonce", "payload"}, raw
+    assert_no_errors(s)
+
+
+def test_send_transcoding_json_msgpack_across_nodes(abc):
+    """A JSON sender on A, a msgpack recipient on C (and the reverse): the
+    payload is re-encoded for the recipient, ints and floats kept apart."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rc = C.identified(a, "rc-mp", encoding="msgpack")
+    s = A.identified(uid("snd"))
+    payload = {"int": 42, "neg": -7, "big": 2 ** 40, "float": 1.5, "whole": 2.0, "s": "h\u00e9llo \uc2e0\uacbd",
+               "l": [1, 2.5, None, True, False], "m": {"k": "v", "n": {"x": 0}}}
+    send(s, {"application": a}, payload, nonce="mp-1")
+    f = rc.recv_frame(3.0)
+    assert isinstance(rc.last_raw, (bytes, bytearray)), "msgpack client got a text frame"
+    check_frame(f, "SEND", "mp-1", payload)
+    p = f["d"]["payload"]
+    assert type(p["int"]) is int and type(p["big"]) is int and type(p["neg"]) is int
+    assert type(p["float"]) is float and type(p["whole"]) is float, p
+    assert type(p["l"][0]) is int and type(p["l"][1]) is float and p["l"][2] is None and p["l"][3] is True
+    # reverse direction: msgpack sender on C, JSON recipient on B
+    a2 = uid("app")
+    rb = B.identified(a2, "rb-json")
+    s2 = C.identified(uid("snd"), encoding="msgpack")
+    send(s2, {"application": a2}, {"i": 3, "f": 4.0, "neg": -1, "l": [0.5, 7]}, nonce=9)
+    g = rb.recv_frame(3.0)
+    assert isinstance(rb.last_raw, str), "JSON client got a binary frame"
+    check_frame(g, "SEND", 9, {"i": 3, "f": 4.0, "neg": -1, "l": [0.5, 7]})
+    assert type(g["d"]["payload"]["f"]) is float and type(g["d"]["payload"]["i"]) is int
+    assert type(g["d"]["payload"]["l"][0]) is float and type(g["d"]["payload"]["l"][1]) is int
+    assert_no_errors(s)
+    assert_no_errors(s2)
+
+
+def test_broadcast_reaches_every_node_exactly_once(abc):
+    """protocol.md §8.3, cluster.md §4.3: every matching client of every node,
+    the sender included when it matches, exactly once, in order."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rs = {"a1": A.identified(a, "a1"), "a2": A.identified(a, "a2", encoding="msgpack"),
+          "b1": B.identified(a, "b1"), "b2": B.identified(a, "b2", encoding="msgpack"),
+          "c1": C.identified(a, "c1"), "c2": C.identified(a, "c2", encoding="msgpack")}
+    C.identified(uid("other"), "bystander")
+    sender = rs["a1"]
+    for k in range(5):
+        send(sender, {"application": a}, {"k": k, "f": 0.5}, t="BROADCAST", nonce=f"b{k}")
+    got = collect(rs, 5 * len(rs))
+    for name, frames in got.items():
+        assert nonces(frames) == [f"b{k}" for k in range(5)], f"{name} got {nonces(frames)}"
+        for k, f in enumerate(frames):
+            check_frame(f, "BROADCAST", f"b{k}", {"k": k, "f": 0.5})
+
+
+def test_selectors_across_nodes(abc):
+    """query.md §7 (Recommended): $min/$max/$avg applied once over the
+    cluster-wide candidates; BROADCAST with a selector reaches one client."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rs = {"sa": A.identified(a, "sa", metadata=typed(lat=("integer", 30))),
+          "sb": B.identified(a, "sb", metadata=typed(lat=("integer", 10))),
+          "sx": B.identified(a, "sx", metadata=typed(lat=("string", "999"))),
+          "sc1": C.identified(a, "sc1", metadata=typed(lat=("integer", 20))),
+          "sc2": C.identified(a, "sc2", metadata=typed(lat=("float", 50.5)))}
+    s = A.identified(uid("snd"))
+    cases = [("$min", "sb"), ("$max", "sc2"), ("$avg", "sa")]  # mean of 30,10,20,50.5 = 27.625 -> 30
+    for sel, want in cases:
+        for i in range(8):
+            send(s, {"application": a, "selector": {sel: "lat"}}, i, nonce=f"{sel}-{i}")
+        got = collect(rs, 8)
+        per = {k: len(v) for k, v in got.items()}
+        assert per[want] == 8 and sum(per.values()) == 8, f"SEND selector {sel}: expected all 8 at {want}, got {per}"
+        send(s, {"application": a, "selector": {sel: "lat"}}, "bc", t="BROADCAST", nonce=f"bc{sel}")
+        got = collect(rs, 1)
+        per = {k: len(v) for k, v in got.items()}
+        assert per[want] == 1 and sum(per.values()) == 1, f"BROADCAST selector {sel}: expected one frame at {want}, got {per}"
+        check_frame(got[want][0], "BROADCAST", f"bc{sel}", "bc")
+        assert s.query_ids({"application": a, "selector": {sel: "lat"}}) == {want}, f"QUERY_NODES {sel}"
+    assert_no_errors(s)
+
+
+def test_key_hashing_across_nodes(abc):
+    """query.md §8: FNV-1a-64(key) mod n over the candidates sorted by
+    (application_id, client_id) bytewise, wherever they are connected."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rs = {"k0": C.identified(a, "k0"), "k1": A.identified(a, "k1"), "k2": B.identified(a, "k2")}
+    s = B.identified(uid("snd"))
+
+    def check(keys_expected):
+        for key, want in keys_expected:
+            assert sorted(rs)[fnv1a64(key) % len(rs)] == want  # the test's own arithmetic
+            for i in range(10):
+                send(s, {"application": a, "key": key}, i, nonce=f"{key}-{i}")
+            got = collect(rs, 10)
+            per = {k: len(v) for k, v in got.items()}
+            assert per[want] == 10 and sum(per.values()) == 10, \
+                f"key {key!r} with {len(rs)} candidates: expected all at {want}, got {per}"
+
+    check([("user-42", "k0"), ("a", "k1"), ("", "k2")])  # index 0, 1, 2 of 3 (query.md §8 vectors)
+    rs["k3"] = B.identified(a, "k3")
+    rs["k4"] = C.identified(a, "k4")
+    check([("user-42", "k4"), ("a", sorted(rs)[fnv1a64("a") % 5])])  # user-42: index 4 of 5
+    assert_no_errors(s)
+
+
+def test_optional_across_nodes(abc):
+    """query.md §9 (Recommended): the fallback happens only when no node has
+    a match; then all base-filter clients of all nodes are candidates and the
+    selector is skipped."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    rs = {"o1": A.identified(a, "o1", metadata=typed(x=("integer", 1))),
+          "o2": B.identified(a, "o2", metadata=typed(x=("integer", 2))),
+          "o3": C.identified(a, "o3", metadata=typed(x=("integer", 3)))}
+    s = A.identified(uid("snd"))
+    for i in range(30):
+        send(s, {"application": a, "optional": True, "ops": [eq("/x", 3)]}, i, nonce=f"m{i}")
+    got = collect(rs, 30)
+    per = {k: len(v) for k, v in got.items()}
+    assert per == {"o1": 0, "o2": 0, "o3": 30}, f"a real match on C must win over per-node fallbacks: {per}"
+    n = 90
+    for i in range(n):
+        send(s, {"application": a, "optional": True, "ops": [eq("/x", 99)], "selector": {"$min": "x"}}, i,
+             nonce=f"f{i}")
+    got = collect(rs, n)
+    per = {k: len(v) for k, v in got.items()}
+    assert sum(per.values()) == n, per
+    assert all(v >= 10 for v in per.values()), \
+        f"optional fallback must use all base-filter clients of all nodes, selector skipped: {per}"
+    send(s, {"application": a, "ops": [eq("/x", 99)]}, 1, nonce="nr")
+    assert s.expect_invalid()["error"] == "no_route"
+    assert_no_errors(s)
+
+
+def _check_descriptor(n, app):
+    assert set(n) == {"app_id", "client_id", "metadata", "metadata_types", "queues", "socket_ip"}, n
+    assert n["app_id"] == app and n["queues"] == [] and n["socket_ip"] == "127.0.0.1", n
+    md = n["metadata"]
+    assert md["restricted"] is False and md["ip"] == "127.0.0.1", md
+    assert n["metadata_types"]["lat"] == "integer" and n["metadata_types"]["restricted"] == "boolean", n
+
+
+def test_query_nodes_and_rest_query_list_all_nodes(abc):
+    """protocol.md §8.4 / rest.md §3: QUERY_NODES and POST /api/v1/query are
+    evaluated cluster-wide and return full descriptors."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    A.identified(a, "qa", metadata=typed(lat=("integer", 1)))
+    B.identified(a, "qb", encoding="msgpack", metadata=typed(lat=("integer", 2)))
+    C.identified(a, "qc", metadata=typed(lat=("integer", 3)), namespace="ns", receive_client_updates=True)
+    q = A.identified(uid("q"))
+    f = q.query_nodes({"application": a})
+    assert set(f) == {"op", "t", "d", "ts"} and f["op"] == 4 and f["t"] == "QUERY_NODES", f
+    assert set(f["d"]) == {"nodes"}, f
+    by = {n["client_id"]: n for n in f["d"]["nodes"]}
+    assert set(by) == {"qa", "qb", "qc"} and len(f["d"]["nodes"]) == 3, f"QUERY_NODES from A: {sorted(by)}"
+    for cid, n in by.items():
+        _check_descriptor(n, a)
+        assert n["metadata"]["lat"] == int(cid == "qa") * 1 + int(cid == "qb") * 2 + int(cid == "qc") * 3
+    assert by["qb"]["metadata"]["encoding"] == "msgpack" and by["qa"]["metadata"]["encoding"] == "json"
+    assert by["qc"]["metadata"]["namespace"] == "ns" and by["qc"]["metadata"]["receive_client_updates"] is True
+    status, body = http_post_json(B.host, B.port, "/api/v1/query", json.dumps({"application": a}).encode())
+    assert status == 200, (status, body)
+    lst = json.loads(body)
+    assert isinstance(lst, list) and sorted(n["client_id"] for n in lst) == ["qa", "qb", "qc"], lst
+    for n in lst:
+        _check_descriptor(n, a)
+    status, body = http_post_json(
+        C.host, C.port, "/api/v1/query",
+        json.dumps({"application": a, "ops": [{"path": "/lat", "op": "$gte", "to": {"value": 2}}]}).encode())
+    assert status == 200 and sorted(n["client_id"] for n in json.loads(body)) == ["qb", "qc"], (status, body)
+
+
+@pytest.mark.parametrize("t", ["SEND", "BROADCAST"])
+def test_no_route_and_droppable_across_cluster(abc, t):
+    """query.md §9: nothing matches on any node -> op 3 no_route; droppable
+    -> silence. All nodes answered, so no waiting for the deadline."""
+    A, B, C = abc.nodes
+    a = uid("app")
+    B.identified(a, "nb", metadata=typed(x=("integer", 1)))
+    C.identified(a, "nc", metadata=typed(x=("integer", 2)))
+    s = A.identified(uid("snd"))
+    for target in ({"application": a, "ops": [eq("/x", 3)]}, {"application": uid("nobody")}):
+        d = {"target": target, "payload": {"p": 1}, "nonce": "n"}
+        t0 = time.monotonic()
+        s.send({"op": 4, "t": t, "d": d})
+        inv = s.expect_invalid(3.0)
+        elapsed = time.monotonic() - t0
+        assert inv == {"error": "no_route", "extra_info": {"op": 4, "t": t, "ts": None, "d": d}}, inv
+        assert elapsed < 0.9, f"no_route took {elapsed:.2f}s although every node answered"
+        dd = {"target": dict(target, droppable=True), "payload": 1, "nonce": "d"}
+        s.send({"op": 4, "t": t, "d": dd})
+        s.expect_no_frame(0.3)
+        s.sync()
+
+
+def _events(sub, apps: set, t: str, n: int, timeout: float = 3.0, settle: float = 0.4) -> list:
+    """Frames of type t whose payload app is in `apps`, until n arrived, plus
+    `settle` seconds for extras."""
+    out = []
+    deadline = time.monotonic() + timeout
+    end = None
+    while True:
+        now = time.monotonic()
+        if end is None and (len(out) >= n or now > deadline):
+            end = now + settle
+        if end is not None and now > end:
+            return out
+        for f in sub.drain(0.02):
+            if f.get("t") == t and isinstance(f.get("d"), dict) and isinstance(f["d"].get("payload"), dict) \
+                    and f["d"]["payload"].get("app") in apps:
+                out.append(f)
+
+
+def test_client_events_across_nodes(abc):
+    """protocol.md §8.10–8.11, cluster.md §4.4: subscribers on every node get
+    CLIENT_CONNECTED / CLIENT_DISCONNECTED of clients on every node, exactly once."""
+    A, B, C = abc.nodes
+    sub_app = uid("sub")
+    subs = {"A": A.identified(sub_app, "subA", receive_client_updates=True)}
+    assert len(_events(subs["A"], {sub_app}, "CLIENT_CONNECTED", 1, settle=0.1)) == 1
+    subs["B"] = B.identified(sub_app, "subB", receive_client_updates=True, encoding="msgpack")
+    subs["C"] = C.identified(sub_app, "subC", receive_client_updates=True)
+    # the subscribers' own connects: A sees 2 more, B sees its own + C's, C its own
+    for k, want in (("A", 2), ("B", 2), ("C", 1)):
+        ev = _events(subs[k], {sub_app}, "CLIENT_CONNECTED", want)
+        assert len(ev) == want, f"subscriber {k}: {len(ev)} CLIENT_CONNECTED for the subscribers, expected {want}"
+    apps = {"onB": uid("evb"), "onC": uid("evc"), "onA": uid("eva")}
+    x = B.identified(apps["onB"], "x")
+    y = C.identified(apps["onC"], "y")
+    z = A.identified(apps["onA"], "z")
+    for k, sub in subs.items():
+        ev = _events(sub, set(apps.values()), "CLIENT_CONNECTED", 3)
+        c = Counter(f["d"]["payload"]["app"] for f in ev)
+        assert c == Counter(apps.values()), f"subscriber on {k}: CLIENT_CONNECTED counts {dict(c)}"
+        for f in ev:
+            check_frame(f, "CLIENT_CONNECTED", None, {"app": f["d"]["payload"]["app"]})
+    for cl in (x, y, z):
+        cl.close()
+    for k, sub in subs.items():
+        ev = _events(sub, set(apps.values()), "CLIENT_DISCONNECTED", 3)
+        c = Counter(f["d"]["payload"]["app"] for f in ev)
+        assert c == Counter(apps.values()), f"subscriber on {k}: CLIENT_DISCONNECTED counts {dict(c)}"
+        for f in ev:
+            check_frame(f, "CLIENT_DISCONNECTED", None, {"app": f["d"]["payload"]["app"]})
+
+
+def test_wrong_cookie_node_never_links(abc):
+    """cluster.md §3: links are authenticated with COOKIE; a node with
+    another cookie never becomes visible and does not disturb the others.
+    (Runs last on the shared cluster: it adds a fourth node, D.)"""
+    A, B, C = abc.nodes[:3]
+    offs = {n.name: n.log_size() for n in (A, B, C)}
+    D = abc.add("D", cookie="not-the-cluster-cookie")
+    try:
+        t0 = time.monotonic()
+        for n in (A, B, C):
+            wait_until(lambda n=n: "peer authentication failed: wrong COOKIE?" in n.log_since(offs[n.name]), 3.0,
+                       f"node {n.name} logging the authentication failure of D", abc)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))  # D has been trying for >= 10 ticks
+        assert "peer link up" not in D.log(), f"D formed a link with a wrong cookie:\n{D.log()}"
+        for n in (A, B, C):
+            assert "peer link up" not in n.log_since(offs[n.name]), f"{n.name} linked up with D"
+            assert n.linked() == {m.node_id for m in (A, B, C) if m is not n}, n.name
+        a = uid("app")
+        rd = D.identified(a, "rd")
+        rs = {"rb": B.identified(a, "rb"), "rc": C.identified(a, "rc")}
+        s = A.identified(uid("snd"))
+        for i in range(60):
+            send(s, {"application": a}, i, nonce=f"w{i}")
+        got = collect(rs, 60)
+        per = {k: len(v) for k, v in got.items()}
+        assert sum(per.values()) == 60 and min(per.values()) >= 12, per
+        rd.expect_no_frame(0.2)
+        assert s.query_ids({"application": a}) == {"rb", "rc"}
+        sd = D.identified(uid("snd"))
+        assert sd.query_ids({"application": a}) == {"rd"}
+        assert_no_errors(s)
+    finally:
+        D.terminate()
+
+
+# ================================================================ own clusters
+
+
+def test_kill9_failure_detection_failover_and_rejoin(cluster_factory):
+    """cluster.md §2.5/§3/§6: a crashed node is noticed within 3 ticks, its
+    registry entry disappears, routing continues over the rest without errors;
+    a restarted node (new id) rejoins."""
+    cl = cluster_factory(3)
+    A, B, C = cl.nodes
+    a = uid("app")
+    rb = B.identified(a, "rb")
+    C.identified(a, "rc")
+    s = A.identified(uid("snd"))
+    old_c = C.node_id
+    offs = {n.name: n.log_size() for n in (A, B)}
+    target = {"application": a}
+
+    def down_seen(n):
+        return ("down", old_c) in n.link_events(offs[n.name])
+
+    t0 = time.monotonic()
+    C.kill9()
+    detect = {}
+    window = 0
+    while time.monotonic() - t0 < DETECT_LIMIT + 0.5 and len(detect) < 2:
+        send(s, target, window, nonce=f"w{window}")
+        window += 1
+        for n in (A, B):
+            if n.name not in detect and down_seen(n):
+                detect[n.name] = time.monotonic() - t0
+        time.sleep(0.02)
+    assert set(detect) == {"A", "B"} and max(detect.values()) <= DETECT_LIMIT, \
+        f"'peer link down' for C after kill -9: {detect} (limit {DETECT_LIMIT}s, tick {TICK_MS} ms)\n{cl.dump()}"
+    took = wait_until(lambda: old_c not in cl.redis.registry()
+                      and cl.redis.cmd("EXISTS", NODE_KEY_PREFIX + old_c) == 0,
+                      max(0.1, DETECT_LIMIT - (time.monotonic() - t0)), "C's registry field and key removed", cl)
+    assert time.monotonic() - t0 <= DETECT_LIMIT + 0.1, took
+    # after detection: everything lands on B
+    post = 100
+    for j in range(post):
+        send(s, target, j, nonce=f"p{j}")
+    s.sync()
+    received = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(f"p{j}" in set(nonces(received)) for j in range(post)):
+        received.extend(rb.drain(0.05))
+    received.extend(rb.drain(0.3))
+    c = Counter(nonces(received))
+    missing = [j for j in range(post) if c[f"p{j}"] != 1]
+    assert not missing, f"after failure detection, SENDs not delivered exactly once to B: {missing[:20]} ({len(missing)})"
+    assert all(v == 1 for v in c.values()), f"duplicates: { {k: v for k, v in c.items() if v > 1} }"
+    assert set(c) <= {f"w{i}" for i in range(window)} | {f"p{j}" for j in range(post)}
+    assert_no_errors(s)  # no op 3 / op 8 during and after the kill
+
+    # restart C: new process, new id, same address
+    C.start()
+    assert C.node_id != old_c
+    took = cl.wait_mesh([A, B, C], timeout=5.0)
+    wait_until(lambda: cl.redis.registry() == {n.node_id: n.advertise for n in (A, B, C)}, 2.0,
+               "registry lists exactly A, B and the new C", cl)
+    rc2 = C.identified(a, "rc2")
+    n = 100
+    for i in range(n):
+        send(s, target, i, nonce=f"r{i}")
+    got = collect({"B": rb, "C": rc2}, n)
+    per = {k: len(v) for k, v in got.items()}
+    assert sum(per.values()) == n and min(per.values()) >= 0.2 * n, f"after C rejoined ({took:.2f}s): {per}"
+    assert_no_errors(s)
+
+
+def test_redis_outage_keeps_links_and_reregisters(cluster_factory):
+    """cluster.md §2.5/§6: Redis down -> existing links keep working and
+    routing continues; after Redis is back the nodes re-register."""
+    cl = cluster_factory(3)
+    A, B, C = cl.nodes
+    r = cl.redis
+    a = uid("app")
+    rs = {"ra": A.identified(a, "ra"), "rc": C.identified(a, "rc", metadata=typed(x=("integer", 1)))}
+    s = B.identified(uid("snd"))
+    offs = {n.name: n.log_size() for n in cl.nodes}
+    r.stop()
+    t_stop = time.monotonic()
+    time.sleep(0.3)
+    for i in range(20):
+        send(s, {"application": a, "ops": [eq("/x", 1)]}, i, nonce=f"d{i}")
+    got = collect(rs, 20)
+    assert len(got["rc"]) == 20 and not got["ra"], {k: len(v) for k, v in got.items()}
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - t_stop)))  # > 3 ticks without Redis
+    send(s, {"application": a}, "bc", t="BROADCAST", nonce="bc")
+    got = collect(rs, 2)
+    assert {k: nonces(v) for k, v in got.items()} == {"ra": ["bc"], "rc": ["bc"]}
+    rs["rc2"] = C.identified(a, "rc2", metadata=typed(x=("integer", 2)))  # a client joining during the outage
+    for i in range(10):
+        send(s, {"application": a, "ops": [eq("/x", 2)]}, i, nonce=f"e{i}")
+    got = collect(rs, 10)
+    assert len(got["rc2"]) == 10 and sum(map(len, got.values())) == 10, {k: len(v) for k, v in got.items()}
+    assert s.query_ids({"application": a}) == {"ra", "rc", "rc2"}
+    for n in cl.nodes:
+        assert "peer link down" not in n.log_since(offs[n.name]), f"{n.name} dropped a link because Redis stopped"
+        assert n.linked() == {m.node_id for m in cl.nodes if m is not n}
+    assert_no_errors(s)
+
+    r.start()  # same port, empty data set
+    want = {n.node_id: n.advertise for n in cl.nodes}
+    took = wait_until(lambda: r.registry() == want, 3.0, "nodes re-registered after the Redis restart", cl)
+    for n in cl.nodes:
+        pttl = r.cmd("PTTL", NODE_KEY_PREFIX + n.node_id)
+        assert 0 < pttl <= 3 * TICK_MS, f"{n.name}: per-node key PTTL {pttl} after re-registration"
+    time.sleep(0.6)
+    assert r.registry() == want, "registry not stable after re-registration"
+    for i in range(30):
+        send(s, {"application": a}, i, nonce=f"z{i}")
+    got = collect(rs, 30)
+    assert sum(map(len, got.values())) == 30, ({k: len(v) for k, v in got.items()}, took)
+    for n in cl.nodes:
+        assert n.linked() == {m.node_id for m in cl.nodes if m is not n}
+    assert_no_errors(s)
+
+
+# ---------------------------------------------------------------- partition
+
+
+def _iptables(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, timeout=15)
+
+
+def test_partition_ab_c_and_heal(cluster_factory):
+    """cluster.md §1/§6: with [A B] [C] split, A and B route among their
+    clients, C acts alone, nobody gets errors; after healing everyone sees
+    everything again without restarts.
+
+    The cut is made with iptables on loopback: each node has its own address
+    (A 127.0.0.2, B .3, C .4), but outbound connections on loopback all come
+    from 127.0.0.1, so C runs as uid 65534 and its own outbound packets to A's
+    and B's cluster ports are matched with `-m owner`; everything to or from
+    C's cluster port is dropped too."""
+    if shutil.which("iptables") is None:
+        pytest.fail("iptables not installed (apt-get install -y iptables): needed for the partition test")
+    cl = cluster_factory(0)
+    A = cl.add()
+    B = cl.add()
+    C = cl.add(user=NOBODY_UID)
+    cl.wait_mesh([A, B, C])
+    a = uid("app")
+    rs = {"rb": B.identified(a, "rb"), "rc": C.identified(a, "rc")}
+    sa = A.identified(uid("sa"))
+    sc = C.identified(uid("sc"))
+    tag = f"singyeong-cluster-test-{C.cluster_port}"
+    rules = [
+        ["OUTPUT", "-p", "tcp", "-d", C.host, "--dport", str(C.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-s", C.host, "--sport", str(C.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", A.host, "--dport",
+         str(A.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", B.host, "--dport",
+         str(B.cluster_port)],
+    ]
+    rules = [r + ["-m", "comment", "--comment", tag, "-j", "DROP"] for r in rules]
+    installed = []
+    try:
+        for rule in rules:
+            res = _iptables("-I", *rule)
+            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
+            installed.append(rule)
+        t0 = time.monotonic()
+        wait_until(lambda: A.linked() == {B.node_id} and B.linked() == {A.node_id} and C.linked() == set(),
+                   DETECT_LIMIT, "links A-C and B-C down on both sides after the partition", cl)
+        detected = time.monotonic() - t0
+        for i in range(60):
+            send(sa, {"application": a}, i, nonce=f"pa{i}")
+        got = collect(rs, 60)
+        per = {k: len(v) for k, v in got.items()}
+        assert per == {"rb": 60, "rc": 0}, f"partitioned: A's SENDs should all reach B ({detected:.2f}s): {per}"
+        for i in range(30):
+            send(sc, {"application": a}, i, nonce=f"pc{i}")
+        got = collect(rs, 30)
+        per = {k: len(v) for k, v in got.items()}
+        assert per == {"rb": 0, "rc": 30}, f"partitioned: C must act alone: {per}"
+        assert sa.query_ids({"application": a}) == {"rb"}
+        assert sc.query_ids({"application": a}) == {"rc"}
+        assert_no_errors(sa)
+        assert_no_errors(sc)
+    finally:
+        errors = []
+        for rule in installed:
+            res = _iptables("-D", *rule)
+            if res.returncode != 0:
+                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
+        leftover = _iptables("-S", "OUTPUT").stdout
+        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+    healed = cl.wait_mesh([A, B, C], timeout=5.0)
+    n = 100
+    for i in range(n):
+        send(sa, {"application": a}, i, nonce=f"ha{i}")
+    got = collect(rs, n)
+    per = {k: len(v) for k, v in got.items()}
+    assert sum(per.values()) == n and min(per.values()) >= 0.2 * n, f"after healing ({healed:.2f}s), A's SENDs: {per}"
+    for i in range(n):
+        send(sc, {"application": a}, i, nonce=f"hc{i}")
+    got = collect(rs, n)
+    per = {k: len(v) for k, v in got.items()}
+    assert sum(per.values()) == n and min(per.values()) >= 0.2 * n, f"after healing, C's SENDs: {per}"
+    assert sa.query_ids({"application": a}) == {"rb", "rc"} == sc.query_ids({"application": a})
+    assert_no_errors(sa)
+    assert_no_errors(sc)
