@@ -132,7 +132,8 @@ final class PeerLink: ConnectionHandler {
             return
         }
         tape.removeAll()
-        if !body.isEmpty {
+        // Batch bodies are sequences of entries, each decoded on its own below.
+        if !body.isEmpty && type != .queryBatch && type != .queryResultBatch {
             do {
                 try MessagePackTapeDecoder.decode(body, into: &tape)
             } catch {
