@@ -163,9 +163,13 @@ def test_send_across_nodes_exactly_once_spread_and_shape(abc):
         assert order == sorted(order), f"per-pair order not kept on {k} (protocol.md §9)"
     nb, nc = len(got["B"]), len(got["C"])
     assert nb >= 0.2 * n and nc >= 0.2 * n, f"unbalanced choice across nodes: B {nb}, C {nc} of {n}"
-    # the exact bytes of one remotely delivered frame
-    raw = json.loads(rc.last_raw)
-    assert set(raw) == {"op", "t", "d", "ts"} and set(raw["d"]) == {"target", "nonce", "payload"}, raw
+    # the exact bytes of a remotely delivered frame
+    a2 = uid("app")
+    only_c = C.identified(a2, "rc-raw")
+    send(s, {"application": a2}, {"x": [1, 2.5]}, nonce="raw")
+    f = only_c.recv_frame(3.0)
+    assert json.loads(only_c.last_raw) == {"op": 4, "t": "SEND", "ts": f["ts"],
+                                           "d": {"target": None, "nonce": "raw", "payload": {"x": [1, 2.5]}}}
     assert_no_errors(s)
 
 
@@ -421,10 +425,20 @@ def test_wrong_cookie_node_never_links(abc):
     offs = {n.name: n.log_size() for n in (A, B, C)}
     D = abc.add("D", cookie="not-the-cluster-cookie")
     try:
+        # The smaller id dials: restart D (new id) until some of A/B/C dial D
+        # and D dials the others, so both the dialing and the accepting side
+        # of a rejected link are exercised every run.
+        for _ in range(20):
+            smaller = [n for n in (A, B, C) if n.node_id < D.node_id]
+            if 0 < len(smaller) < 3:
+                break
+            D.terminate()
+            D.start()
+        roles = {n.name: ("dials D" if n.node_id < D.node_id else "accepts D's dial") for n in (A, B, C)}
         t0 = time.monotonic()
         for n in (A, B, C):
             wait_until(lambda n=n: "peer authentication failed: wrong COOKIE?" in n.log_since(offs[n.name]), 3.0,
-                       f"node {n.name} logging the authentication failure of D", abc)
+                       f"node {n.name} ({roles[n.name]}) logging the authentication failure of D", abc)
         time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))  # D has been trying for >= 10 ticks
         assert "peer link up" not in D.log(), f"D formed a link with a wrong cookie:\n{D.log()}"
         for n in (A, B, C):
