@@ -36,7 +36,12 @@ final class Cluster {
     var peers: Dictionary<String, PeerLink>.Values { links.values }
     var linkTimeoutDescription: String { "\(Int(tickSeconds * 3000)) ms" }
 
-    init(settings: Settings, loop: EventLoop, logger: Logger, gateway: Gateway) throws {
+    /// Client context for dialing peers when TLS is configured.
+    private let dialTLS: TLSContext?
+
+    /// `tls`: the node's server context; when set, peer links use TLS too
+    /// (the same certificate on the cluster port, TLS when dialing).
+    init(settings: Settings, loop: EventLoop, logger: Logger, gateway: Gateway, tls: TLSContext?) throws {
         guard let cookie = settings.cookie else { throw StartupError(description: "COOKIE must be set when CLUSTERING=true") }
         self.cookie = cookie
         self.loop = loop
@@ -50,7 +55,16 @@ final class Cluster {
                                      handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
                                      idleTimeout: tickSeconds * 3, lingerTimeout: 2)
         var makeLink: () -> ConnectionHandler = { fatalError("cluster not ready") }
-        listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: nil) { makeLink() }
+        listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeLink() }
+        if tls != nil {
+            do {
+                dialTLS = try TLSContext(client: ())
+            } catch {
+                throw StartupError(description: "peer TLS: \(error.description)")
+            }
+        } else {
+            dialTLS = nil
+        }
         do {
             try listener.bind(host: settings.bind, port: settings.clusterPort)
         } catch {
@@ -78,7 +92,7 @@ final class Cluster {
 
     /// Starts registering, dialing and pinging.
     func start() {
-        logger.info("clustering", metadata: ["node": "\(nodeID)", "advertise": "\(advertise)"])
+        logger.info("clustering", metadata: ["node": "\(nodeID)", "advertise": "\(advertise)", "tls": "\(dialTLS != nil)"])
         registry.start()
         tickTimer = LoopTimer(loop: loop) { [unowned self] in self.tick() }
         tickTimer?.start(after: tickSeconds, repeating: tickSeconds)
@@ -133,7 +147,7 @@ final class Cluster {
         }
         let link = PeerLink(cluster: self, outboundTo: id)
         var error = ""
-        guard listener.dial(host: host, port: port, handler: link, error: &error) != nil else {
+        guard listener.dial(host: host, port: port, handler: link, tls: dialTLS, error: &error) != nil else {
             logger.warning("cannot dial peer", metadata: ["node": "\(id)", "address": "\(address)", "error": "\(error)"])
             registry.remove(nodeID: id)
             return

@@ -19,9 +19,13 @@ enum PeerAuthentication {
         return hex(bytes)
     }
 
-    /// The proof `sender` sends: HMAC(cookie, version | receiver's nonce | sender id | sender nonce).
-    static func proof(cookie: String, receiverNonce: String, senderID: String, senderNonce: String) -> String {
-        let message = Array("singyeong-peer-v\(PeerFrameCodec.protocolVersion)|\(receiverNonce)|\(senderID)|\(senderNonce)".utf8)
+    /// The proof `sender` sends: HMAC(cookie, version | receiver's nonce |
+    /// sender id | sender nonce | channel binding). The channel binding is
+    /// the TLS session's exported keying material (empty on plain TCP): a
+    /// relay that terminates TLS separately toward each side cannot produce
+    /// a proof valid on either session.
+    static func proof(cookie: String, receiverNonce: String, senderID: String, senderNonce: String, channelBinding: String = "") -> String {
+        let message = Array("singyeong-peer-v\(PeerFrameCodec.protocolVersion)|\(receiverNonce)|\(senderID)|\(senderNonce)|\(channelBinding)".utf8)
         let key = Array(cookie.utf8)
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 32

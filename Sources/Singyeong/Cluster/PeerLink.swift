@@ -95,6 +95,11 @@ final class PeerLink: ConnectionHandler {
         connection.abort(reason: reason)
     }
 
+    /// The TLS session's exporter value as hex, or "" on plain TCP.
+    static func channelBinding(_ connection: Connection) -> String {
+        connection.tlsExporter(label: "EXPORTER-singyeong-peer").map(PeerAuthentication.hex) ?? ""
+    }
+
     private func sendHello(on connection: Connection) {
         guard !sentHello else { return }
         sentHello = true
@@ -220,7 +225,8 @@ final class PeerLink: ConnectionHandler {
             var w = FrameWriter(encoding: .msgpack)
             w.beginObject(count: 1)
             w.key("mac")
-            w.string(PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: peerNonce!, senderID: cluster.nodeID, senderNonce: nonce))
+            w.string(PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: peerNonce!, senderID: cluster.nodeID, senderNonce: nonce,
+                                              channelBinding: PeerLink.channelBinding(connection)))
             w.endObject()
             connection.send(PeerFrameCodec.make(.auth, body: w.bytes))
         case .auth:
@@ -230,7 +236,8 @@ final class PeerLink: ConnectionHandler {
                 fail(connection, "AUTH before HELLO or malformed")
                 return
             }
-            let expected = PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: nonce, senderID: peerNodeID, senderNonce: peerNonce)
+            let expected = PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: nonce, senderID: peerNodeID, senderNonce: peerNonce,
+                                                    channelBinding: PeerLink.channelBinding(connection))
             guard PeerAuthentication.equal(tape.string(mac), expected) else {
                 cluster.logger.error("peer authentication failed: wrong COOKIE?", metadata: [
                     "peer": "\(connection.peer.description)", "node": "\(peerNodeID)",

@@ -59,7 +59,7 @@ final class SingyeongNode {
             throw StartupError(description: error.description)
         }
         if settings.clustering {
-            let cluster = try Cluster(settings: settings, loop: loop, logger: logger, gateway: gateway)
+            let cluster = try Cluster(settings: settings, loop: loop, logger: logger, gateway: gateway, tls: tls)
             gateway.cluster = cluster
             gateway.router.cluster = cluster
             self.cluster = cluster
@@ -128,7 +128,9 @@ final class SingyeongNode {
             return
         }
         do {
-            listener.tlsContext = try TLSContext(certificatePath: certificate, keyPath: key)
+            let context = try TLSContext(certificatePath: certificate, keyPath: key)
+            listener.tlsContext = context
+            cluster?.listener.tlsContext = context
             logger.info("SIGHUP: TLS certificate reloaded", metadata: ["cert": "\(certificate)"])
         } catch {
             logger.error("SIGHUP: TLS reload failed, keeping the previous certificate", metadata: ["reason": "\(error.description)"])

@@ -25,6 +25,9 @@ final class Connection: EndOfTurnTask {
     private var input = InputBuffer()
     private var output = OutboundQueue()
     private let tls: TLSSession?
+    /// We dialed this connection (handlers hear `connectionEstablished` once
+    /// it is usable: after connect, and after the TLS handshake if any).
+    let isOutbound: Bool
     /// Length of the TLS write OpenSSL asked us to retry (it must see the same
     /// leading bytes again); 0 when no write is outstanding.
     private var tlsRetryLength = 0
@@ -49,6 +52,7 @@ final class Connection: EndOfTurnTask {
         self.tls = tls
         self.handler = handler
         self.state = connecting ? .connecting : (tls == nil ? .open : .tlsHandshake)
+        self.isOutbound = connecting
         io = .allocate(capacity: 1)
         super.init()
         sy_ev_io_init(io, { _, w, revents in
@@ -199,11 +203,19 @@ final class Connection: EndOfTurnTask {
             abort(reason: "connect failed: \(String(cString: strerror(error)))")
             return
         }
+        if tls != nil {
+            state = .tlsHandshake
+            continueHandshake()
+            return
+        }
         state = .open
         setWatching(write: false)
         handler.connectionEstablished(self)
         if state == .open && !output.isEmpty { flush() }
     }
+
+    /// Keying material of this connection's TLS session (nil without TLS).
+    func tlsExporter(label: String) -> [UInt8]? { tls?.exportKeyingMaterial(label: label) }
 
     private func continueHandshake() {
         guard let tls else { return }
@@ -212,6 +224,7 @@ final class Connection: EndOfTurnTask {
             state = .open
             listener.handshakeDeadlines.arm(deadline)
             setWatching(write: false)
+            if isOutbound { handler.connectionEstablished(self) }
             // Early application data may already sit inside OpenSSL.
             readAvailable()
             if state == .open && !output.isEmpty { flush() }

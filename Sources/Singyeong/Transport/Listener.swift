@@ -172,7 +172,7 @@ final class Listener {
     /// (no DNS on the loop). Returns nil, with `error` set, when the socket
     /// cannot even be created; a refused or timed-out connect arrives later
     /// as `connectionClosed` on `handler`.
-    func dial(host: String, port: Int, handler: ConnectionHandler, error: inout String) -> Connection? {
+    func dial(host: String, port: Int, handler: ConnectionHandler, tls: TLSContext? = nil, error: inout String) -> Connection? {
         var hints = addrinfo()
         hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -197,7 +197,16 @@ final class Listener {
         }
         var storage = sockaddr_storage()
         withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))) }
-        let connection = Connection(fd: c, id: nextID, peer: PeerAddress(storage), listener: self, tls: nil, handler: handler, connecting: true)
+        var session: TLSSession?
+        if let tls {
+            session = TLSSession(context: tls, fd: c, client: true)
+            if session == nil {
+                error = "SSL_new failed: \(TLSContext.drainErrors())"
+                Glibc.close(c)
+                return nil
+            }
+        }
+        let connection = Connection(fd: c, id: nextID, peer: PeerAddress(storage), listener: self, tls: session, handler: handler, connecting: true)
         nextID += 1
         register(connection)
         return connection

@@ -53,6 +53,24 @@ final class TLSContext {
         raw = ctx
     }
 
+    /// A client context for dialing peer nodes over TLS: TLS 1.2–1.3, no
+    /// certificate checks (the peer link authenticates with COOKIE, and
+    /// binds that proof to this TLS session through a keying-material
+    /// exporter, so a man in the middle cannot relay it).
+    init(client: Void) throws(TLSContextError) {
+        guard let method = TLS_client_method(), let ctx = SSL_CTX_new(method) else {
+            throw TLSContextError(message: "SSL_CTX_new (client) failed: \(TLSContext.drainErrors())")
+        }
+        _ = sy_ssl_ctx_set_min_proto(ctx, SY_TLS1_2_VERSION)
+        _ = sy_ssl_ctx_set_max_proto(ctx, SY_TLS1_3_VERSION)
+        _ = sy_ssl_ctx_set_options(ctx, SY_SSL_OP_NO_COMPRESSION | SY_SSL_OP_NO_RENEGOTIATION)
+        _ = sy_ssl_ctx_set_mode(ctx, SY_SSL_MODE_RELEASE_BUFFERS | SY_SSL_MODE_ENABLE_PARTIAL_WRITE | SY_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+        raw = ctx
+        certificatePath = ""
+        keyPath = ""
+    }
+
     deinit { SSL_CTX_free(raw) }
 
     /// Empties OpenSSL's thread error queue into one line.

@@ -20,11 +20,22 @@ final class TLSSession {
         case failed(String)
     }
 
-    init?(context: TLSContext, fd: Int32) {
+    init?(context: TLSContext, fd: Int32, client: Bool = false) {
         guard let ssl = SSL_new(context.raw) else { return nil }
         self.ssl = ssl
         SSL_set_fd(ssl, fd)
-        SSL_set_accept_state(ssl)
+        if client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
+    }
+
+    /// 32 bytes of RFC 5705 / 8446 keying material for `label`: equal on both
+    /// ends of this session only, so a proof that includes it cannot be
+    /// relayed onto another TLS session.
+    func exportKeyingMaterial(label: String) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = label.withCString { l in
+            SSL_export_keying_material(ssl, &out, out.count, l, strlen(l), nil, 0, 0)
+        }
+        return ok == 1 ? out : nil
     }
 
     deinit { SSL_free(ssl) }
