@@ -224,6 +224,8 @@ class Node:
         self.extra = extra
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self.log_paths: list[Path] = []  # one per start (generation)
+        self._cached: dict[Path, str] = {}  # logs kept in memory once the files are removed
         self.node_id: str | None = None
         self.generation = 0
         self.clients: list[GatewayClient] = []
@@ -249,6 +251,7 @@ class Node:
         self.generation += 1
         self.node_id = None
         self.log_path = self.cluster.dir / f"{self.name}-{self.generation}.stderr"
+        self.log_paths.append(self.log_path)
         err = open(self.log_path, "wb")
         preexec = None
         if self.user is not None:
@@ -284,10 +287,16 @@ class Node:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
+    def log(self, path: Path | None = None) -> str:
+        """stderr of the current process (or of the start that wrote `path`)."""
+        path = path or self.log_path
+        if path is None:
             return ""
-        return self.log_path.read_text("utf-8", "replace")
+        if path in self._cached:
+            return self._cached[path]
+        if not path.exists():
+            return ""
+        return path.read_text("utf-8", "replace")
 
     def log_size(self) -> int:
         return len(self.log())
@@ -411,9 +420,19 @@ class Cluster:
     def dump(self, tail: int = 6000) -> str:
         out = []
         for n in self.nodes:
-            out.append(f"----- node {n.name} id={n.node_id} {n.host} port={n.port} cluster_port={n.cluster_port} "
-                       f"({n.log_path}) -----\n{n.log()[-tail:]}")
+            for p in n.log_paths:
+                out.append(f"----- node {n.name} {n.host} port={n.port} cluster_port={n.cluster_port} "
+                           f"({p}; current id {n.node_id}) -----\n{n.log(p)[-tail:]}")
         return "\n".join(out)
+
+    def release_files(self, keep: bool):
+        """After close(): keeps the logs in memory; removes the log directory
+        unless `keep` (a failed test: the files stay for inspection)."""
+        for n in self.nodes:
+            for p in n.log_paths:
+                n._cached[p] = n.log(p)
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def close(self):
         for n in self.nodes:
@@ -435,10 +454,11 @@ def cluster_logs_for_failure(clusters: list[Cluster]) -> str:
 
 
 @pytest.fixture
-def cluster_factory(redis_factory):
+def cluster_factory(redis_factory, request):
     """cluster_factory(n, **node_kw) -> Cluster with its own Redis and n linked
-    nodes A, B, C...; stopped at teardown."""
+    nodes A, B, C...; stopped at teardown (log files kept when the test failed)."""
     made: list[Cluster] = []
+    failed_before = request.session.testsfailed
 
     def _make(n: int = 3, **kw) -> Cluster:
         c = Cluster(redis_factory())
@@ -447,6 +467,10 @@ def cluster_factory(redis_factory):
         return c
 
     yield _make
+    failed = request.session.testsfailed > failed_before
     for c in made:
         c.close()
         print(c.dump(3000))
+        c.release_files(keep=failed)
+        if failed:
+            print(f"node logs kept in {c.dir}")

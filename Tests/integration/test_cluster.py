@@ -43,7 +43,8 @@ def _node_logs_on_failure(request):
 
 
 @pytest.fixture(scope="module")
-def abc_cluster(redis_server):
+def abc_cluster(redis_server, request):
+    failed_before = request.session.testsfailed
     c = Cluster(redis_server)
     try:
         c.start(3)
@@ -53,6 +54,7 @@ def abc_cluster(redis_server):
     yield c
     c.close()
     print(c.dump(3000))
+    c.release_files(keep=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture
