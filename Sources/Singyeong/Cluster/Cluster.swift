@@ -88,6 +88,8 @@ final class Cluster {
                                  advertise: advertise, tickMilliseconds: settings.clusterTick)
         makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
+        gateway.store.onApplicationAdded = { [unowned self] in self.announceApplications(add: [$0], remove: []) }
+        gateway.store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
     }
 
     /// Starts registering, dialing and pinging.
@@ -194,6 +196,29 @@ final class Cluster {
         }
         links[id] = link
         logger.info("peer link up", metadata: ["node": "\(id)", "outbound": "\(link.isOutbound)", "peers": "\(links.count)"])
+        // Our applications, before anything else on this link, so the peer
+        // can skip us for the others. Later changes follow on the same
+        // ordered link, ahead of any message that could make them known.
+        link.send(.applications, body: applicationsBody(full: true, add: Array(gateway.store.applications.keys), remove: []))
+    }
+
+    private func applicationsBody(full: Bool, add: [String], remove: [String]) -> [UInt8] {
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: full ? 3 : 2)
+        if full { w.key("full"); w.bool(true) }
+        w.key("add"); w.beginArray(count: add.count); for a in add { w.element(); w.string(a) }; w.endArray()
+        w.key("remove"); w.beginArray(count: remove.count); for r in remove { w.element(); w.string(r) }; w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Tells every peer at once that an application appeared or went away
+    /// here. Sent before READY reaches the new client (and before anything
+    /// it could cause), so a peer never skips us for a client it could know of.
+    private func announceApplications(add: [String], remove: [String]) {
+        guard !links.isEmpty else { return }
+        let body = applicationsBody(full: false, add: add, remove: remove)
+        for link in links.values { link.send(.applications, body: body) }
     }
 
     func linkClosed(_ link: PeerLink, wasUp: Bool, reason: String) {
@@ -266,7 +291,7 @@ final class Cluster {
     /// the base-filter clients of peers that had no match) once all answered
     /// or CLUSTER_QUERY_TIMEOUT_MS passed. Without peers nothing is sent and
     /// `completion` is not called: the caller checks `peers` first.
-    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: WebSocketHandshake.Encoding, descriptors: Bool,
+    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: WebSocketHandshake.Encoding, application: String?, descriptors: Bool,
                  withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
         let id = nextRequestID
         nextRequestID += 1
@@ -284,7 +309,9 @@ final class Cluster {
         w.endObject()
         let body = w.bytes
         var waiting = Set<ObjectIdentifier>()
-        for link in links.values where link.isUp {
+        // Peers known to have no client of the application cannot match
+        // (nor fall back: optional keeps the application filter).
+        for link in links.values where link.isUp && link.mayHaveClients(of: application) {
             link.sendBatched(.query, requestID: id, body: body)
             waiting.insert(ObjectIdentifier(link))
         }

@@ -22,6 +22,12 @@ enum PeerFrameType: UInt8 {
     /// length][body]` entries (cluster work done for many messages at once).
     case queryBatch = 14
     case queryResultBatch = 15
+    /// The applications the sender has clients of: `{"full": true, "add":
+    /// [...]}` right after the link comes up, then `{"add": [...]}` /
+    /// `{"remove": [...]}` as applications gain their first or lose their
+    /// last client. Lets the receiver skip the sender for queries of other
+    /// applications.
+    case applications = 16
 }
 
 /// One decoded frame header; the body is `buffer[body]`.

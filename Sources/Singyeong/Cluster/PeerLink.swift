@@ -24,6 +24,10 @@ final class PeerLink: ConnectionHandler {
     /// Bytes in the frame being waited for (buffer sizing hint).
     private var needed: Int?
     private var tape = DocumentTape()
+    /// Applications the peer has clients of; nil until its first snapshot
+    /// arrived (until then the peer is asked every query).
+    private(set) var knownApplications: Set<String>?
+
     /// The peer's client count from its last ping, and when it arrived (load balancing).
     var reportedClientCount: Int?
     var reportedAt: Double = 0
@@ -93,6 +97,28 @@ final class PeerLink: ConnectionHandler {
         ])
         state = .closed
         connection.abort(reason: reason)
+    }
+
+    /// Applies an `applications` frame (in `tape`).
+    private func applyApplications() {
+        let root = tape.root
+        guard !tape.isEmpty, tape.kind(root) == .object else { return }
+        if tape.member(of: root, named: "full").flatMap({ tape.bool($0) }) == true {
+            knownApplications = []
+        }
+        guard knownApplications != nil else { return }
+        if let add = tape.member(of: root, named: "add"), tape.kind(add) == .array {
+            for app in tape.elements(of: add) where tape.kind(app) == .string { knownApplications!.insert(tape.string(app)) }
+        }
+        if let remove = tape.member(of: root, named: "remove"), tape.kind(remove) == .array {
+            for app in tape.elements(of: remove) where tape.kind(app) == .string { knownApplications!.remove(tape.string(app)) }
+        }
+    }
+
+    /// Whether a query for `application` (nil: any) must be sent to this peer.
+    func mayHaveClients(of application: String?) -> Bool {
+        guard let application, let knownApplications else { return true }
+        return knownApplications.contains(application)
     }
 
     /// The TLS session's exporter value as hex, or "" on plain TCP.
@@ -190,6 +216,8 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveDeliver(from: self, tape: tape, body: body)
         case .event:
             cluster.receiveEvent(from: self, tape: tape)
+        case .applications:
+            applyApplications()
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

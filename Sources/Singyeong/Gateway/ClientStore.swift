@@ -54,6 +54,10 @@ final class ClientStore {
     /// Handles are what peer nodes name our clients by.
     private var byHandle: [UInt64: ClientRecord] = [:]
     private(set) var count = 0
+    /// An application gained its first client / lost its last one (the
+    /// cluster tells its peers, which then skip this node for other apps).
+    var onApplicationAdded: ((String) -> Void)?
+    var onApplicationRemoved: ((String) -> Void)?
     private var nextHandle: UInt64 = 1
 
     func makeHandle() -> UInt64 {
@@ -77,6 +81,7 @@ final class ClientStore {
         } else {
             app = Application(id: record.applicationID)
             applications[record.applicationID] = app
+            onApplicationAdded?(record.applicationID)
         }
         record.storeIndex = app.clients.count
         app.clients.append(record)
@@ -105,7 +110,10 @@ final class ClientStore {
             last.storeIndex = index
         }
         if app.byClientID[record.clientID] === record { app.byClientID[record.clientID] = nil }
-        if app.clients.isEmpty { applications[record.applicationID] = nil }
+        if app.clients.isEmpty {
+            applications[record.applicationID] = nil
+            onApplicationRemoved?(record.applicationID)
+        }
         if record.subscriberIndex >= 0 {
             let i = record.subscriberIndex
             let lastSubscriber = subscribers.removeLast()

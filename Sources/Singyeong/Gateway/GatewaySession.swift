@@ -378,7 +378,7 @@ final class GatewaySession {
         let purpose: RoutingPurpose = broadcast ? .all : .one
         gateway.countRouted()
         let router = gateway.router
-        if !router.isDistributed {
+        if !router.mustAskPeers(query) {
             router.resolve(query, purpose: purpose) { candidates in
                 if candidates.isEmpty {
                     if !query.droppable { self.invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
@@ -455,7 +455,7 @@ final class GatewaySession {
             return
         }
         guard let query = parseQuery(d, in: m, context: "query") else { return }
-        let encoded = gateway.router.isDistributed ? UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)]) : nil
+        let encoded = gateway.router.mustAskPeers(query) ? UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)]) : nil
         gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [weak self] candidates in
             guard let self, !self.isClosing else { return }
             var w = FrameWriter(encoding: self.encoding, capacity: 256 * max(candidates.count, 1))

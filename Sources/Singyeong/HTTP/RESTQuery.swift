@@ -34,9 +34,10 @@ enum RESTQuery {
         // Peers get the query as JSON text (re-encoded: the body may have been
         // a non-object or another content type, which counts as `{}`).
         var encoded: [UInt8] = []
-        if router.isDistributed { value.appendJSON(to: &encoded) }
+        let askPeers = router.mustAskPeers(query)
+        if askPeers { value.appendJSON(to: &encoded) }
         encoded.withUnsafeBytes { bytes in
-            router.resolve(query, encoded: router.isDistributed ? bytes : nil, purpose: .list) { candidates in
+            router.resolve(query, encoded: askPeers ? bytes : nil, purpose: .list) { candidates in
                 var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
                 ClientDescriptor.writeList(candidates, into: &w)
                 let response = HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)

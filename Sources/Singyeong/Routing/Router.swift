@@ -23,8 +23,12 @@ final class Router {
         scratch.reserveCapacity(64)
     }
 
-    /// Whether resolving will have to wait for peers.
-    var isDistributed: Bool { !(cluster?.links.isEmpty ?? true) }
+    /// Whether resolving `query` has to wait for peers: some visible peer
+    /// may have clients of its application.
+    func mustAskPeers(_ query: Query) -> Bool {
+        guard let cluster else { return false }
+        return cluster.links.values.contains { $0.isUp && $0.mayHaveClients(of: query.application) }
+    }
 
     /// Resolves `query` for `purpose`. `encoded` is the query as the client
     /// sent it (needed to ask peers; nil resolves locally only).
@@ -36,12 +40,12 @@ final class Router {
         if query.optional && scratch.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)
         }
-        guard let cluster, !cluster.links.isEmpty, let encoded else {
+        guard let cluster, mustAskPeers(query), let encoded else {
             choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
             return
         }
         var matches = scratch
-        cluster.scatter(encodedQuery: encoded, encoding: encoding, descriptors: purpose == .list,
+        cluster.scatter(encodedQuery: encoded, encoding: encoding, application: query.application, descriptors: purpose == .list,
                         withFallback: query.optional) { [weak self] remoteMatches, remoteFallback in
             guard let self else { return }
             matches.append(contentsOf: remoteMatches)
