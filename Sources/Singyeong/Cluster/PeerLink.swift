@@ -271,7 +271,9 @@ final class PeerLink: ConnectionHandler {
                     "peer": "\(connection.peer.description)", "node": "\(peerNodeID)",
                 ])
                 state = .closed
-                connection.abort(reason: "authentication failed")
+                // Flush (not abort): our own AUTH may still be queued, and
+                // the peer logs the mismatch too when it checks it.
+                connection.closeAfterFlush(reason: "authentication failed")
                 return
             }
             peerProved = true
