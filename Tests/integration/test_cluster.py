@@ -149,6 +149,8 @@ def test_send_across_nodes_exactly_once_spread_and_shape(abc):
     a = uid("app")
     rb = B.identified(a, "rb")
     rc = C.identified(a, "rc")
+    a2 = uid("app")
+    only_c = C.identified(a2, "rc-raw")
     s = A.identified(uid("snd"))
     n = 300
     for i in range(n):
@@ -167,12 +169,33 @@ def test_send_across_nodes_exactly_once_spread_and_shape(abc):
     nb, nc = len(got["B"]), len(got["C"])
     assert nb >= 0.2 * n and nc >= 0.2 * n, f"unbalanced choice across nodes: B {nb}, C {nc} of {n}"
     # the exact bytes of a remotely delivered frame
-    a2 = uid("app")
-    only_c = C.identified(a2, "rc-raw")
     send(s, {"application": a2}, {"x": [1, 2.5]}, nonce="raw")
     f = only_c.recv_frame(3.0)
     assert json.loads(only_c.last_raw) == {"op": 4, "t": "SEND", "ts": f["ts"],
                                            "d": {"target": None, "nonce": "raw", "payload": {"x": [1, 2.5]}}}
+    assert_no_errors(s)
+
+
+def test_send_right_after_a_remote_identify(abc):
+    """query.md §10 / cluster.md §4.1: a client that has received READY on one
+    node is a candidate for the next SEND/BROADCAST/QUERY_NODES from any other
+    node: the query runs on every visible node. (An optimisation that skips
+    peers by announced applications must not make a just-identified client
+    invisible.)"""
+    A, B, C = abc.nodes
+    s = A.identified(uid("snd"))
+    misses = []
+    for i in range(20):
+        a = uid("fresh")
+        r = (B if i % 2 else C).identified(a, f"fresh{i}")
+        send(s, {"application": a}, i, nonce=f"f{i}")
+        try:
+            f = r.recv_frame(2.0)
+            check_frame(f, "SEND", f"f{i}", i)
+        except AssertionError as e:
+            misses.append((i, str(e)[:80], s.drain(0.05)))
+        r.close()
+    assert not misses, f"{len(misses)}/20 SENDs right after a remote READY were not delivered: {misses[:3]}"
     assert_no_errors(s)
 
 

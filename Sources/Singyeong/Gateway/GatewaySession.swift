@@ -391,13 +391,15 @@ final class GatewaySession {
         let owned = OwnedRoutedMessage(event: event, encoding: encoding, source: m.source,
                                        nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode))
         let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
+        let gateway = self.gateway
         router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
-            guard let self else { return }
             if candidates.isEmpty {
-                if !query.droppable { self.noRoute(owned) }
+                // Only the sender hears of it, if it is still connected.
+                if !query.droppable { self?.noRoute(owned) }
                 return
             }
-            owned.withMessage { self.gateway.deliver($0, to: candidates) }
+            // Delivered even if the sender disconnected meanwhile.
+            owned.withMessage { gateway.deliver($0, to: candidates) }
         }
     }
 
