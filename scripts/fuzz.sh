@@ -2,6 +2,8 @@
 # Builds every libFuzzer target and runs each for FUZZ_SECONDS (default 60).
 # A target is a Fuzz/*.swift entry point compiled together with the parser
 # sources it exercises (those depend only on the standard library).
+# Fuzz/corpus/<target>/ holds committed seeds, including every input that
+# once crashed a target (regressions are re-run first).
 # Exit status is non-zero if any target fails to build or finds a crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,11 +38,14 @@ for name in $(printf '%s\n' "${!sources[@]}" | sort); do
     echo "fuzz-$name: build failed"; status=1; continue
   fi
   mkdir -p "$out/corpus-$name"
-  if "$out/fuzz-$name" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$out/corpus-$name" >"$out/$name.log" 2>&1; then
+  if "$out/fuzz-$name" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 -artifact_prefix="$out/$name-" "$out/corpus-$name" $([ -d "Fuzz/corpus/$name" ] && echo "Fuzz/corpus/$name") >"$out/$name.log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$name.log" | grep -o '[0-9]*$' || echo '?')
     echo "fuzz-$name: ok, $runs runs in ${seconds}s, no crash"
   else
-    tail -40 "$out/$name.log"
+    grep -E "ERROR|Fatal error|precondition|failed|crash" "$out/$name.log" | head -20
+    for artifact in "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-*; do
+      [ -e "$artifact" ] && { echo "input $artifact:"; od -A d -c "$artifact" | head -20; }
+    done
     echo "fuzz-$name: FAILED (log: $out/$name.log)"; status=1
   fi
 done

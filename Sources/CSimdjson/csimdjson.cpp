@@ -75,12 +75,27 @@ struct Walker {
 
     uint32_t offset_of(const char *p) const { return uint32_t(reinterpret_cast<const uint8_t *>(p) - base); }
 
-    // [start, end) of a scalar token, trailing whitespace removed.
-    void token_span(std::string_view token, uint32_t &start, uint32_t &end) const {
+    // [start, end) of a number/true/false/null token: it ends at the first
+    // byte that cannot be part of one. (simdjson's raw token runs to the
+    // next structural character, so at the root "null\0" would otherwise
+    // span the NUL; cutting here lets the trailing-content check refuse it.
+    // Found by the JSON fuzz target.)
+    void atom_span(std::string_view token, uint32_t &start, uint32_t &end) const {
         start = offset_of(token.data());
-        size_t n = token.size();
-        while (n > 0 && is_ws(uint8_t(token[n - 1]))) n--;
+        size_t n = 0;
+        while (n < token.size() && is_atom_char(uint8_t(token[n]))) n++;
         end = start + uint32_t(n);
+    }
+
+    // [start, end) of a string token: from its opening quote to just past
+    // the closing one.
+    void string_span(std::string_view token, uint32_t &start, uint32_t &end) const {
+        start = offset_of(token.data());
+        end = string_end(token.data() + 1);
+    }
+
+    static bool is_atom_char(uint8_t c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' || c == '-' || c == '.';
     }
 
     // Offset just past the closing quote of the string whose contents start at p.
@@ -106,7 +121,7 @@ struct Walker {
 
     template <typename V> error_code number(V &v, std::string_view token, uint32_t &end) {
         uint32_t start;
-        token_span(token, start, end);
+        atom_span(token, start, end);
         bool is_float = false;
         for (size_t i = start; i < end; i++) {
             uint8_t c = base[i];
@@ -153,7 +168,7 @@ struct Walker {
         case ondemand::json_type::number:
             return number(v, token, end);
         case ondemand::json_type::string: {
-            token_span(token, start, end);
+            string_span(token, start, end);
             std::string_view s;
             auto error = v.get_string().get(s);
             if (error) return error;
@@ -161,7 +176,7 @@ struct Walker {
             return SUCCESS;
         }
         case ondemand::json_type::boolean: {
-            token_span(token, start, end);
+            atom_span(token, start, end);
             bool b;
             auto error = v.get_bool().get(b);
             if (error) return error;
@@ -169,7 +184,7 @@ struct Walker {
             return SUCCESS;
         }
         case ondemand::json_type::null: {
-            token_span(token, start, end);
+            atom_span(token, start, end);
             bool is_null;
             auto error = v.is_null().get(is_null);
             if (error) return error;
