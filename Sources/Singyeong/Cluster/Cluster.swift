@@ -88,7 +88,6 @@ final class Cluster {
                                  advertise: advertise, tickMilliseconds: settings.clusterTick)
         makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
-        gateway.store.onApplicationAdded = { [unowned self] in self.announceApplications(add: [$0], remove: []) }
         gateway.store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
     }
 
@@ -199,22 +198,85 @@ final class Cluster {
         // Our applications, before anything else on this link, so the peer
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
-        link.send(.applications, body: applicationsBody(full: true, add: Array(gateway.store.applications.keys), remove: []))
+        let known = Set(gateway.store.applications.keys).union(announcing.keys)
+        link.send(.applications, body: applicationsBody(full: true, add: Array(known), remove: []))
     }
 
-    private func applicationsBody(full: Bool, add: [String], remove: [String]) -> [UInt8] {
+    private func applicationsBody(full: Bool, add: [String], remove: [String], ack: Bool = false) -> [UInt8] {
         var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: full ? 3 : 2)
+        w.beginObject(count: (full ? 3 : 2) + (ack ? 1 : 0))
         if full { w.key("full"); w.bool(true) }
+        if ack { w.key("ack"); w.bool(true) }
         w.key("add"); w.beginArray(count: add.count); for a in add { w.element(); w.string(a) }; w.endArray()
         w.key("remove"); w.beginArray(count: remove.count); for r in remove { w.element(); w.string(r) }; w.endArray()
         w.endObject()
         return w.bytes
     }
 
-    /// Tells every peer at once that an application appeared or went away
-    /// here. Sent before READY reaches the new client (and before anything
-    /// it could cause), so a peer never skips us for a client it could know of.
+    /// Applications whose first client is waiting for peers to acknowledge
+    /// the announcement (counted per waiting client); part of every snapshot.
+    private var announcing: [String: Int] = [:]
+    private var announcements: [UInt64: PendingAnnouncement] = [:]
+
+    /// An announcement waiting for acknowledgements.
+    final class PendingAnnouncement {
+        let application: String
+        var waiting: Set<ObjectIdentifier>
+        let completion: () -> Void
+        var deadline: DeadlineEntry!
+        init(application: String, waiting: Set<ObjectIdentifier>, completion: @escaping () -> Void) {
+            self.application = application
+            self.waiting = waiting
+            self.completion = completion
+        }
+    }
+
+    /// Whether identifying the first client of `application` has to wait
+    /// for peers to learn of it (some peer could otherwise skip us).
+    func mustAnnounce(_ application: String) -> Bool {
+        gateway.store.application(application) == nil && links.values.contains { $0.isUp }
+    }
+
+    /// Announces a new application to every peer and calls `completion` once
+    /// all acknowledged (or CLUSTER_QUERY_TIMEOUT_MS passed, or their links
+    /// went down). The session sends READY only then: once a client exists
+    /// for anyone to know of, every peer already asks this node about its
+    /// application, so skipping never hides a client (the naive design's
+    /// answers are kept).
+    func announceNewApplication(_ application: String, completion: @escaping () -> Void) {
+        let id = nextRequestID
+        nextRequestID += 1
+        let body = applicationsBody(full: false, add: [application], remove: [], ack: true)
+        var waiting = Set<ObjectIdentifier>()
+        for link in links.values where link.isUp {
+            link.send(.applications, requestID: id, body: body)
+            waiting.insert(ObjectIdentifier(link))
+        }
+        announcing[application, default: 0] += 1
+        let pending = PendingAnnouncement(application: application, waiting: waiting, completion: completion)
+        pending.deadline = DeadlineEntry { [unowned self, unowned pending] in
+            self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(pending.application)", "missing": "\(pending.waiting.count)"])
+            self.finishAnnouncement(id)
+        }
+        announcements[id] = pending
+        queryDeadlines.arm(pending.deadline)
+        if waiting.isEmpty { finishAnnouncement(id) }
+    }
+
+    func receiveApplicationsAck(from link: PeerLink, requestID: UInt64) {
+        guard let pending = announcements[requestID], pending.waiting.remove(ObjectIdentifier(link)) != nil else { return }
+        if pending.waiting.isEmpty { finishAnnouncement(requestID) }
+    }
+
+    private func finishAnnouncement(_ id: UInt64) {
+        guard let pending = announcements.removeValue(forKey: id) else { return }
+        pending.deadline.cancel()
+        if let n = announcing[pending.application] { announcing[pending.application] = n > 1 ? n - 1 : nil }
+        pending.completion()
+    }
+
+    /// Tells every peer at once that an application went away here (no
+    /// acknowledgement needed: a peer that still asks us loses nothing).
     private func announceApplications(add: [String], remove: [String]) {
         guard !links.isEmpty else { return }
         let body = applicationsBody(full: false, add: add, remove: remove)
@@ -228,10 +290,14 @@ final class Cluster {
             links[id] = nil
             logger.warning("peer link down", metadata: ["node": "\(id)", "reason": "\(reason)", "peers": "\(links.count)"])
         }
-        // Queries waiting on this link will get nothing more from it.
+        // Queries and announcements waiting on this link get nothing more from it.
         for query in pending.values where query.waiting.contains(ObjectIdentifier(link)) {
             query.waiting.remove(ObjectIdentifier(link))
             if query.waiting.isEmpty { finish(query) }
+        }
+        for (id, announcement) in announcements where announcement.waiting.contains(ObjectIdentifier(link)) {
+            announcement.waiting.remove(ObjectIdentifier(link))
+            if announcement.waiting.isEmpty { finishAnnouncement(id) }
         }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)"])

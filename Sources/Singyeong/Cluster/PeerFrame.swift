@@ -28,6 +28,9 @@ enum PeerFrameType: UInt8 {
     /// last client. Lets the receiver skip the sender for queries of other
     /// applications.
     case applications = 16
+    /// Acknowledges an `applications` frame that asked for it (`"ack": true`),
+    /// same request id: the sender then knows the receiver will ask it.
+    case applicationsAck = 17
 }
 
 /// One decoded frame header; the body is `buffer[body]`.

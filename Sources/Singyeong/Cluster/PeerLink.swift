@@ -218,6 +218,11 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveEvent(from: self, tape: tape)
         case .applications:
             applyApplications()
+            if tape.member(of: tape.root, named: "ack").flatMap({ tape.bool($0) }) == true {
+                connection.send(PeerFrameCodec.make(.applicationsAck, requestID: requestID, body: []))
+            }
+        case .applicationsAck:
+            cluster.receiveApplicationsAck(from: self, requestID: requestID)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -54,9 +54,9 @@ final class ClientStore {
     /// Handles are what peer nodes name our clients by.
     private var byHandle: [UInt64: ClientRecord] = [:]
     private(set) var count = 0
-    /// An application gained its first client / lost its last one (the
-    /// cluster tells its peers, which then skip this node for other apps).
-    var onApplicationAdded: ((String) -> Void)?
+    /// An application lost its last client (the cluster tells its peers,
+    /// which may then skip this node for it; additions are announced by the
+    /// identify path itself, before READY).
     var onApplicationRemoved: ((String) -> Void)?
     private var nextHandle: UInt64 = 1
 
@@ -81,7 +81,6 @@ final class ClientStore {
         } else {
             app = Application(id: record.applicationID)
             applications[record.applicationID] = app
-            onApplicationAdded?(record.applicationID)
         }
         record.storeIndex = app.clients.count
         app.clients.append(record)

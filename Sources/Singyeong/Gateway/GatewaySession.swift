@@ -14,6 +14,13 @@ final class GatewaySession {
     private(set) var record: ClientRecord?
     /// A fatal error or GOODBYE was sent; input is ignored from now on.
     private(set) var isClosing = false
+    /// The connection ended (cleanup ran).
+    private var cleanedUp = false
+    /// IDENTIFY is waiting for peers to acknowledge a new application; data
+    /// frames are held (copied, padded for the JSON decoder) until READY.
+    private var awaitingAnnouncement = false
+    private var held: [(WebSocketOpcode, [UInt8])] = []
+    private var heldBytes = 0
 
     init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: WebSocketHandshake.Encoding) {
         self.gateway = gateway
@@ -83,6 +90,7 @@ final class GatewaySession {
 
     /// Deregisters (once). Called on fatal errors and when the socket ends.
     func cleanUp() {
+        cleanedUp = true
         if let record {
             record.session = nil
             gateway.deregister(record)
@@ -94,6 +102,16 @@ final class GatewaySession {
     /// One complete WebSocket data message.
     func received(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer) {
         guard !isClosing else { return }
+        if awaitingAnnouncement {
+            // Bounded: a client has no business sending much before READY.
+            heldBytes += payload.count
+            guard held.count < 64, heldBytes <= 1 << 20 else {
+                fatal("too many frames before READY")
+                return
+            }
+            held.append((opcode, Array(payload) + [UInt8](repeating: 0, count: 64)))
+            return
+        }
         // §2.2: the frame type must match the encoding (checked before identify too).
         let isText = opcode == .text
         if isText != (encoding == .json) {
@@ -241,17 +259,43 @@ final class GatewaySession {
                                   restricted: restricted, encoding: encoding, receivesClientUpdates: wantsUpdates,
                                   socketIP: ip, tags: tags, metadata: metadata, session: self)
         self.record = record
+        if let cluster = gateway.cluster, cluster.mustAnnounce(applicationID) {
+            // First client of this application on the node: peers learn of
+            // it before READY (see Cluster.announceNewApplication); frames
+            // the client sends meanwhile wait their turn.
+            awaitingAnnouncement = true
+            cluster.announceNewApplication(applicationID) { [weak self] in self?.finishIdentify(record) }
+        } else {
+            finishIdentify(record)
+        }
+    }
 
-        // READY first, then CLIENT_CONNECTED (which may include this client).
+    /// READY first, then registration and CLIENT_CONNECTED (which may
+    /// include this client), then any frames that arrived meanwhile.
+    private func finishIdentify(_ record: ClientRecord) {
+        let wasWaiting = awaitingAnnouncement
+        awaitingAnnouncement = false
+        guard !isClosing, !cleanedUp else { return }
+        if wasWaiting, gateway.store.find(application: record.applicationID, client: record.clientID) != nil {
+            // Another connection registered the same ids while we waited.
+            fatal("\(record.clientID): already registered for app \(record.applicationID)")
+            return
+        }
         var w = FrameWriter(encoding: encoding)
         w.beginFrame(op: 2, t: nil, ts: gateway.loop.nowMilliseconds)
         w.beginObject(count: 2)
-        w.key("client_id"); w.string(clientID)
-        w.key("restricted"); w.bool(restricted)
+        w.key("client_id"); w.string(record.clientID)
+        w.key("restricted"); w.bool(record.restricted)
         w.endObject()
         w.endObject()
         send(w)
         gateway.register(record)
+        let held = self.held
+        self.held = []
+        heldBytes = 0
+        for (opcode, bytes) in held {
+            bytes.withUnsafeBytes { received(opcode: opcode, payload: UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 64)])) }
+        }
     }
 
     /// Non-empty, no space, no ASCII control character (§4.2 Recommended).
