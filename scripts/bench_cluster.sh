@@ -16,7 +16,16 @@ node "$pa" "$ca"; apid=$!
 node "$pb" "$cb"; bpid=$!
 trap 'kill $apid $bpid $rpid 2>/dev/null || true' EXIT
 sleep 2
-run() { echo "\$ singyeong-load $*"; "$load" --port "$pa" "$@"; echo; }
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+# Prints the load tool's result and each node's CPU seconds for the run: on
+# separate machines the busier node bounds throughput, not the shared cores.
+run() {
+  echo "\$ singyeong-load $*"
+  local a0 b0; a0=$(cpu $apid); b0=$(cpu $bpid)
+  "$load" --port "$pa" "$@"
+  python3 -c "import sys; a=float(sys.argv[3])-float(sys.argv[1]); b=float(sys.argv[4])-float(sys.argv[2]); print(f'server CPU: A {a:.2f} s, B {b:.2f} s')" "$a0" "$b0" "$(cpu $apid)" "$(cpu $bpid)"
+  echo
+}
 run --mode send --senders 4 --receivers 8 --messages 200000
 run --mode send --senders 4 --receivers 8 --messages 200000 --receiver-port "$pb"
 run --mode send --senders 1 --receivers 8 --messages 20000 --window 1

@@ -365,11 +365,7 @@ final class Cluster {
         w.beginObject(count: 4)
         w.key("enc"); w.int(encoding == .json ? 0 : 1)
         w.key("q")
-        if encoding == .json {
-            w.string(String(decoding: encodedQuery, as: UTF8.self))
-        } else {
-            w.raw(encodedQuery)
-        }
+        if encoding == .json { w.string(utf8: encodedQuery) } else { w.raw(encodedQuery) }
         w.key("list"); w.bool(descriptors)
         w.key("opt"); w.bool(withFallback)
         w.endObject()
@@ -409,16 +405,20 @@ final class Cluster {
         let result: Result<Query, QueryError>
         if isJSON {
             guard tape.kind(qNode) == .string else { return }
-            // simdjson needs padding after its input: copy into a padded buffer.
-            var text = tape.withStringBytes(qNode) { Array($0) }
-            let count = text.count
-            text.append(contentsOf: repeatElement(0, count: 64))
-            result = text.withUnsafeBytes { raw in
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<count])
-                return gateway.queryCache.query(for: bytes, tag: 0) {
-                    var t = DocumentTape()
-                    guard (try? JSONTapeDecoder.decode(bytes, into: &t)) != nil else { return .failure(QueryError(detail: "undecodable")) }
-                    return Query.parse(t.value(t.root))
+            // The cache is keyed by the query text; only a miss copies it
+            // into a padded buffer (simdjson reads past its input).
+            result = tape.withStringBytes(qNode) { text in
+                gateway.queryCache.query(for: text, tag: 0) {
+                    var padded = Array(text)
+                    let count = padded.count
+                    padded.append(contentsOf: repeatElement(0, count: 64))
+                    return padded.withUnsafeBytes { raw in
+                        var t = DocumentTape()
+                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil else {
+                            return .failure(QueryError(detail: "undecodable"))
+                        }
+                        return Query.parse(t.value(t.root))
+                    }
                 }
             }
         } else {
@@ -512,7 +512,7 @@ final class Cluster {
     /// A JSON piece travels as a string holding its text; a MessagePack piece
     /// is embedded as the value it is.
     private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: WebSocketHandshake.Encoding, into w: inout FrameWriter) {
-        if encoding == .json { w.string(String(decoding: bytes, as: UTF8.self)) } else { w.raw(bytes) }
+        if encoding == .json { w.string(utf8: bytes) } else { w.raw(bytes) }
     }
 
     /// A peer routed a message to some of our clients.
@@ -529,27 +529,52 @@ final class Cluster {
         else { return }
         let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
         let nonce = tape.member(of: root, named: "nonce")
-        func bytes(_ node: Int) -> [UInt8]? {
-            if isJSON {
-                return tape.kind(node) == .string ? tape.withStringBytes(node) { Array($0) } : nil
-            }
-            return Array(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
-        }
-        guard let payloadBytes = bytes(payload) else { return }
-        let nonceBytes = nonce.flatMap(bytes)
-        let owned = payloadBytes.withUnsafeBytes { p in
-            (nonceBytes ?? []).withUnsafeBytes { n in
-                OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: isJSON ? .json : .msgpack,
-                                                          nonce: nonceBytes == nil ? nil : n, payload: p))
-            }
-        }
         var recipients: [ClientRecord] = []
         for element in tape.elements(of: to) {
             if let h = tape.int64(element), let record = gateway.store.record(handle: UInt64(bitPattern: h)) {
                 recipients.append(record)
             }
         }
-        owned.withMessage { gateway.deliverLocally($0, to: recipients) }
+        guard !recipients.isEmpty else { return }
+        let encoding: WebSocketHandshake.Encoding = isJSON ? .json : .msgpack
+        /// The encoded piece: a JSON piece is the string's text in the
+        /// tape's arena, a MessagePack piece the value's bytes in the body.
+        func piece(_ node: Int, _ body2: (UnsafeRawBufferPointer?) -> Void) {
+            if isJSON {
+                guard tape.kind(node) == .string else { return body2(nil) }
+                tape.withStringBytes(node) { body2($0) }
+            } else {
+                body2(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
+            }
+        }
+        if recipients.allSatisfy({ $0.encoding == encoding }) {
+            // Same encoding everywhere: frames are built from these bytes
+            // directly (no decoding, so no padding needed, no copy).
+            piece(payload) { payloadBytes in
+                guard let payloadBytes else { return }
+                if let nonce {
+                    piece(nonce) { nonceBytes in
+                        gateway.deliverLocally(RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes), to: recipients)
+                    }
+                } else {
+                    gateway.deliverLocally(RoutedMessage(event: event, encoding: encoding, nonce: nil, payload: payloadBytes), to: recipients)
+                }
+            }
+            return
+        }
+        // Some recipient needs transcoding: copy into padded storage first.
+        var owned: OwnedRoutedMessage?
+        piece(payload) { payloadBytes in
+            guard let payloadBytes else { return }
+            if let nonce {
+                piece(nonce) { nonceBytes in
+                    owned = OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes))
+                }
+            } else {
+                owned = OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: encoding, nonce: nil, payload: payloadBytes))
+            }
+        }
+        owned?.withMessage { gateway.deliverLocally($0, to: recipients) }
     }
 
     // MARK: Client events across nodes (protocol.md §8.10–8.11)

@@ -97,6 +97,14 @@ struct FrameWriter {
         }
     }
 
+    /// A string given as UTF-8 bytes (no `String` is built).
+    mutating func string(utf8 raw: UnsafeRawBufferPointer) {
+        switch encoding {
+        case .json: JSONEmitter.appendString(raw, to: &bytes)
+        case .msgpack: MessagePackEmitter.appendString(raw, to: &bytes)
+        }
+    }
+
     mutating func string(_ s: StaticString) {
         let raw = UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount)
         switch encoding {

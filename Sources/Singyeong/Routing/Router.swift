@@ -15,7 +15,7 @@ final class Router {
     let store: ClientStore
     /// Set when clustering.
     weak var cluster: Cluster?
-    private var rng = SystemRandomNumberGenerator()
+    private var rng = FastRandom()
     private var scratch: [Candidate] = []
 
     init(store: ClientStore) {
