@@ -299,6 +299,7 @@ final class Cluster {
             announcement.waiting.remove(ObjectIdentifier(link))
             if announcement.waiting.isEmpty { finishAnnouncement(id) }
         }
+        for (id, route) in routes where route.link == ObjectIdentifier(link) { finishRoute(id, delivered: 0) }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)"])
             registry.remove(nodeID: id)
@@ -402,29 +403,8 @@ final class Cluster {
         let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
         let descriptors = tape.member(of: root, named: "list").flatMap { tape.bool($0) } ?? false
         let withFallback = tape.member(of: root, named: "opt").flatMap { tape.bool($0) } ?? false
-        let result: Result<Query, QueryError>
-        if isJSON {
-            guard tape.kind(qNode) == .string else { return }
-            // The cache is keyed by the query text; only a miss copies it
-            // into a padded buffer (simdjson reads past its input).
-            result = tape.withStringBytes(qNode) { text in
-                gateway.queryCache.query(for: text, tag: 0) {
-                    var padded = Array(text)
-                    let count = padded.count
-                    padded.append(contentsOf: repeatElement(0, count: 64))
-                    return padded.withUnsafeBytes { raw in
-                        var t = DocumentTape()
-                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil else {
-                            return .failure(QueryError(detail: "undecodable"))
-                        }
-                        return Query.parse(t.value(t.root))
-                    }
-                }
-            }
-        } else {
-            let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
-            result = gateway.queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
-        }
+        if isJSON && tape.kind(qNode) != .string { return }
+        let result = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body)
         guard case .success(let query) = result else {
             // The asking node validated it; a mismatch means different versions.
             link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
@@ -575,6 +555,145 @@ final class Cluster {
             }
         }
         owned?.withMessage { gateway.deliverLocally($0, to: recipients) }
+    }
+
+    // MARK: Forwarded routing (one candidate node)
+
+    /// A forwarded SEND/BROADCAST waiting for its `routeResult`.
+    final class PendingRoute {
+        let link: ObjectIdentifier
+        let completion: (_ delivered: Int) -> Void
+        var deadline: DeadlineEntry!
+        init(link: ObjectIdentifier, completion: @escaping (Int) -> Void) {
+            self.link = link
+            self.completion = completion
+        }
+    }
+
+    private var routes: [UInt64: PendingRoute] = [:]
+
+    /// The only peer that may hold candidates for `query`, when exactly one
+    /// may (then resolving there alone gives the same answer as gathering:
+    /// the union of candidates is that peer's set).
+    func onlyPeer(for query: Query) -> PeerLink? {
+        var only: PeerLink?
+        for link in links.values where link.isUp && link.mayHaveClients(of: query.application) {
+            if only != nil { return nil }
+            only = link
+        }
+        return only
+    }
+
+    /// Sends query and message to `link` in one frame; `completion` gets the
+    /// number of clients the peer delivered to (0 after the deadline or if
+    /// the link drops: the peer then counts as having no match).
+    func forward(_ message: RoutedMessage, query encodedQuery: UnsafeRawBufferPointer, all: Bool, to link: PeerLink,
+                 completion: @escaping (Int) -> Void) {
+        let id = nextRequestID
+        nextRequestID += 1
+        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + message.payload.count + (message.nonce?.count ?? 0) + 48)
+        w.beginObject(count: message.nonce == nil ? 5 : 6)
+        w.key("t"); w.string(message.event)
+        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
+        w.key("all"); w.bool(all)
+        w.key("q"); piece(encodedQuery, message.encoding, into: &w)
+        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
+        w.key("payload"); piece(message.payload, message.encoding, into: &w)
+        w.endObject()
+        link.send(.route, requestID: id, body: w.bytes)
+        let pending = PendingRoute(link: ObjectIdentifier(link), completion: completion)
+        pending.deadline = DeadlineEntry { [unowned self] in self.finishRoute(id, delivered: 0) }
+        routes[id] = pending
+        queryDeadlines.arm(pending.deadline)
+    }
+
+    func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
+        guard let pending = routes[requestID], pending.link == ObjectIdentifier(link) else { return }
+        let n = (!tape.isEmpty && tape.kind(tape.root) == .object) ? tape.member(of: tape.root, named: "n").flatMap { tape.int64($0) } ?? 0 : 0
+        finishRoute(requestID, delivered: Int(n))
+    }
+
+    private func finishRoute(_ id: UInt64, delivered: Int) {
+        guard let pending = routes.removeValue(forKey: id) else { return }
+        pending.deadline.cancel()
+        pending.completion(delivered)
+    }
+
+    /// A peer forwarded a message whose candidates can only be here: resolve
+    /// locally (optional, selector, key, random pick — over what is, by the
+    /// sender's reasoning, the whole candidate set) and deliver.
+    func receiveRoute(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
+        let root = tape.root
+        var delivered = 0
+        defer {
+            var w = FrameWriter(encoding: .msgpack)
+            w.beginObject(count: 1)
+            w.key("n"); w.int(Int64(delivered))
+            w.endObject()
+            link.send(.routeResult, requestID: requestID, body: w.bytes)
+        }
+        guard !tape.isEmpty, tape.kind(root) == .object,
+              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
+              let qNode = tape.member(of: root, named: "q"),
+              let payload = tape.member(of: root, named: "payload") else { return }
+        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
+        let all = tape.member(of: root, named: "all").flatMap { tape.bool($0) } ?? false
+        let event: StaticString = tape.isString(t, equalTo: "BROADCAST") ? "BROADCAST" : "SEND"
+        guard case .success(let query) = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body) else { return }
+        let encoding: WebSocketHandshake.Encoding = isJSON ? .json : .msgpack
+        func piece(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> Void) {
+            if isJSON {
+                guard tape.kind(node) == .string else { return use(nil) }
+                tape.withStringBytes(node) { use($0) }
+            } else {
+                use(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
+            }
+        }
+        gateway.router.resolve(query, purpose: all ? .all : .one) { candidates in
+            let recipients = candidates.compactMap { $0.record }
+            guard !recipients.isEmpty else { return }
+            delivered = recipients.count
+            let nonce = tape.member(of: root, named: "nonce")
+            piece(payload) { payloadBytes in
+                guard let payloadBytes else { return }
+                let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
+                    let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
+                    if recipients.allSatisfy({ $0.encoding == encoding }) {
+                        self.gateway.deliverLocally(message, to: recipients)
+                    } else {
+                        // Transcoding decodes the pieces: give them padding.
+                        OwnedRoutedMessage(copying: message).withMessage { self.gateway.deliverLocally($0, to: recipients) }
+                    }
+                }
+                if let nonce { piece(nonce, deliver) } else { deliver(nil) }
+            }
+        }
+    }
+
+    /// A query sent by a peer (JSON text in a string, or embedded MessagePack),
+    /// through the compiled-query cache.
+    private func compileQuery(_ qNode: Int, isJSON: Bool, tape: DocumentTape, body: UnsafeRawBufferPointer) -> Result<Query, QueryError> {
+        if isJSON {
+            guard tape.kind(qNode) == .string else { return .failure(QueryError(detail: "query: not a string")) }
+            // The cache is keyed by the query text; only a miss copies it
+            // into a padded buffer (simdjson reads past its input).
+            return tape.withStringBytes(qNode) { text in
+                gateway.queryCache.query(for: text, tag: 0) {
+                    var padded = Array(text)
+                    let count = padded.count
+                    padded.append(contentsOf: repeatElement(0, count: 64))
+                    return padded.withUnsafeBytes { raw in
+                        var t = DocumentTape()
+                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil else {
+                            return .failure(QueryError(detail: "undecodable"))
+                        }
+                        return Query.parse(t.value(t.root))
+                    }
+                }
+            }
+        }
+        let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
+        return gateway.queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
     }
 
     // MARK: Client events across nodes (protocol.md §8.10–8.11)

@@ -31,6 +31,12 @@ enum PeerFrameType: UInt8 {
     /// Acknowledges an `applications` frame that asked for it (`"ack": true`),
     /// same request id: the sender then knows the receiver will ask it.
     case applicationsAck = 17
+    /// A SEND or BROADCAST whose candidates can only be on the receiver
+    /// (none here, no other peer may have its application): the query and
+    /// the message together; the receiver picks and delivers, then answers
+    /// `routeResult` `{"n": delivered}` so the sender can get `no_route`.
+    case route = 18
+    case routeResult = 19
 }
 
 /// One decoded frame header; the body is `buffer[body]`.

@@ -223,6 +223,10 @@ final class PeerLink: ConnectionHandler {
             }
         case .applicationsAck:
             cluster.receiveApplicationsAck(from: self, requestID: requestID)
+        case .route:
+            cluster.receiveRoute(from: self, requestID: requestID, tape: tape, body: body)
+        case .routeResult:
+            cluster.receiveRouteResult(from: self, requestID: requestID, tape: tape)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -432,9 +432,23 @@ final class GatewaySession {
             }
             return
         }
-        let owned = OwnedRoutedMessage(event: event, encoding: encoding, source: m.source,
-                                       nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode))
         let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
+        let copyFrame = { OwnedRoutedMessage(event: event, encoding: self.encoding, source: m.source,
+                                             nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode)) }
+        if let cluster = gateway.cluster, let only = cluster.onlyPeer(for: query), !router.hasLocalCandidates(query) {
+            // Every candidate is on one peer: it resolves and delivers in one
+            // step (same choice as gathering, since its set is the union).
+            let message = RoutedMessage(event: event, encoding: encoding,
+                                        nonce: nonceNode.map { UnsafeRawBufferPointer(rebasing: m.source[tape.span($0)]) },
+                                        payload: UnsafeRawBufferPointer(rebasing: m.source[tape.span(payloadNode)]))
+            // The frame is kept only for a possible no_route echo.
+            let echo = query.droppable ? nil : copyFrame()
+            cluster.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
+                if delivered == 0, let echo { self?.noRoute(echo) }
+            }
+            return
+        }
+        let owned = copyFrame()
         let gateway = self.gateway
         router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
             if candidates.isEmpty {

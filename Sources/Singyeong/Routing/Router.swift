@@ -90,6 +90,16 @@ final class Router {
         }
     }
 
+    /// Whether any local client could be a candidate (matches, or under
+    /// `optional` a base-filter client that the fallback could pick).
+    func hasLocalCandidates(_ query: Query) -> Bool {
+        scratch.removeAll(keepingCapacity: true)
+        collectLocal(query, ignoringOps: false, into: &scratch)
+        if scratch.isEmpty && query.optional { collectLocal(query, ignoringOps: true, into: &scratch) }
+        defer { scratch.removeAll(keepingCapacity: true) }
+        return !scratch.isEmpty
+    }
+
     /// This node's candidates for `query` (what a peer asks for).
     func collectLocalCandidates(_ query: Query, ignoringOps: Bool) -> [Candidate] {
         var out: [Candidate] = []
