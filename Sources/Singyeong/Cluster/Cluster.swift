@@ -26,6 +26,9 @@ final class Cluster {
     private(set) var links: [String: PeerLink] = [:]
     private var dialing: [String: PeerLink] = [:]
     private var members: [String: String] = [:]
+    /// Failed dials per node and the tick before which it is not dialed
+    /// again: 1, 2, 4, 8 ticks (capped), reset once a link comes up.
+    private var dialFailures: [String: (count: Int, notBefore: Double)] = [:]
     private var tickTimer: LoopTimer?
     private let queryDeadlines: DeadlineQueue
     private var pending: [UInt64: PendingQuery] = [:]
@@ -136,9 +139,13 @@ final class Cluster {
 
     private func membersChanged(_ members: [String: String]) {
         self.members = members
+        let now = loop.now
         for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil && nodeID < id {
+            if let failure = dialFailures[id], now < failure.notBefore { continue }
             dial(id, address)
         }
+        // Forget backoff state of nodes that left the registry.
+        for id in dialFailures.keys where members[id] == nil { dialFailures[id] = nil }
     }
 
     private func dial(_ id: String, _ address: String) {
@@ -189,6 +196,7 @@ final class Cluster {
     func linkUp(_ link: PeerLink) {
         guard let id = link.peerNodeID else { return }
         if dialing[id] === link { dialing[id] = nil }
+        dialFailures[id] = nil
         if let old = links[id], old !== link {
             // A reconnect raced the old link's failure detection: keep the new one.
             old.connection?.abort(reason: "replaced by a newer link")
@@ -301,7 +309,9 @@ final class Cluster {
         }
         for (id, route) in routes where route.link == ObjectIdentifier(link) { finishRoute(id, delivered: 0) }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
-            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)"])
+            let count = (dialFailures[id]?.count ?? 0) + 1
+            dialFailures[id] = (count, loop.now + tickSeconds * Double(1 << min(count - 1, 3)))
+            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)", "failures": "\(count)"])
             registry.remove(nodeID: id)
         }
     }
