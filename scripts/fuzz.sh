@@ -31,7 +31,7 @@ declare -A sources=(
 )
 
 status=0
-for name in $(printf '%s\n' "${!sources[@]}" | sort); do
+for name in ${FUZZ_TARGETS:-$(printf '%s\n' "${!sources[@]}" | sort)}; do
   # shellcheck disable=SC2086
   if ! swiftc -O -sanitize=fuzzer,address -parse-as-library ${sources[$name]} ${extra[$name]:-} -o "$out/fuzz-$name" >"$out/$name.build.log" 2>&1; then
     grep -v "Cannot export local symbol" "$out/$name.build.log" | tail -30

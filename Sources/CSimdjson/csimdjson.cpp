@@ -94,6 +94,12 @@ struct Walker {
         end = string_end(token.data() + 1);
     }
 
+    // Whether base[start, end) is exactly `word`.
+    bool literal_is(uint32_t start, uint32_t end, const char *word) const {
+        size_t n = std::strlen(word);
+        return end - start == n && std::memcmp(base + start, word, n) == 0;
+    }
+
     static bool is_atom_char(uint8_t c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' || c == '-' || c == '.';
     }
@@ -180,6 +186,9 @@ struct Walker {
             bool b;
             auto error = v.get_bool().get(b);
             if (error) return error;
+            // The literal must be exactly the word (simdjson's root path
+            // accepted "truex\n"-like input in fuzzing).
+            if (!literal_is(start, end, b ? "true" : "false")) { message = "invalid literal"; return b ? T_ATOM_ERROR : F_ATOM_ERROR; }
             add(SY_KIND_BOOL, start, end, b ? 1 : 0, 0);
             return SUCCESS;
         }
@@ -188,7 +197,7 @@ struct Walker {
             bool is_null;
             auto error = v.is_null().get(is_null);
             if (error) return error;
-            if (!is_null) { message = "invalid literal"; return N_ATOM_ERROR; }
+            if (!is_null || !literal_is(start, end, "null")) { message = "invalid literal"; return N_ATOM_ERROR; }
             add(SY_KIND_NULL, start, end, 0, 0);
             return SUCCESS;
         }

@@ -150,7 +150,7 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
         "[1]]", "tru", "nul", "nulll", "truex", "hello", "\"abc", "01", "-01", "1.", "-", "--1", "1-", "0x10", ".5", "+1", "[\"\\x\"]",
         "\"\\ud800\"", "\"a\nb\"", "1e400", "NaN", "Infinity", "[1 2]", "{\"a\" 1}", "'a'",
         // Found by the JSON fuzz target: a NUL after a root atom.
-        "null\u{0}\n", "true\u{0}", "12\u{0}", "[null\u{0}]",
+        "null\u{0}\n", "true\u{0}", "12\u{0}", "[null\u{0}]", "nulll\n", "truex\n", "falsey ", "nul\n",
     ]
 
     @Test(arguments: invalid)

@@ -526,45 +526,37 @@ final class Cluster {
             }
         }
         guard !recipients.isEmpty else { return }
+        deliverPieces(event: event, isJSON: isJSON, nonce: nonce, payload: payload, tape: tape, body: body, to: recipients)
+    }
+
+    /// Delivers a message that arrived from a peer to local `recipients`.
+    /// The pieces stay where they are (a JSON piece is the string's text in
+    /// the tape's arena, a MessagePack piece the value's bytes in `body`)
+    /// when every recipient shares their encoding; transcoding decodes them,
+    /// so then they are first copied into padded storage.
+    private func deliverPieces(event: StaticString, isJSON: Bool, nonce: Int?, payload: Int, tape: DocumentTape,
+                               body: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
         let encoding: WebSocketHandshake.Encoding = isJSON ? .json : .msgpack
-        /// The encoded piece: a JSON piece is the string's text in the
-        /// tape's arena, a MessagePack piece the value's bytes in the body.
-        func piece(_ node: Int, _ body2: (UnsafeRawBufferPointer?) -> Void) {
+        func piece<R>(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> R) -> R {
             if isJSON {
-                guard tape.kind(node) == .string else { return body2(nil) }
-                tape.withStringBytes(node) { body2($0) }
-            } else {
-                body2(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
+                guard tape.kind(node) == .string else { return use(nil) }
+                return tape.withStringBytes(node) { use($0) }
             }
+            return use(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
         }
-        if recipients.allSatisfy({ $0.encoding == encoding }) {
-            // Same encoding everywhere: frames are built from these bytes
-            // directly (no decoding, so no padding needed, no copy).
-            piece(payload) { payloadBytes in
-                guard let payloadBytes else { return }
-                if let nonce {
-                    piece(nonce) { nonceBytes in
-                        gateway.deliverLocally(RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes), to: recipients)
-                    }
-                } else {
-                    gateway.deliverLocally(RoutedMessage(event: event, encoding: encoding, nonce: nil, payload: payloadBytes), to: recipients)
-                }
-            }
-            return
-        }
-        // Some recipient needs transcoding: copy into padded storage first.
-        var owned: OwnedRoutedMessage?
+        let sameEncoding = recipients.allSatisfy { $0.encoding == encoding }
         piece(payload) { payloadBytes in
             guard let payloadBytes else { return }
-            if let nonce {
-                piece(nonce) { nonceBytes in
-                    owned = OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes))
+            let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
+                let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
+                if sameEncoding {
+                    self.gateway.deliverLocally(message, to: recipients)
+                } else {
+                    OwnedRoutedMessage(copying: message).withMessage { self.gateway.deliverLocally($0, to: recipients) }
                 }
-            } else {
-                owned = OwnedRoutedMessage(copying: RoutedMessage(event: event, encoding: encoding, nonce: nil, payload: payloadBytes))
             }
+            if let nonce { piece(nonce, deliver) } else { deliver(nil) }
         }
-        owned?.withMessage { gateway.deliverLocally($0, to: recipients) }
     }
 
     // MARK: Forwarded routing (one candidate node)
@@ -650,33 +642,12 @@ final class Cluster {
         let all = tape.member(of: root, named: "all").flatMap { tape.bool($0) } ?? false
         let event: StaticString = tape.isString(t, equalTo: "BROADCAST") ? "BROADCAST" : "SEND"
         guard case .success(let query) = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body) else { return }
-        let encoding: WebSocketHandshake.Encoding = isJSON ? .json : .msgpack
-        func piece(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> Void) {
-            if isJSON {
-                guard tape.kind(node) == .string else { return use(nil) }
-                tape.withStringBytes(node) { use($0) }
-            } else {
-                use(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
-            }
-        }
         gateway.router.resolve(query, purpose: all ? .all : .one) { candidates in
             let recipients = candidates.compactMap { $0.record }
             guard !recipients.isEmpty else { return }
             delivered = recipients.count
-            let nonce = tape.member(of: root, named: "nonce")
-            piece(payload) { payloadBytes in
-                guard let payloadBytes else { return }
-                let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
-                    let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
-                    if recipients.allSatisfy({ $0.encoding == encoding }) {
-                        self.gateway.deliverLocally(message, to: recipients)
-                    } else {
-                        // Transcoding decodes the pieces: give them padding.
-                        OwnedRoutedMessage(copying: message).withMessage { self.gateway.deliverLocally($0, to: recipients) }
-                    }
-                }
-                if let nonce { piece(nonce, deliver) } else { deliver(nil) }
-            }
+            self.deliverPieces(event: event, isJSON: isJSON, nonce: tape.member(of: root, named: "nonce"), payload: payload,
+                          tape: tape, body: body, to: recipients)
         }
     }
 
