@@ -23,9 +23,9 @@ json_extra="-I $out/csimdjson-module $out/csimdjson-fuzz.o -lsimdjson -lstdc++"
 declare -A extra=([json]="$json_extra")
 declare -A sources=(
   [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Fuzz/QueryParserFuzz.swift"
-  [msgpack]="$codec Fuzz/MessagePackDecoderFuzz.swift"
+  [msgpack]="$codec Fuzz/FuzzCanonicalValue.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
-  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/JSONDecoderFuzz.swift"
+  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/FuzzCanonicalValue.swift Fuzz/JSONDecoderFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift"
 )
