@@ -94,23 +94,33 @@ final class Gateway {
     /// shared by all of them.
     func deliverLocally(_ message: RoutedMessage, to recipients: [ClientRecord]) {
         let ts = loop.nowMilliseconds
-        var frames: (json: OutboundBytes?, msgpack: OutboundBytes?) = (nil, nil)
+        deliverLocally(to: recipients) { encoding in DispatchFrame.make(message, for: encoding, ts: ts, scratch: &scratch) }
+    }
+
+    /// The one delivery loop: `frame` is asked at most once per encoding
+    /// (JSON, MessagePack) and that frame is shared by every recipient using
+    /// it. A nil frame (a payload that cannot be transcoded) is logged and
+    /// those recipients skipped.
+    func deliverLocally<Recipients: Sequence<ClientRecord>>(to recipients: Recipients,
+                                                          frame: (WebSocketHandshake.Encoding) -> OutboundBytes?) {
+        var json: OutboundBytes??
+        var msgpack: OutboundBytes??
         var delivered = 0
         for recipient in recipients {
             guard let session = recipient.session else { continue }
-            let frame: OutboundBytes?
+            let built: OutboundBytes?
             if recipient.encoding == .json {
-                if frames.json == nil { frames.json = DispatchFrame.make(message, for: .json, ts: ts, scratch: &scratch) }
-                frame = frames.json
+                if json == nil { json = .some(frame(.json)) }
+                built = json!
             } else {
-                if frames.msgpack == nil { frames.msgpack = DispatchFrame.make(message, for: .msgpack, ts: ts, scratch: &scratch) }
-                frame = frames.msgpack
+                if msgpack == nil { msgpack = .some(frame(.msgpack)) }
+                built = msgpack!
             }
-            guard let frame else {
-                logger.warning("could not transcode a routed message; dropped", metadata: ["event": "\(message.event)"])
+            guard let built else {
+                logger.warning("could not transcode a routed message; dropped")
                 continue
             }
-            session.deliver(frame)
+            session.deliver(built)
             delivered += 1
         }
         countDelivered(delivered)

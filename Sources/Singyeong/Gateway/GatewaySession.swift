@@ -461,31 +461,13 @@ final class GatewaySession {
         }
     }
 
-    /// The zero-copy local delivery: one frame per encoding from this frame's
-    /// tape, shared by every recipient.
+    /// The zero-copy local delivery: frames built from this frame's tape.
     private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
         let ts = gateway.loop.nowMilliseconds
-        var jsonFrame: OutboundBytes?
-        var msgpackFrame: OutboundBytes?
-        var delivered = 0
-        for candidate in candidates {
-            guard let recipient = candidate.record, let session = recipient.session else { continue }
-            let frame: OutboundBytes
-            if recipient.encoding == .json {
-                if jsonFrame == nil {
-                    jsonFrame = DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: .json, ts: ts, scratch: &gateway.scratch)
-                }
-                frame = jsonFrame!
-            } else {
-                if msgpackFrame == nil {
-                    msgpackFrame = DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: .msgpack, ts: ts, scratch: &gateway.scratch)
-                }
-                frame = msgpackFrame!
-            }
-            session.deliver(frame)
-            delivered += 1
+        let gateway = self.gateway
+        gateway.deliverLocally(to: candidates.lazy.compactMap { $0.record }) { encoding in
+            DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts, scratch: &gateway.scratch)
         }
-        gateway.countDelivered(delivered)
     }
 
     /// op 3 `no_route` for a message that waited for peers: the frame as
