@@ -262,3 +262,37 @@ def test_slow_consumer_is_closed_and_others_keep_working(spawn):
     assert "slow consumer" in s.stderr(), "no log line naming the slow consumer"
     other.ping(b"still here").wait(timeout=3)
     other.close()
+
+
+def test_slow_consumer_closed_by_its_own_replies_mid_frame(spawn):
+    """The close decided while the server is still parsing that client's
+    frames (its own HEARTBEAT_ACKs push it over MAX_PENDING_BYTES), with
+    frames split across reads so they sit in the connection's input buffer:
+    the server must survive and keep serving others."""
+    s = spawn("--max-pending-bytes", "65536", "--max-frame-size", "1000")
+    conn, _, _ = open_ws(s.port, rcvbuf=4096)
+    identify = json.dumps({"op": 1, "d": {"client_id": "slow", "application_id": "slow-app"}}).encode()
+    conn.sock.sendall(ws_frame(1, identify, mask_key=b"\x01\x02\x03\x04"))
+    beat = ws_frame(1, json.dumps({"op": 5, "d": {"client_id": "slow"}}).encode(), mask_key=b"\x05\x06\x07\x08")
+    stream = beat * 80000  # ~6 MB of acks: more than the kernel buffers hold
+    conn.sock.settimeout(0.2)
+    sent = 0
+    deadline = time.monotonic() + 8
+    try:
+        while sent < len(stream) and time.monotonic() < deadline:
+            try:
+                sent += conn.sock.send(stream[sent:sent + 777])  # odd chunks: frames straddle reads
+            except socket.timeout:
+                continue
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        conn.sock.close()
+    assert s.alive(), f"server died:\n{s.stderr()}"
+    wait_deadline = time.monotonic() + 3
+    while "slow consumer" not in s.stderr() and time.monotonic() < wait_deadline:
+        time.sleep(0.05)
+    assert "slow consumer" in s.stderr(), "the flooding client was never closed as a slow consumer"
+    with ws_connect(s.port) as other:
+        other.recv(timeout=3)
+        other.ping(b"alive").wait(timeout=3)

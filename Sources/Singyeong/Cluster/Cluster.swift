@@ -255,20 +255,28 @@ final class Cluster {
         let id = nextRequestID
         nextRequestID += 1
         let body = applicationsBody(full: false, add: [application], remove: [], ack: true)
-        var waiting = Set<ObjectIdentifier>()
-        for link in links.values where link.isUp {
-            link.send(.applications, requestID: id, body: body)
-            waiting.insert(ObjectIdentifier(link))
-        }
+        // Everything registered before sending: a send can close a link
+        // synchronously, and its `linkClosed` must find (and may finish)
+        // this announcement.
+        let up = links.values.filter { $0.isUp }
         announcing[application, default: 0] += 1
-        let pending = PendingAnnouncement(application: application, waiting: waiting, completion: completion)
+        let pending = PendingAnnouncement(application: application, waiting: Set(up.map { ObjectIdentifier($0) }), completion: completion)
         pending.deadline = DeadlineEntry { [unowned self, unowned pending] in
             self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(pending.application)", "missing": "\(pending.waiting.count)"])
             self.finishAnnouncement(id)
         }
         announcements[id] = pending
         queryDeadlines.arm(pending.deadline)
-        if waiting.isEmpty { finishAnnouncement(id) }
+        for link in up where link.isUp { link.send(.applications, requestID: id, body: body) }
+        if pending.waiting.isEmpty { finishAnnouncement(id) }
+    }
+
+    /// An announced application whose first client never registered (it
+    /// left, or lost a race): withdraw it if nothing here uses it now, so
+    /// peers stop asking and their sets do not grow with stray ids.
+    func withdrawIfUnused(_ application: String) {
+        guard gateway.store.application(application) == nil, announcing[application] == nil else { return }
+        announceApplications(add: [], remove: [application])
     }
 
     func receiveApplicationsAck(from link: PeerLink, requestID: UInt64) {
@@ -334,7 +342,8 @@ final class Cluster {
         var counts: [Int] = []
         for link in links.values {
             guard let n = link.reportedClientCount, now - link.reportedAt <= 2 * tickSeconds else { return }
-            counts.append(n)
+            // A peer's word, bounded so the arithmetic cannot overflow.
+            counts.append(min(max(n, 0), 100_000_000))
         }
         let excess = LoadBalancer.excess(local: gateway.store.count, peers: counts)
         guard excess > 0 else { return }
@@ -485,6 +494,18 @@ final class Cluster {
 
     /// One `deliver` carrying all of a peer's recipients of a message.
     func deliver(_ message: RoutedMessage, to link: PeerLink, handles: [UInt64]) {
+        // One frame per chunk of recipients, so even a huge fan-out stays
+        // under the peer's frame-body limit (payload ≤ MAX_FRAME_SIZE, plus
+        // 9 bytes per handle within the 1 MiB allowance).
+        let chunk = 100_000
+        if handles.count > chunk {
+            var start = 0
+            while start < handles.count {
+                deliver(message, to: link, handles: Array(handles[start..<min(start + chunk, handles.count)]))
+                start += chunk
+            }
+            return
+        }
         var w = FrameWriter(encoding: .msgpack, capacity: message.payload.count + (message.nonce?.count ?? 0) + 32 + 9 * handles.count)
         w.beginObject(count: message.nonce == nil ? 4 : 5)
         w.key("t"); w.string(message.event)

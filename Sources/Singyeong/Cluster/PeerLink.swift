@@ -51,7 +51,9 @@ final class PeerLink: ConnectionHandler {
 
     func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
         self.connection = connection
-        connection.touchIdleDeadline()
+        // Only an authenticated link earns the idle deadline; before that
+        // the handshake deadline keeps a trickling stranger bounded.
+        if state == .up { connection.touchIdleDeadline() }
         var offset = 0
         while offset < bytes.count && connection.isOpen && state != .closed {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
@@ -84,17 +86,22 @@ final class PeerLink: ConnectionHandler {
     }
 
     func connectionClosed(_ connection: Connection) {
-        let wasUp = state == .up
+        let wasUp = state == .up || failedWhileUp
         state = .closed
+        batcher.discard()
         cluster.linkClosed(self, wasUp: wasUp, reason: connection.endReason ?? "closed")
     }
 
     // MARK: Frames
 
+    /// The link failed after it had come up (so closing it is not a failed dial).
+    private var failedWhileUp = false
+
     private func fail(_ connection: Connection, _ reason: String) {
         cluster.logger.warning("peer link closed", metadata: [
             "peer": "\(connection.peer.description)", "node": "\(peerNodeID ?? expectedNodeID ?? "?")", "reason": "\(reason)",
         ])
+        failedWhileUp = failedWhileUp || state == .up
         state = .closed
         connection.abort(reason: reason)
     }
@@ -298,7 +305,9 @@ final class PeerLink: ConnectionHandler {
 /// Collects a link's queries (and results) within one loop turn and sends
 /// them as one frame at the end of the turn.
 final class PeerBatcher: EndOfTurnTask {
-    unowned let link: PeerLink
+    /// Weak: the end-of-turn list keeps the batcher, not the link, and a
+    /// link can close (and go away) earlier in the same turn.
+    weak var link: PeerLink?
     private var queries: [(UInt64, [UInt8])] = []
     private var results: [(UInt64, [UInt8])] = []
 
@@ -313,16 +322,30 @@ final class PeerBatcher: EndOfTurnTask {
         flush(&results, single: .queryResult, batch: .queryResultBatch)
     }
 
+    /// Drops what is queued (the link closed).
+    func discard() {
+        queries.removeAll()
+        results.removeAll()
+    }
+
+    /// Sends the entries as one frame, or several when one would pass the
+    /// peer's frame-body limit.
     private func flush(_ entries: inout [(UInt64, [UInt8])], single: PeerFrameType, batch: PeerFrameType) {
-        guard !entries.isEmpty else { return }
+        defer { entries.removeAll(keepingCapacity: true) }
+        guard !entries.isEmpty, let link else { return }
         if entries.count == 1 {
             link.send(single, requestID: entries[0].0, body: entries[0].1)
-        } else {
-            var body: [UInt8] = []
-            body.reserveCapacity(entries.reduce(0) { $0 + $1.1.count + 12 })
-            for (id, entryBody) in entries { PeerFrameCodec.appendBatchEntry(requestID: id, body: entryBody, to: &body) }
-            link.send(batch, body: body)
+            return
         }
-        entries.removeAll(keepingCapacity: true)
+        let limit = link.cluster.maxFrameBody
+        var body: [UInt8] = []
+        for (id, entryBody) in entries {
+            if !body.isEmpty && body.count + entryBody.count + 12 > limit {
+                link.send(batch, body: body)
+                body.removeAll(keepingCapacity: true)
+            }
+            PeerFrameCodec.appendBatchEntry(requestID: id, body: entryBody, to: &body)
+        }
+        if !body.isEmpty { link.send(batch, body: body) }
     }
 }

@@ -275,10 +275,14 @@ final class GatewaySession {
     private func finishIdentify(_ record: ClientRecord) {
         let wasWaiting = awaitingAnnouncement
         awaitingAnnouncement = false
-        guard !isClosing, !cleanedUp else { return }
+        guard !isClosing, !cleanedUp else {
+            if wasWaiting { gateway.cluster?.withdrawIfUnused(record.applicationID) }
+            return
+        }
         if wasWaiting, gateway.store.find(application: record.applicationID, client: record.clientID) != nil {
             // Another connection registered the same ids while we waited.
             fatal("\(record.clientID): already registered for app \(record.applicationID)")
+            gateway.cluster?.withdrawIfUnused(record.applicationID)
             return
         }
         var w = FrameWriter(encoding: encoding)

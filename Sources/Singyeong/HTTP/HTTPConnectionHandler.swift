@@ -133,6 +133,12 @@ final class HTTPConnectionHandler: ConnectionHandler {
     }
 
     func connectionDeadlineExpired(_ connection: Connection) {
+        if awaitingResponse {
+            // The request is complete; its answer waits for peers, whose
+            // own deadline (CLUSTER_QUERY_TIMEOUT_MS) bounds the wait.
+            connection.startHandshakeDeadline()
+            return
+        }
         if requestInProgress {
             node.logger.info("HTTP request timed out", metadata: ["peer": "\(connection.peer.description)"])
             respondAndClose(connection, .errorDetail(408, "Request Timeout: the request was not received in time"))

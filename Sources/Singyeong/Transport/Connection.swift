@@ -33,6 +33,8 @@ final class Connection: EndOfTurnTask {
     private var tlsRetryLength = 0
     /// The TLS read wanted the socket writable (renegotiation-like cases).
     private var tlsReadWantsWrite = false
+    /// The TLS write wanted the socket readable.
+    private var tlsWriteWantsRead = false
     /// The one deadline this connection has at a time (handshake, idle or linger).
     private(set) lazy var deadline = DeadlineEntry { [unowned self] in self.deadlineExpired() }
     private var closeReason: String?
@@ -113,17 +115,36 @@ final class Connection: EndOfTurnTask {
         finish()
     }
 
+    /// Handlers are inside `deliver` (parsing bytes that may live in
+    /// `input`): a close decided meanwhile — e.g. the connection's own reply
+    /// pushing it over the slow-consumer bound — must not free that buffer
+    /// or reset the handler's parser under it. The rest of the close waits
+    /// until the outermost `deliver` returns.
+    private var deliveryDepth = 0
+    private var finishDeferred = false
+
     private func finish() {
         guard state != .closed else { return }
         state = .closed
         ev_io_stop(listener.loop.raw, io)
         deadline.cancel()
-        Glibc.close(fd)
         output.removeAll()
+        if deliveryDepth > 0 {
+            finishDeferred = true
+            return
+        }
+        completeFinish()
+    }
+
+    /// Releases the input, tells the handler and the listener, and closes
+    /// the descriptor last (so its number cannot be reused while the
+    /// listener still has this connection in that slot).
+    private func completeFinish() {
         input.release()
         listener.logger.debug("connection closed", metadata: ["peer": "\(peer.description)", "reason": "\(closeReason ?? "closed")"])
         handler.connectionClosed(self)
         listener.connectionDidClose(self)
+        Glibc.close(fd)
     }
 
     // MARK: Deadlines
@@ -186,6 +207,10 @@ final class Connection: EndOfTurnTask {
             if state == .open || state == .draining { flush() }
         }
         if revents & Int32(EV_READ) != 0 {
+            if tlsWriteWantsRead {
+                tlsWriteWantsRead = false
+                if state == .open || state == .draining { flush() }
+            }
             switch state {
             case .open: readAvailable()
             case .draining, .lingering: discardInput()
@@ -315,6 +340,14 @@ final class Connection: EndOfTurnTask {
 
     /// Hands bytes to the handler, and to its successor if it upgraded.
     private func deliver(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        deliveryDepth += 1
+        defer {
+            deliveryDepth -= 1
+            if deliveryDepth == 0 && finishDeferred {
+                finishDeferred = false
+                completeFinish()
+            }
+        }
         var offset = 0
         while offset < bytes.count && state == .open {
             let current = handler
@@ -365,9 +398,15 @@ final class Connection: EndOfTurnTask {
                 case .done(let n):
                     tlsRetryLength = 0
                     written = n
-                case .wantWrite, .wantRead:
+                case .wantWrite:
                     tlsRetryLength = length
                     setWatching(write: true)
+                    return
+                case .wantRead:
+                    // Retried when the socket is readable, not on every
+                    // writable event (which would spin).
+                    tlsRetryLength = length
+                    tlsWriteWantsRead = true
                     return
                 case .closed:
                     abort(reason: "peer closed")
@@ -394,7 +433,7 @@ final class Connection: EndOfTurnTask {
             listener.bytesOut &+= UInt64(written)
             output.advance(written)
         }
-        setWatching(write: false)
+        setWatching(write: tlsReadWantsWrite)
         if state == .draining { startLingering() }
     }
 
