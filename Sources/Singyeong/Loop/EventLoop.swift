@@ -43,9 +43,6 @@ final class EventLoop {
     /// Makes `run()` return after the current turn.
     func stop() { ev_break(raw, Int32(EVBREAK_ALL)) }
 
-    /// Updates the cached time; needed only after a long synchronous step.
-    func updateNow() { ev_now_update(raw) }
-
     /// Schedules `task` to run once before the loop next blocks. A task that is
     /// already scheduled is not added twice (it tracks that itself).
     func runAtEndOfTurn(_ task: EndOfTurnTask) {

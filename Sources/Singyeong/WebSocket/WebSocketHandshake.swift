@@ -11,7 +11,6 @@ enum WebSocketHandshake {
     /// The negotiated frame encoding of a gateway connection.
     enum Encoding: Sendable {
         case json, msgpack
-        var name: StaticString { self == .json ? "json" : "msgpack" }
     }
 
     /// Outcome of checking an upgrade request.
