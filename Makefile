@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 60
 
 # Build needs: libev, hiredis, OpenSSL headers. Tests also need the openssl CLI,
 # Python's venv module, and redis-server (cluster tests).
-BUILD_PACKAGES := libev-dev libhiredis-dev libssl-dev libsimdjson-dev pkg-config
+BUILD_PACKAGES := libev-dev libhiredis-dev libssl-dev libsimdjson-dev pkg-config libcurl4-openssl-dev
 TEST_PACKAGES  := openssl redis-server python3-venv procps iptables iproute2
 
 .PHONY: all deps deps-build deps-test build release run test unit-test integration-test fuzz bench lint clean

@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         // Linux system calls the Glibc module does not export (accept4).
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+        // libcurl: outgoing HTTP(S) for the proxy, driven by the libev loop (multi-socket API).
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         // simdjson (C++) behind a small C API: JSON parsing on the message path.
         .target(
             name: "CSimdjson",
@@ -32,7 +34,7 @@ let package = Package(
         .target(
             name: "Singyeong",
             dependencies: [
-                "CLibev", "CHiredis", "COpenSSL", "CSystem", "CSimdjson",
+                "CLibev", "CHiredis", "COpenSSL", "CSystem", "CSimdjson", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
