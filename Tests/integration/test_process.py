@@ -79,6 +79,28 @@ def test_signal_closes_websockets_1001_and_exits_0(spawn, sig):
     assert rc == 0, f"exit status {rc} (None = still running {5.0}s after the signal)"
 
 
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_sigterm_sends_goodbye_to_identified_clients(spawn, encoding):
+    """Identified clients get GOODBYE (op 7, so shinkei reconnects) and then
+    close 1001 (so singyeong.py, which reconnects on any code but 1000, does too)."""
+    import msgpack
+    s = spawn("--shutdown-timeout", "3000")
+    url = f"ws://127.0.0.1:{s.port}/gateway/websocket?encoding={encoding}"
+    dec = (lambda raw: json.loads(raw)) if encoding == "json" else (lambda raw: msgpack.unpackb(raw, raw=False))
+    enc = (lambda obj: json.dumps(obj)) if encoding == "json" else (lambda obj: msgpack.packb(obj))
+    with connect(url, open_timeout=5, close_timeout=3, ping_interval=None) as ws:
+        assert dec(ws.recv(timeout=3))["op"] == 0
+        ws.send(enc({"op": 1, "d": {"client_id": "c1", "application_id": "shutdown-app"}}))
+        assert dec(ws.recv(timeout=3))["op"] == 2
+        s.signal(signal.SIGTERM)
+        bye = dec(ws.recv(timeout=3))
+        assert bye["op"] == 7 and bye["d"] == {"reason": "server shutting down"} and bye["t"] is None, bye
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=3)
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1001
+    assert s.wait_exit(3.0) == 0
+
+
 def test_sigterm_without_connections_exits_fast(spawn):
     s = spawn()
     s.signal(signal.SIGTERM)

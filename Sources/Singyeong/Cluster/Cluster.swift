@@ -30,9 +30,17 @@ final class Cluster {
     /// again: 1, 2, 4, 8 ticks (capped), reset once a link comes up.
     private var dialFailures: [String: (count: Int, notBefore: Double)] = [:]
     private var tickTimer: LoopTimer?
-    private let queryDeadlines: DeadlineQueue
+    let queryDeadlines: DeadlineQueue
     private var pending: [UInt64: PendingQuery] = [:]
-    private var nextRequestID: UInt64 = 1
+    var nextRequestID: UInt64 = 1
+    /// Proxied requests running on peers (Cluster+Proxy.swift), bounded by
+    /// PROXY_TIMEOUT plus a margin for the link.
+    var proxies: [UInt64: PendingProxy] = [:]
+    let proxyDeadlines: DeadlineQueue
+    /// Discovery requests waiting for peers (Cluster+Proxy.swift).
+    var tagQueries: [UInt64: PendingTags] = [:]
+    /// Runs proxied requests that peers send here.
+    weak var proxy: ProxyService?
     private var scratch: [UInt8] = []
 
     /// Visible peers (authenticated links), for routing.
@@ -52,7 +60,10 @@ final class Cluster {
         self.gateway = gateway
         tickSeconds = Double(settings.clusterTick) / 1000
         loadBalance = settings.loadBalance
-        maxFrameBody = settings.maxFrameSize + 1 << 20
+        // A message, a proxied request body or a proxied response, plus envelope.
+        // Nodes of one cluster are expected to share these limits.
+        maxFrameBody = max(settings.maxFrameSize, settings.maxBodySize, settings.proxyMaxResponseSize) + 1 << 20
+        proxyDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.proxyTimeout) / 1000 + 5)
         queryDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.clusterQueryTimeout) / 1000)
         let limits = TransportLimits(maxPendingBytes: max(256 << 20, settings.maxPendingBytes * 4),
                                      handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
@@ -316,6 +327,11 @@ final class Cluster {
             if announcement.waiting.isEmpty { finishAnnouncement(id) }
         }
         for (id, route) in routes where route.link == ObjectIdentifier(link) { finishRoute(id, delivered: 0) }
+        failProxies(on: link, reason: reason)
+        for query in tagQueries.values where query.waiting.contains(ObjectIdentifier(link)) {
+            query.waiting.remove(ObjectIdentifier(link))
+            if query.waiting.isEmpty { finishTags(query) }
+        }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             let count = (dialFailures[id]?.count ?? 0) + 1
             dialFailures[id] = (count, loop.now + tickSeconds * Double(1 << min(count - 1, 3)))
@@ -331,7 +347,7 @@ final class Cluster {
         w.key("n"); w.int(Int64(gateway.store.count))
         w.endObject()
         let body = w.bytes
-        for link in links.values { link.send(.ping, body: body) }
+        for link in links.values { link.sendPing(body: body) }
         if loadBalance { balance() }
     }
 

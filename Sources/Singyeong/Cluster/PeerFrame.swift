@@ -37,6 +37,21 @@ enum PeerFrameType: UInt8 {
     /// `routeResult` `{"n": delivered}` so the sender can get `no_route`.
     case route = 18
     case routeResult = 19
+    /// `POST /api/v1/proxy` for a client of the receiver. Body: `[u32 n][n
+    /// bytes of MessagePack header][request body bytes]` — the header is
+    /// `{"h": handle, "m": method, "r": route, "hd": [[name, value]...],
+    /// "x": caller address, "b": has body}`; the body travels raw.
+    case proxy = 20
+    /// The proxied response: `[u32 n][header {"s": status, "hd": [[name,
+    /// value]...]}][response body bytes]`.
+    case proxyResult = 21
+    /// Discovery (rest.md §6): `{"t": [tags]}`, answered by `tagsResult`
+    /// `{"a": [application ids]}`.
+    case tags = 22
+    case tagsResult = 23
+
+    /// Frames whose body is a length-prefixed MessagePack header followed by raw bytes.
+    var hasRawTail: Bool { self == .proxy || self == .proxyResult }
 }
 
 /// One decoded frame header; the body is `buffer[body]`.
@@ -57,7 +72,7 @@ struct PeerFrameError: Error, Equatable {
 enum PeerFrameCodec {
     static let headerLength = 13
     /// The version both sides must speak (sent in HELLO).
-    static let protocolVersion: Int64 = 1
+    static let protocolVersion: Int64 = 2
 
     /// The first complete frame at the start of `buffer`, nil if incomplete.
     /// `maxBody` bounds what a peer can make us buffer.
@@ -101,6 +116,24 @@ enum PeerFrameCodec {
         withUnsafeBytes(of: requestID.bigEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(body.count).bigEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: body)
+    }
+
+    /// The header and raw tail of a `hasRawTail` frame body; nil if malformed.
+    static func splitRawTail(_ body: UnsafeRawBufferPointer) -> (header: Range<Int>, tail: Range<Int>)? {
+        guard body.count >= 4 else { return nil }
+        let n = Int(UInt32(body[0]) << 24 | UInt32(body[1]) << 16 | UInt32(body[2]) << 8 | UInt32(body[3]))
+        guard n <= body.count - 4 else { return nil }
+        return (4..<(4 + n), (4 + n)..<body.count)
+    }
+
+    /// A `hasRawTail` body: `[u32 header length][header][tail]`.
+    static func rawTailBody(header: [UInt8], tail: [UInt8]?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(4 + header.count + (tail?.count ?? 0))
+        withUnsafeBytes(of: UInt32(header.count).bigEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: header)
+        if let tail { out.append(contentsOf: tail) }
+        return out
     }
 
     /// One frame, ready to queue.

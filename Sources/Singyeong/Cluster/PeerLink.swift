@@ -157,6 +157,18 @@ final class PeerLink: ConnectionHandler {
         cluster.loop.runAtEndOfTurn(batcher)
     }
 
+    /// The last ping's round trip (nil until a pong came back), for metrics.
+    private(set) var roundTripSeconds: Double?
+    private var pingSentAt: Double = 0
+    private var pingID: UInt64 = 0
+
+    /// A tick's ping; its pong gives the link's round-trip time.
+    func sendPing(body: [UInt8]) {
+        pingID &+= 1
+        pingSentAt = Metrics.monotonicSeconds()
+        send(.ping, requestID: pingID, body: body)
+    }
+
     /// Sends a frame if the link is up (dropped otherwise: the caller's
     /// deadline covers lost requests).
     func send(_ type: PeerFrameType, requestID: UInt64 = 0, body: [UInt8]) {
@@ -170,10 +182,21 @@ final class PeerLink: ConnectionHandler {
             return
         }
         tape.removeAll()
-        // Batch bodies are sequences of entries, each decoded on its own below.
-        if !body.isEmpty && type != .queryBatch && type != .queryResultBatch {
+        // Batch bodies are sequences of entries, each decoded on its own below;
+        // proxy frames decode only their header (the tail is raw bytes).
+        var decoded = body
+        var tail = UnsafeRawBufferPointer(start: nil, count: 0)
+        if type.hasRawTail {
+            guard let parts = PeerFrameCodec.splitRawTail(body) else {
+                fail(connection, "malformed \(type) frame")
+                return
+            }
+            decoded = UnsafeRawBufferPointer(rebasing: body[parts.header])
+            tail = UnsafeRawBufferPointer(rebasing: body[parts.tail])
+        }
+        if !decoded.isEmpty && type != .queryBatch && type != .queryResultBatch {
             do {
-                try MessagePackTapeDecoder.decode(body, into: &tape)
+                try MessagePackTapeDecoder.decode(decoded, into: &tape)
             } catch {
                 fail(connection, "undecodable \(type) frame: \(error.detail)")
                 return
@@ -193,7 +216,10 @@ final class PeerLink: ConnectionHandler {
             }
             connection.send(PeerFrameCodec.make(.pong, requestID: requestID, body: []))
         case .pong:
-            break
+            if requestID == pingID, pingSentAt > 0 {
+                roundTripSeconds = Metrics.monotonicSeconds() - pingSentAt
+                pingSentAt = 0
+            }
         case .query:
             cluster.answerQuery(from: self, requestID: requestID, tape: tape, body: body)
         case .queryResult:
@@ -234,6 +260,14 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveRoute(from: self, requestID: requestID, tape: tape, body: body)
         case .routeResult:
             cluster.receiveRouteResult(from: self, requestID: requestID, tape: tape)
+        case .proxy:
+            cluster.receiveProxy(from: self, requestID: requestID, tape: tape, tail: tail)
+        case .proxyResult:
+            cluster.receiveProxyResult(from: self, requestID: requestID, tape: tape, tail: tail)
+        case .tags:
+            cluster.answerTags(from: self, requestID: requestID, tape: tape)
+        case .tagsResult:
+            cluster.receiveTagsResult(from: self, requestID: requestID, tape: tape)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -14,6 +14,10 @@ import Logging
 final class RedisRegistry {
     /// Called after every successful HGETALL with the registry's members (node id → address), self excluded.
     var onMembers: (([String: String]) -> Void)?
+    /// This node has been written into the registry at least once (readiness).
+    private(set) var hasRegistered = false
+    /// Called once, after the first successful registration.
+    var onRegistered: (() -> Void)?
     /// Redis link state changes (for logs/metrics/readiness): true = connected and authenticated/selected.
     var onStateChange: ((Bool) -> Void)?
     private(set) var isConnected = false
@@ -367,7 +371,13 @@ final class RedisRegistry {
             self?.logIfError(reply, command: "SET")
         }
         send(["HSET", registryKey, nodeID, advertise], on: link) { [weak self] reply in
-            self?.logIfError(reply, command: "HSET")
+            guard let self else { return }
+            self.logIfError(reply, command: "HSET")
+            if let reply, case .error = reply { return }
+            if reply != nil && !self.hasRegistered {
+                self.hasRegistered = true
+                self.onRegistered?()
+            }
         }
         send(["HGETALL", registryKey], on: link) { [weak self] reply in
             guard let self, link === self.link else { return }

@@ -45,6 +45,8 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("cluster-tick-ms"), help: settingHelp("CLUSTER_TICK_MS")) var clusterTickMs: String?
     @Option(name: .customLong("cluster-query-timeout-ms"), help: settingHelp("CLUSTER_QUERY_TIMEOUT_MS")) var clusterQueryTimeoutMs: String?
     @Option(name: .customLong("load-balance"), help: settingHelp("LOAD_BALANCE")) var loadBalance: String?
+    @Option(name: .customLong("proxy-timeout"), help: settingHelp("PROXY_TIMEOUT")) var proxyTimeout: String?
+    @Option(name: .customLong("proxy-max-response-size"), help: settingHelp("PROXY_MAX_RESPONSE_SIZE")) var proxyMaxResponseSize: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -62,6 +64,7 @@ public struct SingyeongMain: ParsableCommand {
             ("COOKIE", cookie), ("CLUSTER_GROUP", clusterGroup), ("CLUSTER_PORT", clusterPort),
             ("CLUSTER_ADVERTISE", clusterAdvertise), ("CLUSTER_TICK_MS", clusterTickMs),
             ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs), ("LOAD_BALANCE", loadBalance),
+            ("PROXY_TIMEOUT", proxyTimeout), ("PROXY_MAX_RESPONSE_SIZE", proxyMaxResponseSize),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

@@ -30,6 +30,8 @@ struct Settings: Sendable {
     var clusterTick: Int
     var clusterQueryTimeout: Int
     var loadBalance: Bool
+    var proxyTimeout: Int
+    var proxyMaxResponseSize: Int
 
     /// Where a raw value came from, for error messages.
     enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
@@ -106,7 +108,9 @@ struct Settings: Sendable {
             clusterAdvertise: try validated("CLUSTER_ADVERTISE"),
             clusterTick: try integer("CLUSTER_TICK_MS"),
             clusterQueryTimeout: try integer("CLUSTER_QUERY_TIMEOUT_MS"),
-            loadBalance: try validated("LOAD_BALANCE") == "true"
+            loadBalance: try validated("LOAD_BALANCE") == "true",
+            proxyTimeout: try integer("PROXY_TIMEOUT"),
+            proxyMaxResponseSize: try integer("PROXY_MAX_RESPONSE_SIZE")
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")

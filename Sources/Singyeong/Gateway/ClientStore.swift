@@ -146,4 +146,19 @@ final class ClientStore {
             for record in app.clients { body(record) }
         }
     }
+
+    /// Discovery (rest.md §6, Recommended): applications where at least one
+    /// non-restricted client holds every tag in `tags` (extra tags allowed).
+    /// A scan of all clients: discovery is an occasional REST call.
+    func applications(withTags tags: [String]) -> [String] {
+        var out: [String] = []
+        for (id, app) in applications {
+            if app.clients.contains(where: { record in
+                !record.restricted && tags.allSatisfy { tag in record.tags.contains { $0.utf8.elementsEqual(tag.utf8) } }
+            }) {
+                out.append(id)
+            }
+        }
+        return out
+    }
 }

@@ -26,13 +26,14 @@ final class Gateway {
     private var dirty: [ClientRecord] = []
     private var flushTimer: LoopTimer?
     /// Counters (metrics later).
-    private(set) var messagesRouted: UInt64 = 0
-    private(set) var messagesDelivered: UInt64 = 0
+    /// Counters for `GET /metrics`.
+    let metrics = Metrics()
 
     init(loop: EventLoop, logger: Logger, settings: Settings) {
         self.loop = loop
         self.logger = logger
         router = Router(store: store)
+        router.metrics = metrics
         auth = AuthGuard(password: settings.auth, failuresPerMinute: settings.authFailuresPerMinute)
         heartbeatInterval = settings.heartbeatInterval
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
@@ -94,14 +95,16 @@ final class Gateway {
     /// shared by all of them.
     func deliverLocally(_ message: RoutedMessage, to recipients: [ClientRecord]) {
         let ts = loop.nowMilliseconds
-        deliverLocally(to: recipients) { encoding in DispatchFrame.make(message, for: encoding, ts: ts, scratch: &scratch) }
+        deliverLocally(event: Metrics.Event(message.event), to: recipients) { encoding in
+            DispatchFrame.make(message, for: encoding, ts: ts, scratch: &scratch)
+        }
     }
 
     /// The one delivery loop: `frame` is asked at most once per encoding
     /// (JSON, MessagePack) and that frame is shared by every recipient using
     /// it. A nil frame (a payload that cannot be transcoded) is logged and
     /// those recipients skipped.
-    func deliverLocally<Recipients: Sequence<ClientRecord>>(to recipients: Recipients,
+    func deliverLocally<Recipients: Sequence<ClientRecord>>(event: Metrics.Event, to recipients: Recipients,
                                                           frame: (WebSocketHandshake.Encoding) -> OutboundBytes?) {
         var json: OutboundBytes??
         var msgpack: OutboundBytes??
@@ -123,7 +126,7 @@ final class Gateway {
             session.deliver(built)
             delivered += 1
         }
-        countDelivered(delivered)
+        metrics.count(event, .delivered, delivered)
     }
 
     /// Delivers to resolved candidates: local ones directly, each peer's
@@ -176,6 +179,4 @@ final class Gateway {
         }
     }
 
-    func countRouted() { messagesRouted &+= 1 }
-    func countDelivered(_ n: Int) { messagesDelivered &+= UInt64(n) }
 }

@@ -12,6 +12,8 @@ final class GatewaySession {
     unowned let connection: Connection
     let encoding: WebSocketHandshake.Encoding
     private(set) var record: ClientRecord?
+    /// READY was sent (the client is registered).
+    var isIdentified: Bool { record != nil }
     /// A fatal error or GOODBYE was sent; input is ignored from now on.
     private(set) var isClosing = false
     /// The connection ended (cleanup ran).
@@ -74,18 +76,20 @@ final class GatewaySession {
 
     /// op 7 GOODBYE `{"reason": "load balancing"}`, cleanup now, close after
     /// 100 ms (protocol.md §5.6): the client reconnects, possibly elsewhere.
-    func goodbye() {
+    /// `closeCode` 1001 on shutdown: singyeong.py reconnects only after a
+    /// close code other than 1000, shinkei on the GOODBYE itself.
+    func goodbye(reason: StaticString = "load balancing", closeCode: WebSocketCloseCode = .normal) {
         guard !isClosing else { return }
         var w = FrameWriter(encoding: encoding)
         w.beginFrame(op: 7, t: nil, ts: gateway.loop.nowMilliseconds)
         w.beginObject(count: 1)
-        w.key("reason"); w.string("load balancing")
+        w.key("reason"); w.string(reason)
         w.endObject()
         w.endObject()
         send(w)
         isClosing = true
         cleanUp()
-        socket.closeAfterDelay()
+        socket.closeAfterDelay(code: closeCode)
     }
 
     /// Deregisters (once). Called on fatal errors and when the socket ends.
@@ -424,11 +428,14 @@ final class GatewaySession {
         let nonceNode = tape.member(of: d, named: "nonce")
         let event: StaticString = broadcast ? "BROADCAST" : "SEND"
         let purpose: RoutingPurpose = broadcast ? .all : .one
-        gateway.countRouted()
+        let metrics = gateway.metrics
+        let counted: Metrics.Event = broadcast ? .broadcast : .send
+        metrics.count(counted, .routed)
         let router = gateway.router
         if !router.mustAskPeers(query) {
             router.resolve(query, purpose: purpose) { candidates in
                 if candidates.isEmpty {
+                    metrics.count(counted, query.droppable ? .dropped : .noRoute)
                     if !query.droppable { self.invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
                     return
                 }
@@ -448,6 +455,7 @@ final class GatewaySession {
             // The frame is kept only for a possible no_route echo.
             let echo = query.droppable ? nil : copyFrame()
             cluster.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
+                if delivered == 0 { metrics.count(counted, query.droppable ? .dropped : .noRoute) }
                 if delivered == 0, let echo { self?.noRoute(echo) }
             }
             return
@@ -456,6 +464,7 @@ final class GatewaySession {
         let gateway = self.gateway
         router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
             if candidates.isEmpty {
+                metrics.count(counted, query.droppable ? .dropped : .noRoute)
                 // Only the sender hears of it, if it is still connected.
                 if !query.droppable { self?.noRoute(owned) }
                 return
@@ -469,7 +478,7 @@ final class GatewaySession {
     private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
         let ts = gateway.loop.nowMilliseconds
         let gateway = self.gateway
-        gateway.deliverLocally(to: candidates.lazy.compactMap { $0.record }) { encoding in
+        gateway.deliverLocally(event: Metrics.Event(event), to: candidates.lazy.compactMap { $0.record }) { encoding in
             DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts, scratch: &gateway.scratch)
         }
     }
@@ -501,6 +510,7 @@ final class GatewaySession {
             return
         }
         guard let query = parseQuery(d, in: m, context: "query") else { return }
+        gateway.metrics.count(.queryNodes, .routed)
         let encoded = gateway.router.mustAskPeers(query) ? UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)]) : nil
         gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [weak self] candidates in
             guard let self, !self.isClosing else { return }

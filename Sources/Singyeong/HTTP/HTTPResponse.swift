@@ -91,3 +91,7 @@ enum JSONText {
         return out + "\""
     }
 }
+
+/// Request validation returns the response to answer as its failure
+/// (`Result<…, HTTPResponse>`): the error *is* the reply.
+extension HTTPResponse: Error {}

@@ -1,22 +1,15 @@
 /// `POST /api/v1/query` (rest.md §3.2): the body is a query; the answer is
 /// the array of client descriptors the gateway's QUERY_NODES also returns.
 ///
-/// Body rules (rest.md §2.2): parsed as JSON when `Content-Type` is JSON or
-/// absent; unparsable → 400 `{"errors":{"detail":"Bad Request"}}`; a
-/// non-object JSON body or another content type counts as an empty object
-/// (which then fails query validation).
+/// Body rules: `RESTBody` (rest.md §2.2); an empty result then fails query
+/// validation.
 enum RESTQuery {
     static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
                         later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
-        var value = Value.object(ValueObject())
-        if isJSON(head, in: buffer) && body.count > 0 {
-            var tape = DocumentTape()
-            do {
-                try JSONTapeDecoder.decode(body, into: &tape)
-            } catch {
-                return .errorDetail(400, "Bad Request")
-            }
-            if tape.kind(tape.root) == .object { value = tape.value(tape.root) }
+        var value: Value
+        switch RESTBody.fields(head, in: buffer, body: body) {
+        case .success(let fields): value = .object(fields)
+        case .failure(let response): return response
         }
         let query: Query
         switch Query.parse(value, context: "query") {
@@ -46,14 +39,5 @@ enum RESTQuery {
         }
         synchronous = false
         return immediate
-    }
-
-    /// JSON when Content-Type is absent, `application/json` or `*/*+json`.
-    private static func isJSON(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Bool {
-        guard let range = head.firstValue(of: "content-type", in: buffer) else { return true }
-        var text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self).lowercased()
-        if let semicolon = text.firstIndex(of: ";") { text = String(text[..<semicolon]) }
-        text = text.trimmingCharacters(in: .whitespaces)
-        return text == "application/json" || text.hasSuffix("+json")
     }
 }

@@ -16,6 +16,18 @@ enum RESTRoutes {
             if matches(buffer, path, "/api/version") {
                 return .json(200, "{\"api\":\"v1\",\"singyeong\":\(JSONText.quoted(SingyeongVersion.string))}")
             }
+            // Probes for load balancers and orchestrators: no authorization.
+            if matches(buffer, path, "/healthz") {
+                return .json(200, "{\"status\":\"ok\"}")
+            }
+            if matches(buffer, path, "/readyz") {
+                return node.isReady ? .json(200, "{\"status\":\"ready\"}") : .json(503, "{\"status\":\"not ready\"}")
+            }
+            if matches(buffer, path, "/metrics") {
+                if let refusal = authorize(node: node, head: head, in: buffer, peer: peer, allowBearer: true) { return refusal }
+                return HTTPResponse(status: 200, headers: [("content-type", MetricsExposition.contentType)],
+                                    body: Array(MetricsExposition.render(node).utf8))
+            }
             if matches(buffer, path, "/") || path.isEmpty {
                 var response = HTTPResponse(status: 302, headers: [("location", "/gateway/websocket"), ("content-type", "text/html; charset=utf-8")])
                 response.body = Array("<html><body>You are being <a href=\"/gateway/websocket\">redirected</a>.</body></html>".utf8)
@@ -26,13 +38,25 @@ enum RESTRoutes {
             if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
             return RESTQuery.respond(node: node, head: head, in: buffer, body: body, later: later)
         }
+        if method == .post && matches(buffer, path, "/api/v1/proxy") {
+            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
+            return RESTProxy.respond(node: node, head: head, in: buffer, body: body, peer: peer, later: later)
+        }
+        if method == .get && matches(buffer, path, "/api/v1/discovery/tags") {
+            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
+            return RESTDiscovery.respond(node: node, head: head, in: buffer, later: later)
+        }
         return notFound
     }
 
     /// rest.md §2.1: the raw first `Authorization` header must equal AUTH
     /// (constant-time); unset AUTH allows everything. Failures count toward
     /// the same per-address limit as gateway passwords.
-    static func authorize(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, peer: PeerAddress) -> HTTPResponse? {
+    ///
+    /// `allowBearer` (only `/metrics`): `Bearer <AUTH>` is accepted too,
+    /// because Prometheus' `authorization` setting always sends a scheme.
+    static func authorize(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, peer: PeerAddress,
+                          allowBearer: Bool = false) -> HTTPResponse? {
         let auth = node.gateway.auth
         guard auth.isEnabled else { return nil }
         let host = peer.host
@@ -41,9 +65,13 @@ enum RESTRoutes {
             node.logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(host)"])
             return notAuthorized
         }
-        if let value = head.firstValue(of: "authorization", in: buffer),
-           auth.matches(Array(UnsafeRawBufferPointer(rebasing: buffer[value]))) {
-            return nil
+        if let value = head.firstValue(of: "authorization", in: buffer) {
+            var credential = Array(UnsafeRawBufferPointer(rebasing: buffer[value]))
+            if auth.matches(credential) { return nil }
+            if allowBearer, credential.count > 7, credential[0..<7].map({ $0 | 0x20 }) == Array("bearer ".utf8) {
+                credential.removeFirst(7)
+                if auth.matches(credential) { return nil }
+            }
         }
         auth.recordFailure(host, now: now)
         return notAuthorized

@@ -17,23 +17,37 @@ final class SingyeongNode {
     let gateway: Gateway
     /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
     let closeDelayDeadlines: DeadlineQueue
+    /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
+    let proxy: ProxyService
     /// Present when CLUSTERING=true.
     private(set) var cluster: Cluster?
     private var signals: [SignalWatcher] = []
     private var shutdownTimer: LoopTimer?
     private var shuttingDown = false
+    private var running = false
+    /// systemd readiness and watchdog (`Type=notify`); inert outside systemd.
+    let notifier: SystemdNotifier
+    private var watchdogTimer: LoopTimer?
+
+    /// `/readyz`: accepting clients, registered in the cluster when
+    /// clustering, and not shutting down.
+    var isReady: Bool {
+        running && !shuttingDown && (cluster?.registry.hasRegistered ?? true)
+    }
 
     init(settings: Settings) throws {
         self.settings = settings
         var logger = Logger(label: "singyeong")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
         self.logger = logger
+        notifier = SystemdNotifier(logger: logger)
         signal(SIGPIPE, SIG_IGN)
         SingyeongNode.raiseFileLimit(logger: logger)
         loop = EventLoop()
         frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
         gateway = Gateway(loop: loop, logger: logger, settings: settings)
         closeDelayDeadlines = DeadlineQueue(loop: loop, duration: 0.1)
+        proxy = ProxyService(gateway: gateway, loop: loop, logger: logger, settings: settings)
 
         var tls: TLSContext?
         if let certificate = settings.tlsCertificate, let key = settings.tlsKey {
@@ -62,6 +76,8 @@ final class SingyeongNode {
             let cluster = try Cluster(settings: settings, loop: loop, logger: logger, gateway: gateway, tls: tls)
             gateway.cluster = cluster
             gateway.router.cluster = cluster
+            cluster.proxy = proxy
+            proxy.cluster = cluster
             self.cluster = cluster
         }
     }
@@ -77,8 +93,28 @@ final class SingyeongNode {
             "bind": "\(settings.bind)", "port": "\(listener.boundPort)",
             "tls": "\(listener.tlsContext != nil)", "version": "\(SingyeongVersion.string)",
         ])
-        cluster?.start()
+        running = true
+        if let cluster {
+            notifier.status("listening on port \(listener.boundPort); registering in the cluster")
+            cluster.registry.onRegistered = { [unowned self] in
+                if !self.shuttingDown { self.notifier.ready(status: self.statusLine) }
+            }
+            cluster.start()
+        } else {
+            notifier.ready(status: statusLine)
+        }
+        if let interval = notifier.watchdogInterval {
+            // Keep-alives come from the loop itself: a stuck loop stops them
+            // and systemd restarts the node.
+            let timer = LoopTimer(loop: loop) { [unowned self] in
+                self.notifier.watchdog()
+                self.notifier.status(self.statusLine)
+            }
+            timer.start(after: interval, repeating: interval)
+            watchdogTimer = timer
+        }
         loop.run()
+        proxy.shutdown()
         logger.info("stopped")
     }
 
@@ -91,6 +127,7 @@ final class SingyeongNode {
             exit(1)
         }
         shuttingDown = true
+        notifier.stopping(status: "\(name): draining \(listener.connectionCount) connections")
         let open = listener.connectionCount
         logger.info("\(name): shutting down", metadata: ["connections": "\(open)", "drain_ms": "\(settings.shutdownTimeout)"])
         listener.stopAccepting()
@@ -123,6 +160,8 @@ final class SingyeongNode {
     /// SIGHUP: load the TLS certificate and key again for new connections.
     /// Existing connections keep their sessions; a bad file keeps the old pair.
     private func reload() {
+        notifier.reloading()
+        defer { if !shuttingDown { notifier.ready(status: statusLine) } }
         guard let certificate = settings.tlsCertificate, let key = settings.tlsKey else {
             logger.info("SIGHUP: nothing to reload (TLS not configured)")
             return
@@ -135,6 +174,13 @@ final class SingyeongNode {
         } catch {
             logger.error("SIGHUP: TLS reload failed, keeping the previous certificate", metadata: ["reason": "\(error.description)"])
         }
+    }
+
+    /// One line for `systemctl status`.
+    var statusLine: String {
+        var line = "\(gateway.store.count) clients, \(listener.connectionCount) connections on port \(listener.boundPort)"
+        if let cluster { line += ", \(cluster.links.values.filter { $0.isUp }.count) peers" }
+        return line
     }
 
     /// Idle connections are cheap, descriptors are the limit: use all we may.

@@ -15,6 +15,8 @@ final class Router {
     let store: ClientStore
     /// Set when clustering.
     weak var cluster: Cluster?
+    /// Samples query evaluation time (set by the gateway).
+    var metrics: Metrics?
     private var rng = FastRandom()
     private var scratch: [Candidate] = []
 
@@ -35,7 +37,13 @@ final class Router {
     func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: WebSocketHandshake.Encoding = .json,
                  purpose: RoutingPurpose, completion: @escaping (ArraySlice<Candidate>) -> Void) {
         scratch.removeAll(keepingCapacity: true)
-        collectLocal(query, ignoringOps: false, into: &scratch)
+        if let metrics, metrics.shouldSampleQuery() {
+            let start = Metrics.monotonicSeconds()
+            collectLocal(query, ignoringOps: false, into: &scratch)
+            metrics.queryEvaluation.observe(Metrics.monotonicSeconds() - start)
+        } else {
+            collectLocal(query, ignoringOps: false, into: &scratch)
+        }
         var fallback: [Candidate] = []
         if query.optional && scratch.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)

@@ -87,6 +87,7 @@ final class Connection: EndOfTurnTask {
                 "peer": "\(peer.description)", "pending_bytes": "\(output.pendingBytes)",
                 "bound": "\(listener.limits.maxPendingBytes)",
             ])
+            listener.slowConsumerDisconnects &+= 1
             abort(reason: "slow consumer")
             return
         }

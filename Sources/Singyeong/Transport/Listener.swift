@@ -49,6 +49,7 @@ final class Listener {
     /// Totals for metrics.
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0
+    var slowConsumerDisconnects: UInt64 = 0
     private(set) var acceptedTotal: UInt64 = 0
     /// Called when the last connection is gone during shutdown.
     var onAllClosed: (() -> Void)?

@@ -10,6 +10,8 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     private var closeSent = false
     /// A delayed close (after op 7/8) is pending; its deadline is armed.
     private var closeDelayed = false
+    /// The code the delayed close will carry (1000, or 1001 on shutdown).
+    private var delayedCloseCode = WebSocketCloseCode.normal
     private(set) var session: GatewaySession!
 
     init(node: SingyeongNode, encoding: WebSocketHandshake.Encoding) {
@@ -27,9 +29,10 @@ final class WebSocketConnectionHandler: ConnectionHandler {
 
     /// protocol.md §5.4: after op 8 / op 7 the socket closes ~100 ms later
     /// with 1000 and an empty reason; input meanwhile is discarded.
-    func closeAfterDelay() {
+    func closeAfterDelay(code: WebSocketCloseCode = .normal) {
         guard !closeDelayed, !closeSent else { return }
         closeDelayed = true
+        delayedCloseCode = code
         session.connection.armDeadline(in: node.closeDelayDeadlines)
     }
 
@@ -76,8 +79,16 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         connection.closeAfterFlush(reason: "WebSocket close \(code.rawValue)")
     }
 
+    /// SIGTERM: an identified client gets GOODBYE (op 7, so it reconnects,
+    /// elsewhere if it can) and the close 100 ms later carries 1001; a
+    /// connection that has not identified is closed with 1001 at once.
     func connectionShouldShutDown(_ connection: Connection) {
-        close(connection, code: .goingAway, reason: "server shutting down")
+        if closeDelayed || closeSent { return }
+        if session.isIdentified && !session.isClosing {
+            session.goodbye(reason: "server shutting down", closeCode: .goingAway)
+        } else {
+            close(connection, code: .goingAway, reason: "server shutting down")
+        }
     }
 
     /// Either the delayed close after op 7/8 is due, or (protocol.md §5.3)
@@ -87,7 +98,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         if !closeDelayed {
             node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
         }
-        close(connection, code: .normal, reason: "")
+        close(connection, code: closeDelayed ? delayedCloseCode : .normal, reason: "")
     }
 
     func connectionClosed(_ connection: Connection) {

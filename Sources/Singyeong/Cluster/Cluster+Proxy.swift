@@ -1,0 +1,208 @@
+/// The HTTP proxy and discovery across nodes (cluster.md §4.5, rest.md §4
+/// and §6): a proxied request runs on the node holding the chosen client and
+/// its answer travels back; discovery asks every visible node for the
+/// applications whose clients carry the requested tags.
+extension Cluster {
+    /// A proxied request waiting for the peer that runs it.
+    final class PendingProxy {
+        let link: ObjectIdentifier
+        let nodeID: String
+        let completion: (HTTPResponse) -> Void
+        var deadline: DeadlineEntry!
+
+        init(link: ObjectIdentifier, nodeID: String, completion: @escaping (HTTPResponse) -> Void) {
+            self.link = link
+            self.nodeID = nodeID
+            self.completion = completion
+        }
+    }
+
+    /// A discovery request waiting for peers.
+    final class PendingTags {
+        let id: UInt64
+        var waiting: Set<ObjectIdentifier>
+        var applications: Set<String>
+        let completion: (Set<String>) -> Void
+        var deadline: DeadlineEntry!
+
+        init(id: UInt64, waiting: Set<ObjectIdentifier>, local: Set<String>, completion: @escaping (Set<String>) -> Void) {
+            self.id = id
+            self.waiting = waiting
+            applications = local
+            self.completion = completion
+        }
+    }
+
+    // MARK: Proxy
+
+    /// Asks `link`'s node to run `request` for its client `handle`. The
+    /// caller gets the upstream's answer, or 502 if the link drops and 504
+    /// if the node stays silent past PROXY_TIMEOUT plus a margin — never a
+    /// hang.
+    func forwardProxy(_ request: ProxyRequest, handle: UInt64, callerIP: String, to link: PeerLink,
+                      completion: @escaping (HTTPResponse) -> Void) {
+        let id = nextRequestID
+        nextRequestID += 1
+        var w = FrameWriter(encoding: .msgpack, capacity: 128 + request.route.utf8.count)
+        w.beginObject(count: 6)
+        w.key("h"); w.int(Int64(bitPattern: handle))
+        w.key("m"); w.string(request.method)
+        w.key("r"); w.string(request.route)
+        w.key("hd"); writeHeaders(request.headers, into: &w)
+        w.key("x"); w.string(callerIP)
+        w.key("b"); w.bool(request.body != nil)
+        w.endObject()
+        let nodeID = link.peerNodeID ?? "?"
+        let pending = PendingProxy(link: ObjectIdentifier(link), nodeID: nodeID, completion: completion)
+        pending.deadline = DeadlineEntry { [unowned self] in
+            self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(nodeID)"])
+            self.finishProxy(id, ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
+        }
+        proxies[id] = pending
+        proxyDeadlines.arm(pending.deadline)
+        link.send(.proxy, requestID: id, body: PeerFrameCodec.rawTailBody(header: w.bytes, tail: request.body))
+    }
+
+    func finishProxy(_ id: UInt64, _ response: HTTPResponse) {
+        guard let pending = proxies.removeValue(forKey: id) else { return }
+        pending.deadline.cancel()
+        pending.completion(response)
+    }
+
+    /// The link carrying some proxied requests went down.
+    func failProxies(on link: PeerLink, reason: String) {
+        for (id, pending) in proxies where pending.link == ObjectIdentifier(link) {
+            logger.warning("proxied request lost with its peer link", metadata: ["node": "\(pending.nodeID)", "reason": "\(reason)"])
+            finishProxy(id, ProxyRequest.error("node \(pending.nodeID) holding the client went away (\(reason))", status: 502))
+        }
+    }
+
+    /// A peer asks this node to run a proxied request for one of its clients.
+    func receiveProxy(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
+        let root = tape.root
+        let reply: (HTTPResponse) -> Void = { [weak link] response in
+            guard let link else { return }
+            var w = FrameWriter(encoding: .msgpack)
+            w.beginObject(count: 2)
+            w.key("s"); w.int(Int64(response.status))
+            w.key("hd"); Cluster.writeHeaders(response.headers, into: &w)
+            w.endObject()
+            link.send(.proxyResult, requestID: requestID, body: PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body))
+        }
+        guard !tape.isEmpty, tape.kind(root) == .object,
+              let h = tape.member(of: root, named: "h").flatMap({ tape.int64($0) }),
+              let m = tape.member(of: root, named: "m"), tape.kind(m) == .string,
+              let r = tape.member(of: root, named: "r"), tape.kind(r) == .string,
+              let x = tape.member(of: root, named: "x"), tape.kind(x) == .string,
+              let hd = tape.member(of: root, named: "hd")
+        else {
+            logger.warning("malformed proxy frame from peer", metadata: ["node": "\(link.peerNodeID ?? "?")"])
+            reply(ProxyRequest.error("malformed proxied request between nodes", status: 502))
+            return
+        }
+        let hasBody = tape.member(of: root, named: "b").flatMap { tape.bool($0) } ?? false
+        guard let record = gateway.store.record(handle: UInt64(bitPattern: h)), let proxy else {
+            // The chosen client left between the choice and now.
+            reply(ProxyRequest.error("no matches"))
+            return
+        }
+        proxy.execute(tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
+                      body: hasBody ? Array(tail) : nil, on: record, callerIP: tape.string(x), completion: reply)
+    }
+
+    /// The answer to a request this node forwarded.
+    func receiveProxyResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
+        guard let pending = proxies[requestID], pending.link == ObjectIdentifier(link) else { return }
+        let root = tape.root
+        guard !tape.isEmpty, tape.kind(root) == .object,
+              let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (100...599).contains(s),
+              let hd = tape.member(of: root, named: "hd")
+        else {
+            finishProxy(requestID, ProxyRequest.error("malformed proxied response from node \(pending.nodeID)", status: 502))
+            return
+        }
+        // Filtered again: the peer is trusted, but the framing is ours.
+        finishProxy(requestID, ProxyResponse.relay(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail)))
+    }
+
+    func writeHeaders(_ headers: [(String, String)], into w: inout FrameWriter) { Cluster.writeHeaders(headers, into: &w) }
+
+    static func writeHeaders(_ headers: [(String, String)], into w: inout FrameWriter) {
+        w.beginArray(count: headers.count)
+        for (name, value) in headers {
+            w.element()
+            w.beginArray(count: 2)
+            w.element(); w.string(name)
+            w.element(); w.string(value)
+            w.endArray()
+        }
+        w.endArray()
+    }
+
+    static func readHeaders(_ node: Int, tape: DocumentTape) -> [(String, String)] {
+        guard tape.kind(node) == .array else { return [] }
+        var out: [(String, String)] = []
+        for pair in tape.elements(of: node) where tape.kind(pair) == .array && tape.count(pair) == 2 {
+            let parts = Array(tape.elements(of: pair))
+            guard tape.kind(parts[0]) == .string, tape.kind(parts[1]) == .string else { continue }
+            out.append((tape.string(parts[0]), tape.string(parts[1])))
+        }
+        return out
+    }
+
+    // MARK: Discovery
+
+    /// Applications with a non-restricted client holding every tag in
+    /// `tags`, on this node and every visible peer (silent peers count as
+    /// none after CLUSTER_QUERY_TIMEOUT_MS).
+    func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
+        let id = nextRequestID
+        nextRequestID += 1
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 1)
+        w.key("t"); w.beginArray(count: tags.count)
+        for tag in tags { w.element(); w.string(tag) }
+        w.endArray()
+        w.endObject()
+        let body = w.bytes
+        var waiting = Set<ObjectIdentifier>()
+        for link in links.values where link.isUp {
+            link.send(.tags, requestID: id, body: body)
+            waiting.insert(ObjectIdentifier(link))
+        }
+        let query = PendingTags(id: id, waiting: waiting, local: local, completion: completion)
+        query.deadline = DeadlineEntry { [unowned self, unowned query] in self.finishTags(query) }
+        tagQueries[id] = query
+        queryDeadlines.arm(query.deadline)
+        if waiting.isEmpty { finishTags(query) }
+    }
+
+    func finishTags(_ query: PendingTags) {
+        guard tagQueries.removeValue(forKey: query.id) != nil else { return }
+        query.deadline.cancel()
+        query.completion(query.applications)
+    }
+
+    func answerTags(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
+        var tags: [String] = []
+        if !tape.isEmpty, tape.kind(tape.root) == .object, let t = tape.member(of: tape.root, named: "t"), tape.kind(t) == .array {
+            for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
+        }
+        let applications = tags.isEmpty ? [] : gateway.store.applications(withTags: tags)
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 1)
+        w.key("a"); w.beginArray(count: applications.count)
+        for application in applications { w.element(); w.string(application) }
+        w.endArray()
+        w.endObject()
+        link.send(.tagsResult, requestID: requestID, body: w.bytes)
+    }
+
+    func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
+        guard let query = tagQueries[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
+        if !tape.isEmpty, tape.kind(tape.root) == .object, let a = tape.member(of: tape.root, named: "a"), tape.kind(a) == .array {
+            for element in tape.elements(of: a) where tape.kind(element) == .string { query.applications.insert(tape.string(element)) }
+        }
+        if query.waiting.isEmpty { finishTags(query) }
+    }
+}

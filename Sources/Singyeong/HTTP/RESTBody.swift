@@ -1,0 +1,100 @@
+/// Request-body rules shared by the JSON API routes (rest.md §2.2,
+/// Recommended): the body is JSON when `Content-Type` is JSON or absent, a
+/// non-object JSON body counts as `{}`, other content types count as an empty
+/// body, and URL query-string parameters are merged underneath (the body
+/// wins). Unparsable JSON is a 400 `{"errors":{"detail":"Bad Request"}}`.
+///
+/// REST requests are not on the per-message path, so the body becomes an
+/// owned `Value` here (hand-written because it is these few spec rules, over
+/// the gateway's simdjson decoder).
+enum RESTBody {
+    /// The merged request fields, or the 400 to answer.
+    static func fields(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
+                       body: UnsafeRawBufferPointer) -> Result<ValueObject, HTTPResponse> {
+        var object = ValueObject()
+        if let query = head.query {
+            for (name, value) in URLQuery.pairs(UnsafeRawBufferPointer(rebasing: buffer[query])) {
+                object[name] = .string(value)
+            }
+        }
+        if isJSON(head, in: buffer) && body.count > 0 {
+            var tape = DocumentTape()
+            do {
+                try JSONTapeDecoder.decode(body, into: &tape)
+            } catch {
+                return .failure(.errorDetail(400, "Bad Request"))
+            }
+            if tape.kind(tape.root) == .object, case .object(let fields) = tape.value(tape.root) {
+                for (name, value) in fields.members { object[name] = value }
+            }
+        }
+        return .success(object)
+    }
+
+    /// JSON when Content-Type is absent, `application/json` or `*/*+json`.
+    static func isJSON(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Bool {
+        guard let range = head.firstValue(of: "content-type", in: buffer) else { return true }
+        var text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self).lowercased()
+        if let semicolon = text.firstIndex(of: ";") { text = String(text[..<semicolon]) }
+        text = text.trimmingCharacters(in: .whitespaces)
+        return text == "application/json" || text.hasSuffix("+json")
+    }
+}
+
+/// `application/x-www-form-urlencoded` query strings: `a=b&c=d`, `+` as a
+/// space, `%XX` escapes. Invalid escapes are kept literally and invalid
+/// UTF-8 is replaced (U+FFFD), as browsers' URLSearchParams do.
+enum URLQuery {
+    static func pairs(_ bytes: UnsafeRawBufferPointer) -> [(String, String)] {
+        var out: [(String, String)] = []
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != UInt8(ascii: "&") { end += 1 }
+            if end > start {
+                let part = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+                if let eq = part.firstIndex(of: UInt8(ascii: "=")) {
+                    out.append((decode(UnsafeRawBufferPointer(rebasing: part[..<eq])),
+                                decode(UnsafeRawBufferPointer(rebasing: part[(eq + 1)...]))))
+                } else {
+                    out.append((decode(part), ""))
+                }
+            }
+            start = end + 1
+        }
+        return out
+    }
+
+    /// The first value of `name`, if present.
+    static func value(of name: String, in bytes: UnsafeRawBufferPointer) -> String? {
+        pairs(bytes).first { $0.0 == name }?.1
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+            } else if b == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) {
+                out.append(hi << 4 | lo)
+                i += 2
+            } else {
+                out.append(b)
+            }
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hex(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}

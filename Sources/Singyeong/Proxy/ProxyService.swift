@@ -1,0 +1,73 @@
+import Logging
+
+/// `POST /api/v1/proxy` end to end (rest.md §4, cluster.md §4.5): choose one
+/// client with the cluster-wide query exactly as SEND does (uniform over all
+/// matching non-restricted clients, or by `key`), then run the upstream
+/// request on the node that holds that client — here through the
+/// `UpstreamClient`, or on a peer through the link, whose answer is relayed.
+final class ProxyService {
+    unowned let gateway: Gateway
+    let upstream: UpstreamClient
+    let logger: Logger
+    /// Set when clustering.
+    weak var cluster: Cluster?
+
+    init(gateway: Gateway, loop: EventLoop, logger: Logger, settings: Settings) {
+        self.gateway = gateway
+        self.logger = logger
+        upstream = UpstreamClient(loop: loop, logger: logger, totalTimeoutMilliseconds: settings.proxyTimeout,
+                                  maxResponseBodyBytes: settings.proxyMaxResponseSize)
+    }
+
+    /// Chooses the target and runs the request; `completion` gets the
+    /// caller's response (now or later, on the loop).
+    func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) {
+        let router = gateway.router
+        let askPeers = router.mustAskPeers(request.query)
+        request.encodedQuery.withUnsafeBytes { encoded in
+            router.resolve(request.query, encoded: askPeers ? encoded : nil, purpose: .one) { [weak self] candidates in
+                guard let self else { return }
+                guard let chosen = candidates.first else {
+                    completion(ProxyRequest.error("no matches"))
+                    return
+                }
+                if let record = chosen.record {
+                    self.execute(request.method, route: request.route, headers: request.headers, body: request.body,
+                                 on: record, callerIP: callerIP, completion: completion)
+                } else if let link = chosen.link, let cluster = self.cluster {
+                    cluster.forwardProxy(request, handle: chosen.handle, callerIP: callerIP, to: link, completion: completion)
+                } else {
+                    completion(ProxyRequest.error("no matches"))
+                }
+            }
+        }
+    }
+
+    /// Runs the upstream request for a client of this node (§4.4–§4.6).
+    func execute(_ method: String, route: String, headers: [(String, String)], body: [UInt8]?, on record: ClientRecord,
+                 callerIP: String, completion: @escaping (HTTPResponse) -> Void) {
+        guard let address = record.socketIP else {
+            // Restricted clients are never candidates; kept as a guard.
+            completion(ProxyRequest.error("no matches"))
+            return
+        }
+        let url = UpstreamURL.build(address: address, route: route)
+        var sent = headers
+        sent.append(("X-Forwarded-For", callerIP))
+        let request = UpstreamRequest(method: method, url: url, headers: sent, body: body)
+        upstream.perform(request) { [logger] result in
+            switch result {
+            case .success(let response):
+                completion(ProxyResponse.relay(status: response.status, headers: response.headers, body: response.body))
+            case .failure(let failure):
+                logger.info("proxy upstream failed", metadata: [
+                    "url": "\(url)", "reason": "\(failure.reason)",
+                    "client": "\(record.applicationID)/\(record.clientID)",
+                ])
+                completion(ProxyRequest.error(failure.reason))
+            }
+        }
+    }
+
+    func shutdown() { upstream.shutdown() }
+}
