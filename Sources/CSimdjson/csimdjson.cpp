@@ -255,6 +255,37 @@ struct Walker {
 
 } // namespace
 
+// The first non-whitespace byte opens a container whose closing bracket is
+// the last non-whitespace byte.
+static bool root_closes_input(const uint8_t *input, size_t length) {
+    size_t first = 0;
+    while (first < length && is_ws(input[first])) first++;
+    size_t last = length;
+    while (last > first && is_ws(input[last - 1])) last--;
+    if (last <= first + 1) return false;
+    uint8_t open = input[first], close = input[last - 1];
+    return (open == '{' && close == '}') || (open == '[' && close == ']');
+}
+
+// Bracket depth returns to zero exactly at the end, never below (strings and
+// their escapes skipped). Only run in the rare case above.
+static bool brackets_balance(const uint8_t *input, size_t length) {
+    long depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < length; i++) {
+        uint8_t c = input[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') { if (--depth < 0) return false; }
+    }
+    return depth == 0 && !in_string;
+}
+
 extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
                                   sy_tape_node *nodes, size_t node_capacity,
                                   uint8_t *strings, size_t string_capacity,
@@ -283,9 +314,22 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
             error = doc.type().get(type);
             if (!error) error = w.scalar(doc, type, end);
         } else if (!error) {
-            ondemand::value root;
-            error = doc.get_value().get(root);
-            if (!error) error = w.walk(root, 0, end);
+            // simdjson 3.0.1's On-Demand walks an unbalanced document past its
+            // last structural index (into stale indexes of earlier documents:
+            // an out-of-bounds read found by fuzzing). Its own root checks
+            // (simdjson issue #1834) only run through document::get_object();
+            // the same checks here, before walking: the root container must
+            // end the input, and if the byte after the input could be read as
+            // a closing bracket, the brackets must balance.
+            if (!root_closes_input(input, length) ||
+                ((input[length] == '}' || input[length] == ']') && !brackets_balance(input, length))) {
+                w.message = "unterminated container";
+                error = TAPE_ERROR;
+            } else {
+                ondemand::value root;
+                error = doc.get_value().get(root);
+                if (!error) error = w.walk(root, 0, end);
+            }
         }
         // Only whitespace may follow the root value.
         if (!error) {

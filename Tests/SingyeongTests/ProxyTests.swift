@@ -8,8 +8,7 @@ import Testing
 @Suite struct ProxyTests {
     private func fields(_ json: String) -> ValueObject {
         var tape = DocumentTape()
-        let bytes = Array(json.utf8)
-        try! bytes.withUnsafeBytes { try JSONTapeDecoder.decode($0, into: &tape) }
+        try! JSONTapeDecoder.decode(copying: json.utf8, into: &tape)
         guard case .object(let object) = tape.value(tape.root) else { fatalError("not an object: \(json)") }
         return object
     }
@@ -156,7 +155,7 @@ import Testing
         ("", nil),
     ] as [(String, [String]?)])
     func discoveryTagsParameter(input: String, expected: [String]?) {
-        #expect(RESTDiscovery.parseTags(input) == expected)
+        #expect(RESTBody.stringArray(input) == expected)
     }
 
     @Test func rawTailBodies() {

@@ -31,12 +31,31 @@ enum RESTBody {
         return .success(object)
     }
 
+    /// `text` as a JSON array of strings (discovery's `q`), or nil.
+    static func stringArray(_ text: String) -> [String]? {
+        var tape = DocumentTape()
+        do {
+            // A copy with simdjson's read-ahead padding.
+            try JSONTapeDecoder.decode(copying: text.utf8, into: &tape)
+        } catch {
+            return nil
+        }
+        guard tape.kind(tape.root) == .array else { return nil }
+        var strings: [String] = []
+        for element in tape.elements(of: tape.root) {
+            guard tape.kind(element) == .string else { return nil }
+            strings.append(tape.string(element))
+        }
+        return strings
+    }
+
     /// JSON when Content-Type is absent, `application/json` or `*/*+json`.
     static func isJSON(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Bool {
         guard let range = head.firstValue(of: "content-type", in: buffer) else { return true }
         var text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self).lowercased()
         if let semicolon = text.firstIndex(of: ";") { text = String(text[..<semicolon]) }
-        text = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+        text = String(trimmed)
         return text == "application/json" || text.hasSuffix("+json")
     }
 }

@@ -40,7 +40,7 @@ enum RESTDiscovery {
               let q = URLQuery.value(of: "q", in: UnsafeRawBufferPointer(rebasing: buffer[range])) else {
             return .json(400, "{\"status\":\"error\",\"error\":\"no query parameter\"}")
         }
-        guard let tags = parseTags(q) else {
+        guard let tags = RESTBody.stringArray(q) else {
             return .json(400, "{\"status\":\"error\",\"error\":\"invalid query parameter\"}")
         }
         if tags.isEmpty { return answer([]) }
@@ -54,24 +54,6 @@ enum RESTDiscovery {
         }
         synchronous = false
         return immediate
-    }
-
-    /// A JSON array of strings, or nil.
-    static func parseTags(_ text: String) -> [String]? {
-        var tape = DocumentTape()
-        let bytes = Array(text.utf8)
-        do {
-            try bytes.withUnsafeBytes { try JSONTapeDecoder.decode($0, into: &tape) }
-        } catch {
-            return nil
-        }
-        guard tape.kind(tape.root) == .array else { return nil }
-        var tags: [String] = []
-        for element in tape.elements(of: tape.root) {
-            guard tape.kind(element) == .string else { return nil }
-            tags.append(tape.string(element))
-        }
-        return tags
     }
 
     private static func answer<S: Sequence>(_ applications: S) -> HTTPResponse where S.Element == String {
