@@ -84,6 +84,32 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
         #expect(spanText(text, tape, 0) == trimmed)
     }
 
+    /// Unbalanced containers are refused whatever follows the input (the
+    /// bytes after it may be the next frame): fuzz find in simdjson 3.0.1's
+    /// On-Demand, which otherwise read past the input.
+    @Test(arguments: [
+        ("{\"a\":{\"b\":", "}"), ("{\"a\":{\"b\":1}", "}"), ("[[1]", "]"), ("[{\"a\":[1]}", "}]"),
+        ("{\"a\":[1}", "]}"), ("{\"a\":1", " "), ("[1,2", "]"), ("{\"k\":\"}\"", "}"),
+    ] as [(String, String)])
+    func unbalancedContainersRefused(_ text: String, _ following: String) {
+        var bytes = Array(text.utf8) + Array(following.utf8)
+        bytes += [UInt8](repeating: UInt8(ascii: "}"), count: JSONTapeDecoder.padding)
+        var tape = DocumentTape()
+        let count = text.utf8.count
+        let accepted = bytes.withUnsafeBytes { raw -> Bool in
+            do { try JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &tape); return true } catch { return false }
+        }
+        #expect(!accepted, "\(text) followed by \(following)")
+        // A balanced document with closing brackets after it is still fine.
+        var ok = Array("{\"a\":[1,{\"b\":\"}]\"}]}".utf8)
+        let okCount = ok.count
+        ok += [UInt8](repeating: UInt8(ascii: "}"), count: JSONTapeDecoder.padding)
+        let decoded = ok.withUnsafeBytes { raw -> Bool in
+            do { try JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<okCount]), into: &tape); return true } catch { return false }
+        }
+        #expect(decoded)
+    }
+
     @Test func numberKinds() throws {
         let tape = try decodeJSON("[1, 1.0, 1e3, -0, 18446744073709551615, 18446744073709551616]")
         let kinds = tape.elements(of: 0).map { tape.kind($0) }
