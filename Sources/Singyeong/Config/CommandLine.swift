@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 import Logging
 
 /// `singyeong [--config PATH] [--port N] ...`: every setting of
@@ -51,6 +51,20 @@ public struct SingyeongMain: ParsableCommand {
 
     public init() {}
 
+    /// The process environment (`environ`), as ProcessInfo would give it.
+    static func processEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                out[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            entry += 1
+        }
+        return out
+    }
+
     /// Flags that were given, keyed by setting name.
     private var flagValues: [String: String] {
         let pairs: [(String, String?)] = [
@@ -76,7 +90,7 @@ public struct SingyeongMain: ParsableCommand {
         let settings: Settings
         do {
             let file = try config.map { path throws(SettingsError) in try ConfigFile.load(path: path) } ?? [:]
-            settings = try Settings.resolve(flags: flagValues, environment: ProcessInfo.processInfo.environment, file: file)
+            settings = try Settings.resolve(flags: flagValues, environment: SingyeongMain.processEnvironment(), file: file)
         } catch {
             throw ValidationError(error.description)
         }

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// The node's validated settings. Built once at start-up from flags, the
 /// environment and the config file (in that order of precedence, then the
@@ -51,7 +51,7 @@ struct Settings: Sendable {
             guard let (value, source) = raw[name], let definition = SettingsTable.definition(name) else { return nil }
             switch definition.kind {
             case .integer(let range):
-                guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+                guard let number = Int(value.trimmedBlanks), range.contains(number) else {
                     throw SettingsError("\(name)=\(value) (\(source.rawValue)): expected an integer in \(range.lowerBound)...\(range.upperBound)")
                 }
                 return String(number)
@@ -69,7 +69,7 @@ struct Settings: Sendable {
             case .path:
                 // An empty value counts as unset (systemd files often carry `KEY=`).
                 if value.isEmpty { return nil }
-                guard FileManager.default.isReadableFile(atPath: value) else {
+                guard access(value, R_OK) == 0 else {
                     throw SettingsError("\(name)=\(value) (\(source.rawValue)): file does not exist or is not readable")
                 }
                 return value
@@ -148,13 +148,13 @@ enum ConfigFile {
     static func parse(_ text: String, path: String) throws(SettingsError) -> [String: String] {
         var values: [String: String] = [:]
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = rawLine.trimmedBlanks
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             guard let equals = line.firstIndex(of: "=") else {
                 throw SettingsError("\(path) line \(index + 1): expected KEY=value")
             }
-            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let key = line[..<equals].trimmedBlanks
+            var value = line[line.index(after: equals)...].trimmedBlanks
             if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
                 value = String(value.dropFirst().dropLast())
             }
@@ -167,9 +167,34 @@ enum ConfigFile {
     }
 
     static func load(path: String) throws(SettingsError) -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw SettingsError("--config \(path): cannot read the file")
+        guard let bytes = readFile(path), let text = String(validating: bytes, as: UTF8.self) else {
+            throw SettingsError("--config \(path): cannot read the file (or it is not UTF-8)")
         }
         return try parse(text, path: path)
+    }
+
+    /// The whole file, or nil. Start-up only, so plain blocking reads.
+    private static func readFile(_ path: String) -> [UInt8]? {
+        guard let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+            if n < chunk.count { return ferror(file) == 0 ? bytes : nil }
+        }
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs and carriage returns (a
+    /// config file written on Windows keeps working). Foundation-free: the
+    /// binary does not link Foundation (and its ICU data).
+    var trimmedBlanks: String {
+        func blank(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\r" }
+        guard let first = firstIndex(where: { !blank($0) }) else { return "" }
+        let last = lastIndex(where: { !blank($0) })!
+        return String(self[first...last])
     }
 }

@@ -19,7 +19,7 @@ struct SettingDefinition: Sendable {
     let help: String
 
     /// `PORT` → `port`, `TLS_CERT` → `tls-cert`.
-    var flagName: String { name.lowercased().replacingOccurrences(of: "_", with: "-") }
+    var flagName: String { String(name.lowercased().map { $0 == "_" ? "-" : $0 }) }
 }
 
 /// The single table of settings (names and defaults from spec/cluster.md §8.2
