@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 60
 BUILD_PACKAGES := libev-dev libhiredis-dev libssl-dev libsimdjson-dev pkg-config libcurl4-openssl-dev
 TEST_PACKAGES  := openssl redis-server python3-venv procps iptables iproute2
 
-.PHONY: all deps deps-build deps-test build release run test unit-test integration-test fuzz bench lint clean
+.PHONY: all deps deps-build deps-test build release run test unit-test integration-test fuzz bench lint clean deps-deb deb test-deb
 
 all: build
 
@@ -69,3 +69,25 @@ lint:
 
 clean:
 	rm -rf .build .build-fuzz $(VENV) $(VENV39)
+
+# Debian package (debian/): `make deb` builds dist/singyeong_<version>_<arch>.deb
+# (release build, Swift runtime linked statically, scratch path .build-deb,
+# Swift from /opt/swift); `make test-deb` builds, lints, installs, runs, stops
+# and purges it (scripts/test_deb.sh; root).
+DEB_PACKAGES := debhelper dpkg-dev fakeroot help2man lintian systemd curl util-linux procps python3
+
+deps-deb:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+deb: deps-build deps-deb
+	@mkdir -p dist
+	@v=$$(dpkg-parsechangelog -S Version) && a=$$(dpkg --print-architecture) && \
+	DEB_DESTDIR=$(CURDIR)/dist dpkg-buildpackage -b -us -uc --post-clean \
+	  --buildinfo-file=$(CURDIR)/dist/singyeong_$${v}_$${a}.buildinfo --buildinfo-option=-u$(CURDIR)/dist \
+	  --changes-file=$(CURDIR)/dist/singyeong_$${v}_$${a}.changes --changes-option=-u$(CURDIR)/dist
+	@ls -l dist/*.deb
+
+test-deb: deps-build deps-deb
+	scripts/test_deb.sh
