@@ -244,6 +244,18 @@ def test_help_lists_every_setting(cli):
             assert re.search(rf"(?<![\w:]){re.escape(default)}(?![\w:])", flat), f"--help does not show {name}'s default {default}"
 
 
+def test_readme_configuration_table_matches_help(cli):
+    """The README's one settings table lists exactly the settings --help prints."""
+    from pathlib import Path
+    text = cli("--help").stdout
+    flags = set(re.findall(r"--([a-z][a-z0-9-]+)", text)) - {"config", "help", "version"}
+    helped = {f.upper().replace("-", "_") for f in flags}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.M))
+    assert len(helped) >= 27 and documented == helped, (sorted(documented - helped), sorted(helped - documented))
+
+
 # ---------------------------------------------------------------- slow consumers
 
 def test_slow_consumer_is_closed_and_others_keep_working(spawn):
