@@ -34,6 +34,8 @@ import Testing
         (["BIND": ""], "BIND"),
         (["TLS_CERT": "/nonexistent/cert.pem", "TLS_KEY": "/nonexistent/key.pem"], "TLS_CERT=/nonexistent/cert.pem"),
         (["MAX_FRAME_SIZE": "100000", "MAX_PENDING_BYTES": "65536"], "MAX_PENDING_BYTES"),
+        (["PROXY_TIMEOUT": "50"], "PROXY_TIMEOUT=50"),
+        (["PROXY_MAX_RESPONSE_SIZE": "-1"], "PROXY_MAX_RESPONSE_SIZE=-1"),
     ])
     func invalidValuesNameTheSetting(environment: [String: String], expected: String) {
         do {
@@ -42,6 +44,14 @@ import Testing
         } catch {
             #expect(error.description.contains(expected), "message was: \(error.description)")
         }
+    }
+
+    @Test func proxyResponseLimitFitsTheOutputBound() throws {
+        let clamped = try Settings.resolve(flags: [:], environment: ["MAX_PENDING_BYTES": "1048576", "MAX_FRAME_SIZE": "65536"], file: [:])
+        #expect(clamped.proxyMaxResponseSize == 1048576 - 65536)
+        let kept = try Settings.resolve(flags: [:], environment: ["PROXY_MAX_RESPONSE_SIZE": "1000"], file: [:])
+        #expect(kept.proxyMaxResponseSize == 1000)
+        #expect(Settings.defaults().proxyMaxResponseSize == 16_777_216)
     }
 
     @Test func invalidFlagSaysItCameFromTheFlag() {

@@ -273,6 +273,21 @@ import Testing
         #expect(harness.client.activeTransfers == 0)
     }
 
+    @Test func transfersInFlightAreBounded() throws {
+        let server = try TestHTTPServer { _, _ in .hang }
+        defer { server.stop() }
+        let harness = Harness(maxInFlight: 2)
+        defer { harness.close() }
+        var results: [Int: Result<UpstreamResponse, UpstreamFailure>] = [:]
+        for index in 0..<3 {
+            harness.client.perform(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/\(index)")) { results[index] = $0 }
+        }
+        #expect(harness.drive(seconds: 5) { results[2] != nil })
+        #expect(results[2]?.failureReason == "too many proxied requests in flight (2)")
+        #expect(results[0] == nil && results[1] == nil)
+        #expect(harness.client.activeTransfers == 2)
+    }
+
     @Test func cancelledTransferNeverCompletes() throws {
         let server = try TestHTTPServer { _, _ in .hang }
         defer { server.stop() }
@@ -439,10 +454,12 @@ private final class Harness {
     private var wake: UnsafeMutablePointer<ev_timer>!
     private let totalTimeoutMilliseconds: Int
     private let maxResponseBodyBytes: Int
+    private let maxInFlight: Int
 
-    init(totalTimeoutMilliseconds: Int = 5000, maxResponseBodyBytes: Int = 4 << 20) {
+    init(totalTimeoutMilliseconds: Int = 5000, maxResponseBodyBytes: Int = 4 << 20, maxInFlight: Int = 1024) {
         self.totalTimeoutMilliseconds = totalTimeoutMilliseconds
         self.maxResponseBodyBytes = maxResponseBodyBytes
+        self.maxInFlight = maxInFlight
         reopen()
     }
 
@@ -452,7 +469,8 @@ private final class Harness {
         var logger = Logger(label: "test.upstream")
         logger.logLevel = .critical
         client = UpstreamClient(rawLoop: loop, logger: logger, totalTimeoutMilliseconds: totalTimeoutMilliseconds,
-                                connectTimeoutMilliseconds: 2000, maxResponseBodyBytes: maxResponseBodyBytes, maxConnections: 8)
+                                connectTimeoutMilliseconds: 2000, maxResponseBodyBytes: maxResponseBodyBytes, maxConnections: 8,
+                                maxInFlight: maxInFlight)
         // Keeps each loop turn short, so `drive` re-checks its condition.
         wake = .allocate(capacity: 1)
         sy_ev_timer_init(wake, { _, _, _ in }, 0.01, 0.01)

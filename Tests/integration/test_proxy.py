@@ -255,6 +255,52 @@ def test_daemon_keeps_serving_during_slow_upstreams(srv):
     assert results["slow"].status == 200
 
 
+def test_caller_leaving_cancels_the_upstream_request(srv, upstream):
+    """A caller that disconnects while its upstream request runs: the transfer
+    is aborted (in-flight gauge back to 0, the upstream sees its connection
+    closed) instead of running to PROXY_TIMEOUT for nobody."""
+    from test_metrics import parse
+    s, app = srv
+    body = json.dumps({"method": "GET", "route": "/slow?ms=1400", "query": {"application": app}}).encode()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    sock.sendall(b"POST /api/v1/proxy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def in_flight():
+        r = call(s.port, b"", method="GET", path="/metrics")
+        return parse(r.body.decode())["singyeong_proxy_upstream_in_flight"]
+
+    deadline = time.monotonic() + 3
+    while in_flight() != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert in_flight() == 1
+    sock.close()
+    deadline = time.monotonic() + 1
+    while in_flight() != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert in_flight() == 0  # well before the upstream answers (1.4 s) or PROXY_TIMEOUT (1.5 s)
+
+
+def test_sigterm_lets_a_running_proxy_request_finish(start, upstream):
+    s = start("--metadata-queue-interval", "0", "--shutdown-timeout", "3000")
+    cl = Clients(s.port)
+    app = uid("drain")
+    cl.identified(app, "c", ip=upstream.address)
+    import signal
+    import threading
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", proxy(s.port, app, "GET", "/slow?ms=600")))
+    t.start()
+    time.sleep(0.25)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(5)
+    r = result["r"]
+    assert r.status == 200 and r.json()["path"] == "/slow?ms=600"
+    assert r.header("connection") == "close"
+    assert s.proc.wait(5) == 0
+    cl.close_all()
+
+
 # ---------------------------------------------------------------- targets
 
 

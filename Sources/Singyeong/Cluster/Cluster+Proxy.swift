@@ -41,6 +41,12 @@ extension Cluster {
     /// hang.
     func forwardProxy(_ request: ProxyRequest, handle: UInt64, callerIP: String, to link: PeerLink,
                       completion: @escaping (HTTPResponse) -> Void) {
+        let nodeID = link.peerNodeID ?? "?"
+        // The candidate may come from a link that closed after answering.
+        guard link.isUp else {
+            completion(ProxyRequest.error("node \(nodeID) holding the client went away", status: 502))
+            return
+        }
         let id = nextRequestID
         nextRequestID += 1
         var w = FrameWriter(encoding: .msgpack, capacity: 128 + request.route.utf8.count)
@@ -52,7 +58,13 @@ extension Cluster {
         w.key("x"); w.string(callerIP)
         w.key("b"); w.bool(request.body != nil)
         w.endObject()
-        let nodeID = link.peerNodeID ?? "?"
+        let body = PeerFrameCodec.rawTailBody(header: w.bytes, tail: request.body)
+        // The peer would fail the whole link over an oversized frame (its
+        // limit is ours when, as documented, nodes share their size settings).
+        guard body.count <= maxFrameBody else {
+            completion(ProxyRequest.error("request too large to forward to node \(nodeID)", status: 413))
+            return
+        }
         let pending = PendingProxy(link: ObjectIdentifier(link), nodeID: nodeID, completion: completion)
         pending.deadline = DeadlineEntry { [unowned self] in
             self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(nodeID)"])
@@ -60,7 +72,7 @@ extension Cluster {
         }
         proxies[id] = pending
         proxyDeadlines.arm(pending.deadline)
-        link.send(.proxy, requestID: id, body: PeerFrameCodec.rawTailBody(header: w.bytes, tail: request.body))
+        link.send(.proxy, requestID: id, body: body)
     }
 
     func finishProxy(_ id: UInt64, _ response: HTTPResponse) {
@@ -87,7 +99,18 @@ extension Cluster {
             w.key("s"); w.int(Int64(response.status))
             w.key("hd"); Cluster.writeHeaders(response.headers, into: &w)
             w.endObject()
-            link.send(.proxyResult, requestID: requestID, body: PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body))
+            var body = PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body)
+            if body.count > link.cluster.maxFrameBody {
+                // Cannot happen with shared limits (the body is bounded by
+                // PROXY_MAX_RESPONSE_SIZE); never let it break the link.
+                var e = FrameWriter(encoding: .msgpack)
+                e.beginObject(count: 2)
+                e.key("s"); e.int(502)
+                e.key("hd"); Cluster.writeHeaders([("content-type", "application/json; charset=utf-8")], into: &e)
+                e.endObject()
+                body = PeerFrameCodec.rawTailBody(header: e.bytes, tail: ProxyRequest.error("response too large to relay between nodes").body)
+            }
+            link.send(.proxyResult, requestID: requestID, body: body)
         }
         guard !tape.isEmpty, tape.kind(root) == .object,
               let h = tape.member(of: root, named: "h").flatMap({ tape.int64($0) }),
@@ -115,7 +138,7 @@ extension Cluster {
         guard let pending = proxies[requestID], pending.link == ObjectIdentifier(link) else { return }
         let root = tape.root
         guard !tape.isEmpty, tape.kind(root) == .object,
-              let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (100...599).contains(s),
+              let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
               let hd = tape.member(of: root, named: "hd")
         else {
             finishProxy(requestID, ProxyRequest.error("malformed proxied response from node \(pending.nodeID)", status: 502))

@@ -19,7 +19,9 @@ final class Cluster {
     let loop: EventLoop
     let listener: Listener
     let registry: RedisRegistry
-    /// Largest peer frame body accepted (a message at MAX_FRAME_SIZE plus envelope).
+    /// Largest peer frame body accepted: a message at MAX_FRAME_SIZE, a
+    /// proxied request (MAX_BODY_SIZE) or response (PROXY_MAX_RESPONSE_SIZE),
+    /// plus 1 MiB of envelope.
     let maxFrameBody: Int
     let tickSeconds: Double
     let loadBalance: Bool

@@ -125,6 +125,11 @@ struct Settings: Sendable {
         if settings.maxPendingBytes < settings.maxFrameSize + 14 {
             throw SettingsError("MAX_PENDING_BYTES (\(settings.maxPendingBytes)) must exceed MAX_FRAME_SIZE (\(settings.maxFrameSize)) plus a frame header, or no maximum-size frame could ever be queued")
         }
+        // A relayed response is queued whole (body plus at most 64 KiB of
+        // headers): it must fit, or the caller would be cut off as a slow
+        // consumer. Clamped rather than refused, so lowering MAX_PENDING_BYTES
+        // alone keeps working.
+        settings.proxyMaxResponseSize = min(settings.proxyMaxResponseSize, settings.maxPendingBytes - 65536)
         return settings
     }
 

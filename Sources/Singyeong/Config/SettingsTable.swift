@@ -80,7 +80,7 @@ enum SettingsTable {
         .init(name: "PROXY_TIMEOUT", defaultValue: "60000", kind: .integer(100...3_600_000),
               help: "total time for one /api/v1/proxy upstream exchange (connect 15 s at most), ms"),
         .init(name: "PROXY_MAX_RESPONSE_SIZE", defaultValue: "16777216", kind: .integer(0...1_073_741_824),
-              help: "largest upstream response body /api/v1/proxy relays, bytes (larger: 400)"),
+              help: "largest upstream response body /api/v1/proxy relays, bytes (larger: 400; at most MAX_PENDING_BYTES - 65536)"),
         .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
               help: "least severe log level written to stderr"),
     ]

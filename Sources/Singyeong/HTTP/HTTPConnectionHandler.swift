@@ -14,9 +14,13 @@ final class HTTPConnectionHandler: ConnectionHandler {
     private var requestInProgress = false
     /// Head + body length of the request waiting for its body, if any.
     private var waitingFor: Int?
-    /// A response is being computed elsewhere (a cluster query); later
-    /// pipelined requests wait so responses stay in order.
+    /// A response is being computed elsewhere (a cluster query, a proxied
+    /// request); later pipelined requests wait so responses stay in order.
     private var awaitingResponse = false
+    /// Aborts the work behind the awaited response if the caller leaves.
+    private var cancelAwaited: (() -> Void)?
+    /// Shutdown began while a response was awaited: send it, then close.
+    private var closeAfterAwaited = false
 
     init(node: SingyeongNode, limits: HTTPParserLimits) {
         self.node = node
@@ -83,19 +87,22 @@ final class HTTPConnectionHandler: ConnectionHandler {
         }
         let keepAlive = head.keepAlive
         let isHead = head.method == .head
-        let immediate = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer) { [weak self, weak connection] response in
+        var cancel: (() -> Void)?
+        let immediate = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer, later: { [weak self, weak connection] response in
             guard let self, let connection else { return }
             self.awaitingResponse = false
-            self.finish(connection, response, keepAlive: keepAlive, isHead: isHead)
-            if connection.isOpen && connection.handler === self {
+            self.cancelAwaited = nil
+            self.finish(connection, response, keepAlive: keepAlive && !self.closeAfterAwaited, isHead: isHead)
+            if connection.isOpen && connection.handler === self && !self.closeAfterAwaited {
                 connection.startIdleDeadline()
                 connection.resumeInput()
             }
-        }
+        }, onCancel: { cancel = $0 })
         if let immediate {
             finish(connection, immediate, keepAlive: keepAlive, isHead: isHead)
         } else {
             awaitingResponse = true
+            cancelAwaited = cancel
         }
     }
 
@@ -128,14 +135,21 @@ final class HTTPConnectionHandler: ConnectionHandler {
     }
 
     func connectionShouldShutDown(_ connection: Connection) {
+        if awaitingResponse {
+            // The answer is on its way (within the drain time, or the node's
+            // shutdown timer cuts it): send it with `connection: close`.
+            closeAfterAwaited = true
+            return
+        }
         // A request being read is cut short; an idle keep-alive connection just goes.
         connection.closeAfterFlush(reason: "shutdown")
     }
 
     func connectionDeadlineExpired(_ connection: Connection) {
         if awaitingResponse {
-            // The request is complete; its answer waits for peers, whose
-            // own deadline (CLUSTER_QUERY_TIMEOUT_MS) bounds the wait.
+            // The request is complete; its answer waits for peers or an
+            // upstream, whose own deadlines bound the wait
+            // (CLUSTER_QUERY_TIMEOUT_MS; PROXY_TIMEOUT, + 5 s across nodes).
             connection.startHandshakeDeadline()
             return
         }
@@ -147,5 +161,8 @@ final class HTTPConnectionHandler: ConnectionHandler {
         }
     }
 
-    func connectionClosed(_ connection: Connection) {}
+    func connectionClosed(_ connection: Connection) {
+        cancelAwaited?()
+        cancelAwaited = nil
+    }
 }

@@ -9,8 +9,11 @@ enum RESTRoutes {
 
     /// The response now, or nil when it will come through `later` (a query
     /// that waits for peer nodes).
+    /// `onCancel` receives what to do if the caller goes away before a
+    /// later response (abort the upstream request of a proxy call).
     static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
-                        body: UnsafeRawBufferPointer, peer: PeerAddress, later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
+                        body: UnsafeRawBufferPointer, peer: PeerAddress, later: @escaping (HTTPResponse) -> Void,
+                        onCancel: (@escaping () -> Void) -> Void = { _ in }) -> HTTPResponse? {
         let method = head.method, path = head.path
         if method == .get || method == .head {
             if matches(buffer, path, "/api/version") {
@@ -39,8 +42,11 @@ enum RESTRoutes {
             return RESTQuery.respond(node: node, head: head, in: buffer, body: body, later: later)
         }
         if method == .post && matches(buffer, path, "/api/v1/proxy") {
-            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
-            return RESTProxy.respond(node: node, head: head, in: buffer, body: body, peer: peer, later: later)
+            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) {
+                node.gateway.metrics.countProxyResponse(status: refusal.status)
+                return refusal
+            }
+            return RESTProxy.respond(node: node, head: head, in: buffer, body: body, peer: peer, later: later, onCancel: onCancel)
         }
         if method == .get && matches(buffer, path, "/api/v1/discovery/tags") {
             if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }

@@ -67,7 +67,7 @@ enum MetricsExposition {
         sample("singyeong_query_evaluation_seconds_sum", "\(h.sum)")
         sample("singyeong_query_evaluation_seconds_count", "\(h.count)")
 
-        family("singyeong_proxy_requests_total", "counter", "POST /api/v1/proxy answers by HTTP status.")
+        family("singyeong_proxy_requests_total", "counter", "POST /api/v1/proxy answers by HTTP status (refusals and errors included).")
         for (status, n) in metrics.proxyResponses.sorted(by: { $0.key < $1.key }) {
             sample("singyeong_proxy_requests_total", "status=\"\(status)\"", "\(n)")
         }
@@ -83,13 +83,27 @@ enum MetricsExposition {
             family("singyeong_peer_rtt_seconds", "gauge", "Round trip of the last ping on each peer link.")
             for link in up.sorted(by: { ($0.peerNodeID ?? "") < ($1.peerNodeID ?? "") }) {
                 if let rtt = link.roundTripSeconds {
-                    sample("singyeong_peer_rtt_seconds", "node=\"\(link.peerNodeID ?? "")\"", "\(rtt)")
+                    sample("singyeong_peer_rtt_seconds", "node=\"\(escapeLabel(link.peerNodeID ?? ""))\"", "\(rtt)")
                 }
             }
             family("singyeong_redis_connected", "gauge", "1 while the registry's Redis connection is up.")
             sample("singyeong_redis_connected", cluster.registry.isConnected ? "1" : "0")
             family("singyeong_registered", "gauge", "1 once this node has written itself into the registry.")
             sample("singyeong_registered", cluster.registry.hasRegistered ? "1" : "0")
+        }
+        return out
+    }
+
+    /// A label value as the text format wants it: `\`, `"` and newlines escaped.
+    static func escapeLabel(_ value: String) -> String {
+        var out = ""
+        for c in value {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
         }
         return out
     }

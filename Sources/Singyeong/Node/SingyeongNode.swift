@@ -94,14 +94,14 @@ final class SingyeongNode {
             "tls": "\(listener.tlsContext != nil)", "version": "\(SingyeongVersion.string)",
         ])
         running = true
+        // READY=1 as soon as the node listens, Redis or not: a node serves its
+        // own clients (and, once linked, the cluster it sees) without the
+        // registry (cluster.md §6), so a Redis outage must not keep systemd
+        // from starting it. `/readyz` additionally waits for registration.
+        notifier.ready(status: statusLine)
         if let cluster {
-            notifier.status("listening on port \(listener.boundPort); registering in the cluster")
-            cluster.registry.onRegistered = { [unowned self] in
-                if !self.shuttingDown { self.notifier.ready(status: self.statusLine) }
-            }
+            cluster.registry.onRegistered = { [unowned self] in self.notifier.status(self.statusLine) }
             cluster.start()
-        } else {
-            notifier.ready(status: statusLine)
         }
         if let interval = notifier.watchdogInterval {
             // Keep-alives come from the loop itself: a stuck loop stops them
@@ -179,7 +179,10 @@ final class SingyeongNode {
     /// One line for `systemctl status`.
     var statusLine: String {
         var line = "\(gateway.store.count) clients, \(listener.connectionCount) connections on port \(listener.boundPort)"
-        if let cluster { line += ", \(cluster.links.values.filter { $0.isUp }.count) peers" }
+        if let cluster {
+            line += ", \(cluster.links.values.filter { $0.isUp }.count) peers"
+            if !cluster.registry.hasRegistered { line += ", not yet registered in Redis" }
+        }
         return line
     }
 

@@ -20,20 +20,25 @@ final class ProxyService {
     }
 
     /// Chooses the target and runs the request; `completion` gets the
-    /// caller's response (now or later, on the loop).
-    func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) {
+    /// caller's response (now or later, on the loop). The returned exchange
+    /// is cancelled when the caller goes away: the upstream request is then
+    /// not started, or aborted (a request already handed to a peer runs to
+    /// its end there; its answer is dropped).
+    @discardableResult
+    func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) -> ProxyExchange {
+        let exchange = ProxyExchange()
         let router = gateway.router
         let askPeers = router.mustAskPeers(request.query)
         request.encodedQuery.withUnsafeBytes { encoded in
             router.resolve(request.query, encoded: askPeers ? encoded : nil, purpose: .one) { [weak self] candidates in
-                guard let self else { return }
+                guard let self, !exchange.isCancelled else { return }
                 guard let chosen = candidates.first else {
                     completion(ProxyRequest.error("no matches"))
                     return
                 }
                 if let record = chosen.record {
-                    self.execute(request.method, route: request.route, headers: request.headers, body: request.body,
-                                 on: record, callerIP: callerIP, completion: completion)
+                    exchange.transfer = self.execute(request.method, route: request.route, headers: request.headers,
+                                                     body: request.body, on: record, callerIP: callerIP, completion: completion)
                 } else if let link = chosen.link, let cluster = self.cluster {
                     cluster.forwardProxy(request, handle: chosen.handle, callerIP: callerIP, to: link, completion: completion)
                 } else {
@@ -41,28 +46,37 @@ final class ProxyService {
                 }
             }
         }
+        return exchange
     }
 
     /// Runs the upstream request for a client of this node (§4.4–§4.6).
+    @discardableResult
     func execute(_ method: String, route: String, headers: [(String, String)], body: [UInt8]?, on record: ClientRecord,
-                 callerIP: String, completion: @escaping (HTTPResponse) -> Void) {
+                 callerIP: String, completion: @escaping (HTTPResponse) -> Void) -> UpstreamTransfer? {
         guard let address = record.socketIP else {
             // Restricted clients are never candidates; kept as a guard.
             completion(ProxyRequest.error("no matches"))
-            return
+            return nil
         }
         let url = UpstreamURL.build(address: address, route: route)
         var sent = headers
         sent.append(("X-Forwarded-For", callerIP))
         let request = UpstreamRequest(method: method, url: url, headers: sent, body: body)
-        upstream.perform(request) { [logger] result in
+        // Logged without the query string, which may carry secrets.
+        let logged = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
+        let client = "\(record.applicationID)/\(record.clientID)"
+        return upstream.perform(request) { [logger] result in
             switch result {
             case .success(let response):
+                guard response.status >= 200 else {
+                    // A 1xx as the final answer cannot be relayed (no body framing).
+                    completion(ProxyRequest.error("upstream answered \(response.status) as its final status", status: 502))
+                    return
+                }
                 completion(ProxyResponse.relay(status: response.status, headers: response.headers, body: response.body))
             case .failure(let failure):
                 logger.info("proxy upstream failed", metadata: [
-                    "url": "\(url)", "reason": "\(failure.reason)",
-                    "client": "\(record.applicationID)/\(record.clientID)",
+                    "url": "\(method) \(logged)", "reason": "\(failure.reason)", "client": "\(client)",
                 ])
                 completion(ProxyRequest.error(failure.reason))
             }
@@ -70,4 +84,17 @@ final class ProxyService {
     }
 
     func shutdown() { upstream.shutdown() }
+}
+
+/// One proxied request as the HTTP caller holds it: cancelled when the
+/// caller disconnects, so no upstream work is done (or kept) for nobody.
+final class ProxyExchange {
+    private(set) var isCancelled = false
+    var transfer: UpstreamTransfer?
+
+    func cancel() {
+        isCancelled = true
+        transfer?.cancel()
+        transfer = nil
+    }
 }

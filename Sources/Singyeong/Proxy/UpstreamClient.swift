@@ -30,6 +30,8 @@ final class UpstreamClient {
     let totalTimeoutMilliseconds: Int
     let connectTimeoutMilliseconds: Int
     let maxResponseBodyBytes: Int
+    /// Most transfers at once; more fail with "too many proxied requests in flight".
+    let maxInFlight: Int
     /// nil after `shutdown()`.
     private var multi: UnsafeMutableRawPointer?
     /// The one timer libcurl asks for (CURLMOPT_TIMERFUNCTION).
@@ -47,16 +49,16 @@ final class UpstreamClient {
 
     /// - Parameter maxConnections: idle upstream connections kept for reuse (CURLMOPT_MAXCONNECTS).
     convenience init(loop: EventLoop, logger: Logger, totalTimeoutMilliseconds: Int, connectTimeoutMilliseconds: Int = 15_000,
-                     maxResponseBodyBytes: Int, maxConnections: Int = 64) {
+                     maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024) {
         self.init(rawLoop: loop.raw, logger: logger, totalTimeoutMilliseconds: totalTimeoutMilliseconds,
                   connectTimeoutMilliseconds: connectTimeoutMilliseconds, maxResponseBodyBytes: maxResponseBodyBytes,
-                  maxConnections: maxConnections)
+                  maxConnections: maxConnections, maxInFlight: maxInFlight)
     }
 
     /// On any libev loop (tests use private loops so they can run in parallel
     /// with others that drive the default loop).
     init(rawLoop: OpaquePointer, logger: Logger, totalTimeoutMilliseconds: Int, connectTimeoutMilliseconds: Int = 15_000,
-         maxResponseBodyBytes: Int, maxConnections: Int = 64) {
+         maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024) {
         precondition(curlGlobalSetUp == CURLE_OK, "libcurl: curl_global_init failed")
         guard let multi = curl_multi_init() else { fatalError("libcurl: curl_multi_init failed") }
         self.loop = rawLoop
@@ -64,6 +66,7 @@ final class UpstreamClient {
         self.totalTimeoutMilliseconds = totalTimeoutMilliseconds
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
         self.maxResponseBodyBytes = maxResponseBodyBytes
+        self.maxInFlight = maxInFlight
         self.multi = multi
         curlTimer = .allocate(capacity: 1)
         deferTimer = .allocate(capacity: 1)
@@ -101,6 +104,14 @@ final class UpstreamClient {
     @discardableResult
     func perform(_ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamFailure>) -> Void) -> UpstreamTransfer {
         nextSequence += 1
+        if transfers.count >= maxInFlight {
+            // Each transfer may buffer a response and hold a resolver thread:
+            // past the bound, refuse rather than grow without limit.
+            let transfer = UpstreamTransfer(client: self, sequence: nextSequence, summary: Self.summary(of: request),
+                                            maxBodyBytes: maxResponseBodyBytes, completion: completion)
+            failLater(transfer, UpstreamFailure(reason: "too many proxied requests in flight (\(maxInFlight))"))
+            return transfer
+        }
         let transfer = UpstreamTransfer(client: self, sequence: nextSequence, summary: Self.summary(of: request),
                                         maxBodyBytes: maxResponseBodyBytes, completion: completion)
         guard let multi else {
@@ -206,6 +217,11 @@ final class UpstreamClient {
         // Environment variables (http_proxy, ...) must not reroute upstream traffic.
         check(sy_curl_easy_setopt_str(easy, CURLOPT_PROXY, ""))
         check(sy_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        // Debian's libcurl resolves names on a helper thread; a transfer that
+        // ends (timeout, cancel, shutdown) while a lookup runs would otherwise
+        // *join* that thread on the loop thread — seconds with a stalled DNS
+        // server. QUICK_EXIT (7.87+) detaches it instead.
+        check(sy_curl_easy_setopt_long(easy, CURLOPT_QUICK_EXIT, 1))
         check(sy_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(connectTimeoutMilliseconds, 1)))
         check(sy_curl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(totalTimeoutMilliseconds, 1)))
         check(sy_curl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1))
@@ -233,7 +249,9 @@ final class UpstreamClient {
             } else {
                 check(sy_curl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1))
             }
-            // libcurl keeps a custom method on redirects (a POST becomes a GET on 301/302/303).
+            // libcurl keeps a custom method (PUT, PATCH, DELETE) and its body
+            // on every redirect, 303 included (only POST becomes GET on
+            // 301/302/303): the upstream's redirect target gets the same request.
             check(sy_curl_easy_setopt_str(easy, CURLOPT_CUSTOMREQUEST, request.method))
         }
         if failed != CURLE_OK {

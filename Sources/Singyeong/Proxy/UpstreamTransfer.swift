@@ -4,8 +4,8 @@ import CCurl
 /// at (header list, error buffer), the response collected so far, and the
 /// completion.
 ///
-/// It is also the caller's handle: the proxy cancels the exchange when its own
-/// client goes away, so the upstream connection is not kept busy for nobody.
+/// It is also the caller's handle: the proxy cancels the exchange when the
+/// HTTP caller goes away, so the upstream connection is not kept busy for nobody.
 /// libcurl's write/header callbacks reach the transfer through an unretained
 /// pointer; the client's table of transfers is what keeps it alive while
 /// libcurl may call it.
@@ -167,7 +167,9 @@ final class UpstreamTransfer {
                     abortReason = .bodyTooLarge(limit: maxBodyBytes)
                     return false
                 }
-                body.reserveCapacity(length)
+                // Reserve at most 1 MiB up front: a peer's announcement is not
+                // a reason to allocate its whole body before it arrives.
+                body.reserveCapacity(min(length, 1 << 20))
             }
         }
         if body.count + bytes.count > maxBodyBytes {
