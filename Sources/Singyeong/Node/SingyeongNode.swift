@@ -28,6 +28,10 @@ final class SingyeongNode {
     /// systemd readiness and watchdog (`Type=notify`); inert outside systemd.
     let notifier: SystemdNotifier
     private var watchdogTimer: LoopTimer?
+    private var readyTimer: LoopTimer?
+    /// How long READY=1 waits for the first registration (well under the
+    /// unit's TimeoutStartSec=30s).
+    static let registrationGrace: Double = 10
 
     /// `/readyz`: accepting clients, registered in the cluster when
     /// clustering, and not shutting down.
@@ -94,14 +98,32 @@ final class SingyeongNode {
             "tls": "\(listener.tlsContext != nil)", "version": "\(SingyeongVersion.string)",
         ])
         running = true
-        // READY=1 as soon as the node listens, Redis or not: a node serves its
-        // own clients (and, once linked, the cluster it sees) without the
-        // registry (cluster.md §6), so a Redis outage must not keep systemd
-        // from starting it. `/readyz` additionally waits for registration.
-        notifier.ready(status: statusLine)
         if let cluster {
-            cluster.registry.onRegistered = { [unowned self] in self.notifier.status(self.statusLine) }
+            // READY=1 once listening and registered; but a node serves its own
+            // clients (and, once linked, the cluster it sees) without the
+            // registry (cluster.md §6), so if Redis cannot be reached within
+            // `registrationGrace` it reports ready anyway rather than let
+            // systemd fail the start. `/readyz` keeps waiting for registration.
+            notifier.status("listening on port \(listener.boundPort); registering in Redis")
+            var announced = false
+            let announce: (String?) -> Void = { [unowned self] note in
+                guard !announced, !self.shuttingDown else { return }
+                announced = true
+                self.readyTimer?.stop()
+                self.readyTimer = nil
+                self.notifier.ready(status: self.statusLine + (note ?? ""))
+            }
+            cluster.registry.onRegistered = { announce(nil) }
+            let timer = LoopTimer(loop: loop) { [unowned self] in
+                self.logger.warning("not registered in Redis yet; reporting ready to systemd anyway",
+                                    metadata: ["after_s": "\(SingyeongNode.registrationGrace)"])
+                announce("; Redis unreachable, serving what this node sees")
+            }
+            timer.start(after: SingyeongNode.registrationGrace)
+            readyTimer = timer
             cluster.start()
+        } else {
+            notifier.ready(status: statusLine)
         }
         if let interval = notifier.watchdogInterval {
             // Keep-alives come from the loop itself: a stuck loop stops them
@@ -161,7 +183,8 @@ final class SingyeongNode {
     /// Existing connections keep their sessions; a bad file keeps the old pair.
     private func reload() {
         notifier.reloading()
-        defer { if !shuttingDown { notifier.ready(status: statusLine) } }
+        // READY=1 again after the reload, unless start-up has not announced it yet.
+        defer { if !shuttingDown && readyTimer == nil { notifier.ready(status: statusLine) } }
         guard let certificate = settings.tlsCertificate, let key = settings.tlsKey else {
             logger.info("SIGHUP: nothing to reload (TLS not configured)")
             return
