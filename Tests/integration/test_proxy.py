@@ -12,6 +12,7 @@ import pytest
 
 from echo_upstream import EchoUpstream
 from gateway_client import Clients, start_server, stop_server, uid
+from gw_fixtures import start  # noqa: F401 (fixture)
 from sy_helpers import RawConn, free_port
 
 JSON_CT = "application/json; charset=utf-8"
@@ -302,20 +303,6 @@ def test_sigterm_lets_a_running_proxy_request_finish(start, upstream):
 
 
 # ---------------------------------------------------------------- targets
-
-
-@pytest.fixture
-def start():
-    started = []
-
-    def _start(*flags):
-        s = start_server(*flags)
-        started.append(s)
-        return s
-
-    yield _start
-    for s in started:
-        stop_server(s)
 
 
 def test_upstream_down_and_unresolvable(start):

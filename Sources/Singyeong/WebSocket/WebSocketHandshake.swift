@@ -51,51 +51,10 @@ enum WebSocketHandshake {
     static func encoding(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Encoding? {
         guard let query = head.query else { return .json }
         var result: Encoding? = .json
-        var start = query.lowerBound
-        while start <= query.upperBound {
-            var end = start
-            while end < query.upperBound && buffer[end] != UInt8(ascii: "&") { end += 1 }
-            let pair = decodeComponent(buffer, start..<end)
-            if let equals = pair.firstIndex(of: UInt8(ascii: "=")) {
-                if pair[..<equals].elementsEqual("encoding".utf8) {
-                    let value = pair[(equals + 1)...]
-                    if value.elementsEqual("json".utf8) { result = .json }
-                    else if value.elementsEqual("msgpack".utf8) { result = .msgpack }
-                    else { result = nil }
-                }
-            } else if pair.elementsEqual("encoding".utf8) {
-                result = nil
-            }
-            start = end + 1
+        for (name, value) in URLQuery.pairs(UnsafeRawBufferPointer(rebasing: buffer[query])) where name == "encoding" {
+            result = value == "json" ? .json : value == "msgpack" ? .msgpack : nil
         }
         return result
-    }
-
-    /// Percent-decodes (and maps `+` to space in) one `name=value` pair.
-    private static func decodeComponent(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(range.count)
-        var i = range.lowerBound
-        while i < range.upperBound {
-            let byte = buffer[i]
-            if byte == UInt8(ascii: "%"), i + 2 < range.upperBound, let high = hexValue(buffer[i + 1]), let low = hexValue(buffer[i + 2]) {
-                out.append(high << 4 | low)
-                i += 3
-            } else {
-                out.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
-                i += 1
-            }
-        }
-        return out
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     /// A key is the base64 of 16 bytes: 22 base64 characters and "==".
