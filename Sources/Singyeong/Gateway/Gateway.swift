@@ -25,15 +25,13 @@ final class Gateway {
     var scratch: [UInt8] = []
     private var dirty: [ClientRecord] = []
     private var flushTimer: LoopTimer?
-    /// Counters (metrics later).
     /// Counters for `GET /metrics`.
     let metrics = Metrics()
 
     init(loop: EventLoop, logger: Logger, settings: Settings) {
         self.loop = loop
         self.logger = logger
-        router = Router(store: store)
-        router.metrics = metrics
+        router = Router(store: store, metrics: metrics)
         auth = AuthGuard(password: settings.auth, failuresPerMinute: settings.authFailuresPerMinute)
         heartbeatInterval = settings.heartbeatInterval
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge

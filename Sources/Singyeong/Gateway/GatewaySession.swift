@@ -428,14 +428,16 @@ final class GatewaySession {
         let nonceNode = tape.member(of: d, named: "nonce")
         let event: StaticString = broadcast ? "BROADCAST" : "SEND"
         let purpose: RoutingPurpose = broadcast ? .all : .one
-        let metrics = gateway.metrics
+        // Counted without capturing the counters in the routing closures
+        // (a capture is a retain/release per message); the rare no-target
+        // paths reach them through `self.gateway`.
         let counted: Metrics.Event = broadcast ? .broadcast : .send
-        metrics.count(counted, .routed)
+        gateway.metrics.count(counted, .routed)
         let router = gateway.router
         if !router.mustAskPeers(query) {
             router.resolve(query, purpose: purpose) { candidates in
                 if candidates.isEmpty {
-                    metrics.count(counted, query.droppable ? .dropped : .noRoute)
+                    self.gateway.metrics.count(counted, query.droppable ? .dropped : .noRoute)
                     if !query.droppable { self.invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
                     return
                 }
@@ -454,6 +456,7 @@ final class GatewaySession {
                                         payload: UnsafeRawBufferPointer(rebasing: m.source[tape.span(payloadNode)]))
             // The frame is kept only for a possible no_route echo.
             let echo = query.droppable ? nil : copyFrame()
+            let metrics = gateway.metrics
             cluster.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
                 if delivered == 0 { metrics.count(counted, query.droppable ? .dropped : .noRoute) }
                 if delivered == 0, let echo { self?.noRoute(echo) }
@@ -464,7 +467,7 @@ final class GatewaySession {
         let gateway = self.gateway
         router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
             if candidates.isEmpty {
-                metrics.count(counted, query.droppable ? .dropped : .noRoute)
+                gateway.metrics.count(counted, query.droppable ? .dropped : .noRoute)
                 // Only the sender hears of it, if it is still connected.
                 if !query.droppable { self?.noRoute(owned) }
                 return

@@ -46,15 +46,18 @@ final class Metrics {
     /// sampled: one resolution in `sampleEvery` is timed, so the clock is
     /// read twice per 64 queries rather than twice per query.
     let queryEvaluation = Histogram(bounds: [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1])
-    static let sampleEvery: UInt32 = 64
-    private var sampleCountdown: UInt32 = 1
+    static let sampleEvery: UInt64 = 64
 
     /// `/api/v1/proxy` answers by HTTP status (the status the caller got).
     private(set) var proxyResponses: [Int: UInt64] = [:]
 
     init() {
-        counters = .allocate(capacity: Metrics.counterCount)
-        counters.initialize(repeating: 0, count: Metrics.counterCount)
+        // One more slot: the sampling countdown, kept in the same raw
+        // allocation so updating it costs no exclusivity check (a class's
+        // stored `var` would, on every query).
+        counters = .allocate(capacity: Metrics.counterCount + 1)
+        counters.initialize(repeating: 0, count: Metrics.counterCount + 1)
+        counters[Metrics.counterCount] = 1
     }
 
     deinit { counters.deallocate() }
@@ -69,9 +72,10 @@ final class Metrics {
 
     /// True once every `sampleEvery` calls: time this query.
     @inline(__always) func shouldSampleQuery() -> Bool {
-        sampleCountdown &-= 1
-        if sampleCountdown != 0 { return false }
-        sampleCountdown = Metrics.sampleEvery
+        let countdown = counters + Metrics.counterCount
+        countdown.pointee &-= 1
+        if countdown.pointee != 0 { return false }
+        countdown.pointee = Metrics.sampleEvery
         return true
     }
 

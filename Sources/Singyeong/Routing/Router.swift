@@ -15,13 +15,14 @@ final class Router {
     let store: ClientStore
     /// Set when clustering.
     weak var cluster: Cluster?
-    /// Samples query evaluation time (set by the gateway).
-    var metrics: Metrics?
+    /// Samples query evaluation time.
+    let metrics: Metrics
     private var rng = FastRandom()
     private var scratch: [Candidate] = []
 
-    init(store: ClientStore) {
+    init(store: ClientStore, metrics: Metrics = Metrics()) {
         self.store = store
+        self.metrics = metrics
         scratch.reserveCapacity(64)
     }
 
@@ -34,13 +35,16 @@ final class Router {
 
     /// Resolves `query` for `purpose`. `encoded` is the query as the client
     /// sent it (needed to ask peers; nil resolves locally only).
+    ///
+    /// Always inlined: on a single node the completion then runs in place,
+    /// with no heap-allocated closure context per message (measured with
+    /// callgrind: ~1,000 instructions and a malloc per SEND when it was not).
+    @inline(__always)
     func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: WebSocketHandshake.Encoding = .json,
                  purpose: RoutingPurpose, completion: @escaping (ArraySlice<Candidate>) -> Void) {
         scratch.removeAll(keepingCapacity: true)
-        if let metrics, metrics.shouldSampleQuery() {
-            let start = Metrics.monotonicSeconds()
-            collectLocal(query, ignoringOps: false, into: &scratch)
-            metrics.queryEvaluation.observe(Metrics.monotonicSeconds() - start)
+        if metrics.shouldSampleQuery() {
+            collectLocalTimed(query)
         } else {
             collectLocal(query, ignoringOps: false, into: &scratch)
         }
@@ -59,6 +63,15 @@ final class Router {
             matches.append(contentsOf: remoteMatches)
             self.choose(query, purpose: purpose, matches: &matches, fallback: fallback + remoteFallback, completion: completion)
         }
+    }
+
+    /// The sampled case of `resolve`'s local collection, kept out of line so
+    /// the timing code does not grow every inlined copy of `resolve`.
+    @inline(never)
+    private func collectLocalTimed(_ query: Query) {
+        let start = Metrics.monotonicSeconds()
+        collectLocal(query, ignoringOps: false, into: &scratch)
+        metrics.queryEvaluation.observe(Metrics.monotonicSeconds() - start)
     }
 
     /// query.md §10 steps 2–4 over the union.
