@@ -119,6 +119,24 @@ def test_no_content_type_parsed_as_json(srv):
     assert r.status == 400 and r.json() == {"errors": {"detail": "Bad Request"}}
 
 
+@pytest.mark.parametrize("ctype,parsed", [
+    ("application/json", True), ("Application/JSON; charset=utf-8", True), ("application/vnd.api+json", True),
+    ("application/json ;x=y", True), ("text/plain", False), ("application/x-www-form-urlencoded", False),
+    ("application/jsonx", False), ("json", False),
+])
+def test_content_types(srv, ctype, parsed):
+    """rest.md §2.2: JSON types (any case, parameters ignored) are parsed;
+    others count as an empty body, i.e. the query `{}` (every client)."""
+    s, a = srv
+    nothing = {"application": a, "ops": [{"path": "/nope", "op": "$eq", "to": {"value": 1}}]}
+    r = post(s.port, json.dumps(nothing), headers={"Content-Type": ctype})
+    assert r.status == 200
+    if parsed:
+        assert r.json() == []
+    else:
+        assert {n["client_id"] for n in r.json()} >= {"client-1", "client-2"}
+
+
 def test_get_query_is_404(srv):
     s, _ = srv
     r = post(s.port, None, method="GET", headers={})

@@ -49,13 +49,17 @@ enum RESTBody {
         return strings
     }
 
-    /// JSON when Content-Type is absent, `application/json` or `*/*+json`.
+    /// JSON when Content-Type is absent, `application/json` or `*/*+json`
+    /// (case-insensitive, parameters after `;` ignored). Compared as bytes.
     static func isJSON(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Bool {
         guard let range = head.firstValue(of: "content-type", in: buffer) else { return true }
-        var text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self).lowercased()
-        if let semicolon = text.firstIndex(of: ";") { text = String(text[..<semicolon]) }
-        let trimmed = text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
-        text = String(trimmed)
-        return text == "application/json" || text.hasSuffix("+json")
+        var lower = range.lowerBound, upper = range.upperBound
+        if let semicolon = buffer[range].firstIndex(of: UInt8(ascii: ";")) { upper = semicolon }
+        func blank(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+        while lower < upper && blank(buffer[lower]) { lower += 1 }
+        while upper > lower && blank(buffer[upper - 1]) { upper -= 1 }
+        let type = buffer[lower..<upper].map { $0 | (($0 >= 65 && $0 <= 90) ? 0x20 : 0) }
+        return type.elementsEqual("application/json".utf8) || (type.count > 5 && type.suffix(5).elementsEqual("+json".utf8))
     }
+
 }

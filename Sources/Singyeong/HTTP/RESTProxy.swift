@@ -15,7 +15,7 @@ enum RESTProxy {
             return response
         }
         let request: ProxyRequest
-        switch ProxyRequest.validate(fields) {
+        switch ProxyRequest.validate(fields, cache: node.gateway.queryCache) {
         case .success(let r): request = r
         case .failure(let response):
             node.gateway.metrics.countProxyResponse(status: response.status)

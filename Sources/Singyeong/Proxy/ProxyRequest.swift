@@ -28,8 +28,9 @@ struct ProxyRequest {
         "te", "trailer", "transfer-encoding", "upgrade", "content-length", "x-forwarded-for",
     ]
 
-    /// The request, or the 400 to answer.
-    static func validate(_ fields: ValueObject) -> Result<ProxyRequest, HTTPResponse> {
+    /// The request, or the 400 to answer. With a `cache`, a query seen
+    /// before is not compiled again (keyed by its JSON text).
+    static func validate(_ fields: ValueObject, cache: QueryCache? = nil) -> Result<ProxyRequest, HTTPResponse> {
         func absent(_ name: String) -> Bool {
             guard let value = fields[name] else { return true }
             return value == .null
@@ -85,13 +86,19 @@ struct ProxyRequest {
             object["restricted"] = .bool(false)
             queryValue = .object(object)
         }
+        var encoded: [UInt8] = []
+        queryValue.appendJSON(to: &encoded)
+        let compiled: Result<Query, QueryError>
+        if let cache {
+            compiled = encoded.withUnsafeBytes { cache.query(for: $0, tag: 2) { Query.parse(queryValue, context: "query") } }
+        } else {
+            compiled = Query.parse(queryValue, context: "query")
+        }
         let query: Query
-        switch Query.parse(queryValue, context: "query") {
+        switch compiled {
         case .success(let q): query = q
         case .failure(let problem): return .failure(error("invalid query: \(problem.detail)"))
         }
-        var encoded: [UInt8] = []
-        queryValue.appendJSON(to: &encoded)
         return .success(ProxyRequest(method: method, route: route, headers: headers, body: takesNoBody ? nil : body,
                                      query: query, encodedQuery: encoded))
     }
