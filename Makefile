@@ -74,7 +74,7 @@ clean:
 # (release build, Swift runtime linked statically, scratch path .build-deb,
 # Swift from /opt/swift); `make test-deb` builds, lints, installs, runs, stops
 # and purges it (scripts/test_deb.sh; root).
-DEB_PACKAGES := debhelper dpkg-dev fakeroot help2man lintian systemd curl util-linux procps python3
+DEB_PACKAGES := debhelper dpkg-dev fakeroot help2man lintian systemd curl util-linux procps python3 debootstrap
 
 deps-deb:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

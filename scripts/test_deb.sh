@@ -11,9 +11,12 @@
 # the run below reproduces ExecStart (user, environment, no capabilities, no
 # new privileges, UMask) and `systemd-analyze verify/security` check the unit.
 #
+# Finally the package is installed with apt into a fresh debootstrap'ed
+# Debian 12 (no Swift there) and run.
+#
 # Environment: SKIP_BUILD=1 reuses dist/*.deb; KEEP_INSTALLED=1 leaves the
 # package installed; REQUIRE_SD_NOTIFY=0 turns the sd_notify checks into
-# warnings.
+# warnings; CLEAN_DEBIAN=0 skips the debootstrap stage; DEBIAN_MIRROR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,6 +45,7 @@ cleanup() {
     if [ $status -ne 0 ] && [ -f "$WORK/daemon.log" ]; then
         echo "--- daemon log" >&2; tail -n 30 "$WORK/daemon.log" >&2
     fi
+    if [ -n "${CHROOT:-}" ] && mountpoint -q "$CHROOT/proc" 2>/dev/null; then umount "$CHROOT/proc" || true; fi
     rm -rf "$WORK"
     exit $status
 }
@@ -405,6 +409,49 @@ INSTALLED_BY_US=0
 [ ! -e /var/lib/singyeong ] || fail "/var/lib/singyeong left after purge"
 if dpkg-query -W -f '${Status}' singyeong 2>/dev/null | grep -q installed; then fail "still known to dpkg after purge"; fi
 pass "removed (conffile kept), purged (conffile and state gone; user singyeong stays)"
+
+# --- A clean Debian 12 without Swift ------------------------------------------------------
+
+# This machine has the Swift toolchain; a fresh `debootstrap --variant=minbase
+# bookworm` has nothing but Debian. Install the package there with apt (its
+# Depends must be enough) and run it. CLEAN_DEBIAN=0 skips this (no mirror).
+CHROOT=""
+check_clean_debian() {
+    CHROOT=$WORK/bookworm
+    log "clean Debian 12 (debootstrap minbase, no Swift): install and run"
+    debootstrap --variant=minbase bookworm "$CHROOT" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+        >"$WORK/debootstrap.log" 2>&1 || { tail -5 "$WORK/debootstrap.log"; fail "debootstrap failed"; }
+    [ ! -e "$CHROOT/opt/swift" ] && ! chroot "$CHROOT" sh -c 'command -v swift' >/dev/null || fail "Swift in the chroot?"
+    cp /etc/resolv.conf "$CHROOT/etc/resolv.conf"
+    printf '#!/bin/sh\nexit 101\n' > "$CHROOT/usr/sbin/policy-rc.d"  # no service starts inside
+    chmod +x "$CHROOT/usr/sbin/policy-rc.d"
+    cp "$DEB" "$CHROOT/tmp/"
+    mount -t proc proc "$CHROOT/proc"
+    chroot "$CHROOT" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /tmp/$(basename "$DEB")" \
+        >"$WORK/chroot-apt.log" 2>&1 || { tail -20 "$WORK/chroot-apt.log"; fail "apt-get install of the package in a clean Debian 12 failed"; }
+    chroot "$CHROOT" id singyeong >/dev/null || fail "no singyeong user in the chroot"
+    local port
+    port=$(free_port)
+    chroot "$CHROOT" sh -c "set -a; . /etc/singyeong/singyeong.conf; set +a; exec setpriv --reuid=singyeong --regid=singyeong --clear-groups /usr/bin/singyeong --port $port --bind 127.0.0.1" \
+        >"$WORK/chroot-daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    local code=""
+    for _ in $(seq 50); do
+        code=$(curl -s -o "$WORK/chroot-version.json" -w '%{http_code}' "http://127.0.0.1:$port/api/version" || true)
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    [ "$code" = 200 ] || { cat "$WORK/chroot-daemon.log"; fail "the installed binary does not serve in a clean Debian 12"; }
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")" = 200 ] || fail "/metrics in the chroot"
+    kill -TERM "$DAEMON_PID"
+    local status=0
+    wait "$DAEMON_PID" || status=$?
+    DAEMON_PID=""
+    [ $status -eq 0 ] || fail "exit status $status after SIGTERM in the chroot"
+    umount "$CHROOT/proc"
+    pass "clean Debian 12 without Swift: apt installed it with its Depends, it served $(cat "$WORK/chroot-version.json") and exited 0"
+}
+if [ "${CLEAN_DEBIAN:-1}" = 1 ]; then check_clean_debian; fi
 
 echo
 echo "test_deb.sh: all checks passed in $((SECONDS - STARTED)) s"
