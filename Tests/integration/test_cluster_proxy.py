@@ -169,3 +169,39 @@ def test_cluster_metrics_and_readiness(cluster_factory):
     rtt = m[f'singyeong_peer_rtt_seconds{{node="{b.node_id}"}}']
     assert 0 < rtt < 0.5
     assert m['singyeong_bytes_sent_total{listener="cluster"}'] > 0
+
+
+def test_proxied_requests_to_one_peer_are_bounded(cluster_factory):
+    """At most half the peer link's output bound of proxied answers may be in
+    flight to one node (here 4 × 100 MB of PROXY_MAX_RESPONSE_SIZE against an
+    800 MB link bound); past that the caller gets 503 instead of the link
+    being reset by a burst of large responses."""
+    cluster = cluster_factory(2, extra=("--proxy-max-response-size", "100000000", "--max-pending-bytes", "200000000"))
+    a, b = cluster.nodes
+    up = EchoUpstream()
+    app = uid("bound")
+    try:
+        b.identified(app, "svc", ip=up.address)
+        results = []
+        lock = threading.Lock()
+
+        def run():
+            r = proxy(a, app, "GET", "/slow?ms=1500")
+            with lock:
+                results.append(r)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while len(up.requests) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(up.requests) == 4
+        r = proxy(a, app, "GET", "/fast")
+        assert r.status == 503 and "too many proxied requests in flight to node" in r.json()["errors"][0], r.body
+        for t in threads:
+            t.join(10)
+        assert sorted(r.status for r in results) == [200, 200, 200, 200]
+        assert proxy(a, app, "GET", "/after").status == 200
+    finally:
+        up.stop()

@@ -47,6 +47,12 @@ extension Cluster {
             completion(ProxyRequest.error("node \(nodeID) holding the client went away", status: 502))
             return
         }
+        let linkID = ObjectIdentifier(link)
+        guard proxies.values.lazy.filter({ $0.link == linkID }).count < maxProxiesPerLink else {
+            logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(nodeID)", "bound": "\(maxProxiesPerLink)"])
+            completion(ProxyRequest.error("too many proxied requests in flight to node \(nodeID)", status: 503))
+            return
+        }
         let id = nextRequestID
         nextRequestID += 1
         var w = FrameWriter(encoding: .msgpack, capacity: 128 + request.route.utf8.count)

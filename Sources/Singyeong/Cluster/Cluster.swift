@@ -39,6 +39,8 @@ final class Cluster {
     /// PROXY_TIMEOUT plus a margin for the link.
     var proxies: [UInt64: PendingProxy] = [:]
     let proxyDeadlines: DeadlineQueue
+    /// Most proxied requests waiting on one peer (see init).
+    let maxProxiesPerLink: Int
     /// Discovery requests waiting for peers (Cluster+Proxy.swift).
     var tagQueries: [UInt64: PendingTags] = [:]
     /// Runs proxied requests that peers send here.
@@ -67,7 +69,11 @@ final class Cluster {
         maxFrameBody = max(settings.maxFrameSize, settings.maxBodySize, settings.proxyMaxResponseSize) + 1 << 20
         proxyDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.proxyTimeout) / 1000 + 5)
         queryDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.clusterQueryTimeout) / 1000)
-        let limits = TransportLimits(maxPendingBytes: max(256 << 20, settings.maxPendingBytes * 4),
+        let linkOutputBound = max(256 << 20, settings.maxPendingBytes * 4)
+        // Proxied answers travel whole on the link: at most half its output
+        // bound in flight to one peer, so big responses cannot reset it.
+        maxProxiesPerLink = max(4, (linkOutputBound / 2) / (settings.proxyMaxResponseSize + 65536))
+        let limits = TransportLimits(maxPendingBytes: linkOutputBound,
                                      handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
                                      idleTimeout: tickSeconds * 3, lingerTimeout: 2)
         var makeLink: () -> ConnectionHandler = { fatalError("cluster not ready") }
