@@ -78,7 +78,7 @@ final class ProxyService {
                 logger.info("proxy upstream failed", metadata: [
                     "url": "\(method) \(logged)", "reason": "\(failure.reason)", "client": "\(client)",
                 ])
-                completion(ProxyRequest.error(failure.reason))
+                completion(ProxyRequest.error(failure.reason, status: failure.isOverload ? 503 : 400))
             }
         }
     }

@@ -109,7 +109,7 @@ final class UpstreamClient {
             // past the bound, refuse rather than grow without limit.
             let transfer = UpstreamTransfer(client: self, sequence: nextSequence, summary: Self.summary(of: request),
                                             maxBodyBytes: maxResponseBodyBytes, completion: completion)
-            failLater(transfer, UpstreamFailure(reason: "too many proxied requests in flight (\(maxInFlight))"))
+            failLater(transfer, .tooManyInFlight(maxInFlight))
             return transfer
         }
         let transfer = UpstreamTransfer(client: self, sequence: nextSequence, summary: Self.summary(of: request),

@@ -43,7 +43,19 @@ struct UpstreamResponse {
 /// else is a short human description.
 struct UpstreamFailure: Error, Equatable, CustomStringConvertible {
     var reason: String
+    /// This node is at its bound of transfers: the caller should retry later
+    /// (503), not blame the upstream (400).
+    var isOverload = false
     var description: String { reason }
+
+    init(reason: String, isOverload: Bool = false) {
+        self.reason = reason
+        self.isOverload = isOverload
+    }
+
+    static func tooManyInFlight(_ bound: Int) -> UpstreamFailure {
+        UpstreamFailure(reason: "too many proxied requests in flight (\(bound))", isOverload: true)
+    }
 
     static let shuttingDown = UpstreamFailure(reason: "shutting down")
     static let headersTooLarge = UpstreamFailure(reason: "response headers too large")
