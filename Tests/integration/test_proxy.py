@@ -321,6 +321,31 @@ def test_upstream_down_and_unresolvable(start):
         cl.close_all()
 
 
+def test_https_upstream_is_verified(start, tmp_path):
+    """An https:// client address is verified against the system trust store:
+    a self-signed upstream is refused with a `tls: ...` reason, not trusted."""
+    import ssl
+    from sy_helpers import make_cert
+    cert, key = make_cert(tmp_path)
+    u = EchoUpstream()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    u.socket = ctx.wrap_socket(u.socket, server_side=True)
+    s = start("--metadata-queue-interval", "0")
+    cl = Clients(s.port)
+    app = uid("tls")
+    try:
+        cl.identified(app, "c", ip=f"https://127.0.0.1:{u.port}")
+        r = proxy(s.port, app)
+        assert r.status == 400
+        reason = r.json()["errors"][0]
+        assert reason.startswith("tls: ") and "certificate" in reason, reason
+        assert not u.requests
+    finally:
+        cl.close_all()
+        u.stop()
+
+
 def test_auth_and_restricted_clients(start, upstream):
     s = start("--metadata-queue-interval", "0", "--auth", "sekrit", "--auth-failures-per-minute", "0")
     other = EchoUpstream()
