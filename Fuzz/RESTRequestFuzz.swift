@@ -8,6 +8,10 @@
 // GET/HEAD has no body, the upstream URL has exactly one slash between base
 // and route, and relayed headers are lower-case tokens without line breaks.
 
+/// The compiled-query cache the node uses for proxy queries (small, so it
+/// also empties and refills during a run).
+nonisolated(unsafe) private let cache = QueryCache(capacity: 64)
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     // The decoders need simdjson's padding after the input.
@@ -23,7 +27,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let body = UnsafeRawBufferPointer(rebasing: buffer[head.headLength..<end])
     guard case .success(let fields) = RESTBody.fields(head, in: buffer, body: body) else { return 0 }
     if case .string(let q)? = fields["q"] { _ = RESTBody.stringArray(q) }
-    guard case .success(let request) = ProxyRequest.validate(fields) else { return 0 }
+    guard case .success(let request) = ProxyRequest.validate(fields, cache: cache) else { return 0 }
     precondition(!request.route.utf8.contains { $0 <= 0x20 || $0 == 0x7f })
     for (name, value) in request.headers {
         precondition(ProxyRequest.isToken(name))

@@ -26,7 +26,7 @@ declare -A sources=(
   [msgpack]="$codec Fuzz/FuzzCanonicalValue.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
   [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/FuzzCanonicalValue.swift Fuzz/JSONDecoderFuzz.swift"
-  [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift $(ls Sources/Singyeong/Metadata/*.swift | grep -v /Value.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/HTTP/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Fuzz/RESTRequestFuzz.swift"
+  [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift $(ls Sources/Singyeong/Metadata/*.swift | grep -v /Value.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/HTTP/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Sources/Singyeong/Routing/QueryCache.swift Fuzz/RESTRequestFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift"
 )
