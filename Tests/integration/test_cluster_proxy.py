@@ -205,3 +205,44 @@ def test_proxied_requests_to_one_peer_are_bounded(cluster_factory):
         assert proxy(a, app, "GET", "/after").status == 200
     finally:
         up.stop()
+
+
+def test_asking_node_dying_cancels_the_upstream_request(cluster_factory):
+    """Node B runs an upstream request for node A; A dies: nobody can receive
+    the answer, so B aborts the request instead of letting it run on."""
+    from test_metrics import parse
+    cluster = cluster_factory(2)
+    a, b = cluster.nodes
+    up = EchoUpstream()
+    app = uid("orphan")
+
+    def in_flight():
+        s = socket.create_connection((b.host, b.port), timeout=5)
+        with RawConn(s) as c:
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return parse(c.read_response().body.decode())["singyeong_proxy_upstream_in_flight"]
+
+    try:
+        b.identified(app, "svc", ip=up.address)
+        t = threading.Thread(target=lambda: _swallow(lambda: proxy(a, app, "GET", "/slow?ms=4000", timeout=10)))
+        t.start()
+        deadline = time.monotonic() + 5
+        while not up.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert up.requests and in_flight() == 1
+        a.kill9()
+        deadline = time.monotonic() + 2
+        while in_flight() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_flight() == 0  # well before the upstream's 4 s
+        t.join(10)
+        assert b.alive()
+    finally:
+        up.stop()
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except Exception:
+        pass

@@ -33,6 +33,12 @@ extension Cluster {
         }
     }
 
+    /// An upstream request this node runs for a peer.
+    struct ServedProxyKey: Hashable {
+        let link: ObjectIdentifier
+        let requestID: UInt64
+    }
+
     // MARK: Proxy
 
     /// Asks `link`'s node to run `request` for its client `handle`. The
@@ -98,7 +104,9 @@ extension Cluster {
     /// A peer asks this node to run a proxied request for one of its clients.
     func receiveProxy(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
         let root = tape.root
-        let reply: (HTTPResponse) -> Void = { [weak link] response in
+        let served = ServedProxyKey(link: ObjectIdentifier(link), requestID: requestID)
+        let reply: (HTTPResponse) -> Void = { [weak self, weak link] response in
+            self?.servedProxies[served] = nil
             guard let link else { return }
             var w = FrameWriter(encoding: .msgpack)
             w.beginObject(count: 2)
@@ -135,8 +143,22 @@ extension Cluster {
             reply(ProxyRequest.error("no matches"))
             return
         }
-        proxy.execute(tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
-                      body: hasBody ? Array(tail) : nil, on: record, callerIP: tape.string(x), completion: reply)
+        // Completions never run inside execute, so the transfer is recorded
+        // before its reply can remove it.
+        if let transfer = proxy.execute(tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
+                                        body: hasBody ? Array(tail) : nil, on: record, callerIP: tape.string(x), completion: reply) {
+            servedProxies[served] = transfer
+        }
+    }
+
+    /// The link that asked for these upstream requests is gone: nobody can
+    /// receive their answers, so they stop now.
+    func cancelServedProxies(for link: PeerLink) {
+        let id = ObjectIdentifier(link)
+        for (key, transfer) in servedProxies where key.link == id {
+            servedProxies[key] = nil
+            transfer.cancel()
+        }
     }
 
     /// The answer to a request this node forwarded.

@@ -39,6 +39,8 @@ final class Cluster {
     /// PROXY_TIMEOUT plus a margin for the link.
     var proxies: [UInt64: PendingProxy] = [:]
     let proxyDeadlines: DeadlineQueue
+    /// Upstream requests this node runs for peers (cancelled with their link).
+    var servedProxies: [ServedProxyKey: UpstreamTransfer] = [:]
     /// Most proxied requests waiting on one peer (see init).
     let maxProxiesPerLink: Int
     /// Discovery requests waiting for peers (Cluster+Proxy.swift).
@@ -336,6 +338,7 @@ final class Cluster {
         }
         for (id, route) in routes where route.link == ObjectIdentifier(link) { finishRoute(id, delivered: 0) }
         failProxies(on: link, reason: reason)
+        cancelServedProxies(for: link)
         for query in tagQueries.values where query.waiting.contains(ObjectIdentifier(link)) {
             query.waiting.remove(ObjectIdentifier(link))
             if query.waiting.isEmpty { finishTags(query) }
