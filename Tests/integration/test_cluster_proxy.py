@@ -246,3 +246,39 @@ def _swallow(fn):
         fn()
     except Exception:
         pass
+
+
+def test_caller_leaving_cancels_the_request_on_the_peer(cluster_factory):
+    """The REST caller on node A disconnects while node B runs the upstream
+    request: A tells B (proxyCancel) and B aborts it."""
+    from test_metrics import parse
+    cluster = cluster_factory(2)
+    a, b = cluster.nodes
+    up = EchoUpstream()
+    app = uid("leave")
+
+    def in_flight():
+        s = socket.create_connection((b.host, b.port), timeout=5)
+        with RawConn(s) as c:
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return parse(c.read_response().body.decode())["singyeong_proxy_upstream_in_flight"]
+
+    try:
+        b.identified(app, "svc", ip=up.address)
+        body = json.dumps({"method": "GET", "route": "/slow?ms=4000", "query": {"application": app}}).encode()
+        sock = socket.create_connection((a.host, a.port), timeout=5)
+        sock.sendall(b"POST /api/v1/proxy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 5
+        while not up.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert up.requests and in_flight() == 1
+        sock.close()
+        deadline = time.monotonic() + 2
+        while in_flight() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_flight() == 0  # well before the upstream's 4 s
+        # The link is fine and the next request works.
+        assert proxy(a, app, "GET", "/next").status == 200
+    finally:
+        up.stop()

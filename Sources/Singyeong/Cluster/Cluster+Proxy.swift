@@ -45,19 +45,21 @@ extension Cluster {
     /// caller gets the upstream's answer, or 502 if the link drops and 504
     /// if the node stays silent past PROXY_TIMEOUT plus a margin — never a
     /// hang.
+    /// Returns the request id to cancel it with (nil when it failed at once).
+    @discardableResult
     func forwardProxy(_ request: ProxyRequest, handle: UInt64, callerIP: String, to link: PeerLink,
-                      completion: @escaping (HTTPResponse) -> Void) {
+                      completion: @escaping (HTTPResponse) -> Void) -> UInt64? {
         let nodeID = link.peerNodeID ?? "?"
         // The candidate may come from a link that closed after answering.
         guard link.isUp else {
             completion(ProxyRequest.error("node \(nodeID) holding the client went away", status: 502))
-            return
+            return nil
         }
         let linkID = ObjectIdentifier(link)
         guard proxies.values.lazy.filter({ $0.link == linkID }).count < maxProxiesPerLink else {
             logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(nodeID)", "bound": "\(maxProxiesPerLink)"])
             completion(ProxyRequest.error("too many proxied requests in flight to node \(nodeID)", status: 503))
-            return
+            return nil
         }
         let id = nextRequestID
         nextRequestID += 1
@@ -75,7 +77,7 @@ extension Cluster {
         // limit is ours when, as documented, nodes share their size settings).
         guard body.count <= maxFrameBody else {
             completion(ProxyRequest.error("request too large to forward to node \(nodeID)", status: 413))
-            return
+            return nil
         }
         let pending = PendingProxy(link: ObjectIdentifier(link), nodeID: nodeID, completion: completion)
         pending.deadline = DeadlineEntry { [unowned self] in
@@ -85,6 +87,19 @@ extension Cluster {
         proxies[id] = pending
         proxyDeadlines.arm(pending.deadline)
         link.send(.proxy, requestID: id, body: body)
+        return id
+    }
+
+    /// The caller of forwarded request `id` left: forget it and tell the
+    /// peer to stop the upstream request.
+    func cancelForwardedProxy(_ id: UInt64) {
+        guard let pending = proxies.removeValue(forKey: id) else { return }
+        pending.deadline.cancel()
+        links.values.first { ObjectIdentifier($0) == pending.link }?.send(.proxyCancel, requestID: id, body: [])
+    }
+
+    func receiveProxyCancel(from link: PeerLink, requestID: UInt64) {
+        servedProxies.removeValue(forKey: ServedProxyKey(link: ObjectIdentifier(link), requestID: requestID))?.cancel()
     }
 
     func finishProxy(_ id: UInt64, _ response: HTTPResponse) {

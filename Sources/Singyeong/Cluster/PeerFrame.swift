@@ -49,6 +49,9 @@ enum PeerFrameType: UInt8 {
     /// `{"a": [application ids]}`.
     case tags = 22
     case tagsResult = 23
+    /// The caller of a forwarded proxy request went away: the receiver
+    /// aborts the upstream request with that request id (no answer).
+    case proxyCancel = 24
 
     /// Frames whose body is a length-prefixed MessagePack header followed by raw bytes.
     var hasRawTail: Bool { self == .proxy || self == .proxyResult }

@@ -268,6 +268,8 @@ final class PeerLink: ConnectionHandler {
             cluster.answerTags(from: self, requestID: requestID, tape: tape)
         case .tagsResult:
             cluster.receiveTagsResult(from: self, requestID: requestID, tape: tape)
+        case .proxyCancel:
+            cluster.receiveProxyCancel(from: self, requestID: requestID)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -22,8 +22,7 @@ final class ProxyService {
     /// Chooses the target and runs the request; `completion` gets the
     /// caller's response (now or later, on the loop). The returned exchange
     /// is cancelled when the caller goes away: the upstream request is then
-    /// not started, or aborted (a request already handed to a peer runs to
-    /// its end there; its answer is dropped).
+    /// not started, or aborted (here, or on the peer running it).
     @discardableResult
     func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) -> ProxyExchange {
         let exchange = ProxyExchange()
@@ -40,7 +39,9 @@ final class ProxyService {
                     exchange.transfer = self.execute(request.method, route: request.route, headers: request.headers,
                                                      body: request.body, on: record, callerIP: callerIP, completion: completion)
                 } else if let link = chosen.link, let cluster = self.cluster {
-                    cluster.forwardProxy(request, handle: chosen.handle, callerIP: callerIP, to: link, completion: completion)
+                    if let id = cluster.forwardProxy(request, handle: chosen.handle, callerIP: callerIP, to: link, completion: completion) {
+                        exchange.onCancel = { [weak cluster] in cluster?.cancelForwardedProxy(id) }
+                    }
                 } else {
                     completion(ProxyRequest.error("no matches"))
                 }
@@ -90,11 +91,16 @@ final class ProxyService {
 /// caller disconnects, so no upstream work is done (or kept) for nobody.
 final class ProxyExchange {
     private(set) var isCancelled = false
+    /// The upstream request when it runs on this node.
     var transfer: UpstreamTransfer?
+    /// Cancels the request on the peer running it.
+    var onCancel: (() -> Void)?
 
     func cancel() {
         isCancelled = true
         transfer?.cancel()
         transfer = nil
+        onCancel?()
+        onCancel = nil
     }
 }
