@@ -26,6 +26,22 @@ def call(host, port, req, timeout=15.0, path="/api/v1/proxy", method="POST"):
         return c.read_response(timeout=timeout)
 
 
+def upstream_in_flight(node) -> float:
+    """The node's singyeong_proxy_upstream_in_flight gauge."""
+    from test_metrics import parse
+    s = socket.create_connection((node.host, node.port), timeout=5)
+    with RawConn(s) as c:
+        c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return parse(c.read_response().body.decode())["singyeong_proxy_upstream_in_flight"]
+
+
+def wait_until(condition, seconds: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(step)
+    return condition()
+
+
 def proxy(node, app, method="GET", route="/", body=None, query=None, **kw):
     req = {"method": method, "route": route, "query": query or {"application": app}}
     if body is not None:
@@ -210,31 +226,19 @@ def test_proxied_requests_to_one_peer_are_bounded(cluster_factory):
 def test_asking_node_dying_cancels_the_upstream_request(cluster_factory):
     """Node B runs an upstream request for node A; A dies: nobody can receive
     the answer, so B aborts the request instead of letting it run on."""
-    from test_metrics import parse
     cluster = cluster_factory(2)
     a, b = cluster.nodes
     up = EchoUpstream()
     app = uid("orphan")
-
-    def in_flight():
-        s = socket.create_connection((b.host, b.port), timeout=5)
-        with RawConn(s) as c:
-            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return parse(c.read_response().body.decode())["singyeong_proxy_upstream_in_flight"]
+    in_flight = lambda: upstream_in_flight(b)  # noqa: E731
 
     try:
         b.identified(app, "svc", ip=up.address)
         t = threading.Thread(target=lambda: _swallow(lambda: proxy(a, app, "GET", "/slow?ms=4000", timeout=10)))
         t.start()
-        deadline = time.monotonic() + 5
-        while not up.requests and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert up.requests and in_flight() == 1
+        assert wait_until(lambda: up.requests, 5) and in_flight() == 1
         a.kill9()
-        deadline = time.monotonic() + 2
-        while in_flight() != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert in_flight() == 0  # well before the upstream's 4 s
+        assert wait_until(lambda: in_flight() == 0, 2, 0.05)  # well before the upstream's 4 s
         t.join(10)
         assert b.alive()
     finally:
@@ -251,17 +255,11 @@ def _swallow(fn):
 def test_caller_leaving_cancels_the_request_on_the_peer(cluster_factory):
     """The REST caller on node A disconnects while node B runs the upstream
     request: A tells B (proxyCancel) and B aborts it."""
-    from test_metrics import parse
     cluster = cluster_factory(2)
     a, b = cluster.nodes
     up = EchoUpstream()
     app = uid("leave")
-
-    def in_flight():
-        s = socket.create_connection((b.host, b.port), timeout=5)
-        with RawConn(s) as c:
-            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return parse(c.read_response().body.decode())["singyeong_proxy_upstream_in_flight"]
+    in_flight = lambda: upstream_in_flight(b)  # noqa: E731
 
     try:
         b.identified(app, "svc", ip=up.address)
@@ -269,15 +267,9 @@ def test_caller_leaving_cancels_the_request_on_the_peer(cluster_factory):
         sock = socket.create_connection((a.host, a.port), timeout=5)
         sock.sendall(b"POST /api/v1/proxy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        deadline = time.monotonic() + 5
-        while not up.requests and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert up.requests and in_flight() == 1
+        assert wait_until(lambda: up.requests, 5) and in_flight() == 1
         sock.close()
-        deadline = time.monotonic() + 2
-        while in_flight() != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert in_flight() == 0  # well before the upstream's 4 s
+        assert wait_until(lambda: in_flight() == 0, 2, 0.05)  # well before the upstream's 4 s
         # The link is fine and the next request works.
         assert proxy(a, app, "GET", "/next").status == 200
     finally:

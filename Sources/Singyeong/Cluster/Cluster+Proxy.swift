@@ -224,13 +224,7 @@ extension Cluster {
     func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
         let id = nextRequestID
         nextRequestID += 1
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 1)
-        w.key("t"); w.beginArray(count: tags.count)
-        for tag in tags { w.element(); w.string(tag) }
-        w.endArray()
-        w.endObject()
-        let body = w.bytes
+        let body = Cluster.stringList("t", tags)
         var waiting = Set<ObjectIdentifier>()
         for link in links.values where link.isUp {
             link.send(.tags, requestID: id, body: body)
@@ -255,13 +249,18 @@ extension Cluster {
             for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
         }
         let applications = tags.isEmpty ? [] : gateway.store.applications(withTags: tags)
+        link.send(.tagsResult, requestID: requestID, body: Cluster.stringList("a", applications))
+    }
+
+    /// `{key: [strings]}` as MessagePack (the tags frames' bodies).
+    static func stringList(_ key: StaticString, _ strings: [String]) -> [UInt8] {
         var w = FrameWriter(encoding: .msgpack)
         w.beginObject(count: 1)
-        w.key("a"); w.beginArray(count: applications.count)
-        for application in applications { w.element(); w.string(application) }
+        w.key(key); w.beginArray(count: strings.count)
+        for string in strings { w.element(); w.string(string) }
         w.endArray()
         w.endObject()
-        link.send(.tagsResult, requestID: requestID, body: w.bytes)
+        return w.bytes
     }
 
     func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
