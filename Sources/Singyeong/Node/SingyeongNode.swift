@@ -140,9 +140,12 @@ final class SingyeongNode {
         logger.info("stopped")
     }
 
-    /// First signal: stop accepting, ask every connection to finish (WebSocket
-    /// close 1001), exit when all are gone or after SHUTDOWN_TIMEOUT. A second
-    /// signal exits at once.
+    /// First signal: tell systemd STOPPING=1, stop accepting, ask every
+    /// connection to finish (identified clients get GOODBYE and, 100 ms later,
+    /// close 1001; other WebSockets close 1001; an HTTP answer still being
+    /// computed goes out with `connection: close`), leave the registry, and
+    /// exit when all that is done or after SHUTDOWN_TIMEOUT. A second signal
+    /// exits at once.
     private func shutDown(signal name: String) {
         if shuttingDown {
             logger.warning("second \(name): exiting without waiting for connections to drain")
