@@ -411,7 +411,7 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
 
     /// Seeded random values through both encoders and both decoders.
     @Test func randomRoundTrips() throws {
-        var rng = SplitMix(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         for _ in 0..<300 {
             let v = randomValue(&rng, depth: 0)
             let json = jsonOf(v)
@@ -421,26 +421,14 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-private func randomString(_ rng: inout SplitMix) -> String {
+private func randomString(_ rng: inout SplitMix64) -> String {
     let pool: [Unicode.Scalar] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\u{0}", "\u{1f}", "\u{7f}", "é", "€", "😀", "\u{ffff}", "\u{10ffff}"]
     var s = String.UnicodeScalarView()
     for _ in 0..<Int.random(in: 0...12, using: &rng) { s.append(pool.randomElement(using: &rng)!) }
     return String(s)
 }
 
-private func randomValue(_ rng: inout SplitMix, depth: Int) -> Value {
+private func randomValue(_ rng: inout SplitMix64, depth: Int) -> Value {
     switch Int.random(in: 0..<(depth > 4 ? 7 : 9), using: &rng) {
     case 0: return .null
     case 1: return .bool(Bool.random(using: &rng))

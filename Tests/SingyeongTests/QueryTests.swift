@@ -130,18 +130,6 @@ func queryTestMetadata(_ json: String, restricted: Bool = false) -> ClientMetada
     return metadata
 }
 
-/// A deterministic RNG (SplitMix64) so selector tests are reproducible.
-struct QueryTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Client C of `query.md` §11.
 let querySpecClientC = queryTestMetadata("""
 {"latency": {"type": "integer", "value": 50},
@@ -340,7 +328,7 @@ private func route(_ queryJSON: String, clients: [(id: String, metadata: ClientM
         fallback = true
     }
     if !fallback, let selector = q.selector {
-        var rng = QueryTestRNG(state: seed)
+        var rng = SplitMix64(seed: seed)
         guard let i = selector.choose(among: candidates.count, value: { selector.value(in: candidates[$0].metadata) }, using: &rng) else {
             return []
         }
@@ -376,7 +364,7 @@ private func route(_ queryJSON: String, clients: [(id: String, metadata: ClientM
     @Test func row97EmptyCandidatesChooseNothing() {
         let q = #"{"application": "api", "ops": [{"path": "/region", "op": "$eq", "to": {"value": "us"}}], "selector": {"$min": "latency"}}"#
         #expect(route(q, clients: selectorClients).isEmpty)
-        var rng = QueryTestRNG(state: 1)
+        var rng = SplitMix64(seed: 1)
         #expect(Selector.min(MetadataPath(topLevelKey: "x")).choose(among: 0, value: { _ in nil }, using: &rng) == nil)
     }
 
@@ -410,7 +398,7 @@ private func route(_ queryJSON: String, clients: [(id: String, metadata: ClientM
     @Test func tiesAreBrokenUniformly() {
         let values: [Value] = [.int(5), .double(5.0), .int(9), .uint(UInt64(Int64.max) + 1), .int(5)]
         var counts = [0, 0, 0, 0, 0]
-        var rng = QueryTestRNG(state: 42)
+        var rng = SplitMix64(seed: 42)
         for _ in 0..<3000 {
             counts[Selector.min(MetadataPath(topLevelKey: "k")).choose(among: 5, value: { values[$0] }, using: &rng)!] += 1
         }
@@ -422,7 +410,7 @@ private func route(_ queryJSON: String, clients: [(id: String, metadata: ClientM
     @Test func avgPicksClosestToMean() {
         // mean 4: 1 is 3 away, 6 is 2 away, 5 is 1 away.
         let values: [Value] = [.int(1), .double(6), .string("x"), .int(5), .null]
-        var rng = QueryTestRNG(state: 3)
+        var rng = SplitMix64(seed: 3)
         #expect(Selector.avg(MetadataPath(topLevelKey: "k")).choose(among: 5, value: { values[$0] }, using: &rng) == 3)
     }
 

@@ -5,17 +5,9 @@ import Testing
 /// (indexed) answer equals evaluating the query on every client, also after
 /// metadata changes and removals.
 @Suite struct RouterIndexTests {
-    private struct SeededRNG: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return state >> 11 ^ state
-        }
-    }
-
     private static let roles = ["sink", "idle", "é", "e\u{301}", "1.0.0"]
 
-    private func makeRecord(_ store: ClientStore, id: Int, rng: inout SeededRNG) -> ClientRecord {
+    private func makeRecord(_ store: ClientStore, id: Int, rng: inout SplitMix64) -> ClientRecord {
         var metadata = ClientMetadata()
         metadata.setReserved(lastHeartbeatTime: 0, restricted: false, encoding: "json", ip: "10.0.0.\(id % 250)",
                              namespace: nil, receiveClientUpdates: false)
@@ -59,7 +51,7 @@ import Testing
     @Test func indexedAnswersEqualFullScans() {
         let store = ClientStore()
         let router = Router(store: store)
-        var rng = SeededRNG(state: 42)
+        var rng = SplitMix64(seed: 42)
         var records: [ClientRecord] = []
         for id in 0..<300 {
             let r = makeRecord(store, id: id, rng: &rng)

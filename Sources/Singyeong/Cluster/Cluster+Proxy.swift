@@ -68,7 +68,7 @@ extension Cluster {
         w.key("h"); w.int(Int64(bitPattern: handle))
         w.key("m"); w.string(request.method)
         w.key("r"); w.string(request.route)
-        w.key("hd"); writeHeaders(request.headers, into: &w)
+        w.key("hd"); Cluster.writeHeaders(request.headers, into: &w)
         w.key("x"); w.string(callerIP)
         w.key("b"); w.bool(request.body != nil)
         w.endObject()
@@ -79,7 +79,7 @@ extension Cluster {
             completion(ProxyRequest.error("request too large to forward to node \(nodeID)", status: 413))
             return nil
         }
-        let pending = PendingProxy(link: ObjectIdentifier(link), nodeID: nodeID, completion: completion)
+        let pending = PendingProxy(link: linkID, nodeID: nodeID, completion: completion)
         pending.deadline = DeadlineEntry { [unowned self] in
             self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(nodeID)"])
             self.finishProxy(id, ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
@@ -123,21 +123,11 @@ extension Cluster {
         let reply: (HTTPResponse) -> Void = { [weak self, weak link] response in
             self?.servedProxies[served] = nil
             guard let link else { return }
-            var w = FrameWriter(encoding: .msgpack)
-            w.beginObject(count: 2)
-            w.key("s"); w.int(Int64(response.status))
-            w.key("hd"); Cluster.writeHeaders(response.headers, into: &w)
-            w.endObject()
-            var body = PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body)
+            var body = Cluster.proxyResultBody(response)
             if body.count > link.cluster.maxFrameBody {
                 // Cannot happen with shared limits (the body is bounded by
                 // PROXY_MAX_RESPONSE_SIZE); never let it break the link.
-                var e = FrameWriter(encoding: .msgpack)
-                e.beginObject(count: 2)
-                e.key("s"); e.int(502)
-                e.key("hd"); Cluster.writeHeaders([("content-type", "application/json; charset=utf-8")], into: &e)
-                e.endObject()
-                body = PeerFrameCodec.rawTailBody(header: e.bytes, tail: ProxyRequest.error("response too large to relay between nodes").body)
+                body = Cluster.proxyResultBody(ProxyRequest.error("response too large to relay between nodes", status: 502))
             }
             link.send(.proxyResult, requestID: requestID, body: body)
         }
@@ -191,7 +181,15 @@ extension Cluster {
         finishProxy(requestID, ProxyResponse.relay(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail)))
     }
 
-    func writeHeaders(_ headers: [(String, String)], into w: inout FrameWriter) { Cluster.writeHeaders(headers, into: &w) }
+    /// A `proxyResult` body: status and headers as the header, the body raw.
+    static func proxyResultBody(_ response: HTTPResponse) -> [UInt8] {
+        var w = FrameWriter(encoding: .msgpack)
+        w.beginObject(count: 2)
+        w.key("s"); w.int(Int64(response.status))
+        w.key("hd"); writeHeaders(response.headers, into: &w)
+        w.endObject()
+        return PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body)
+    }
 
     static func writeHeaders(_ headers: [(String, String)], into w: inout FrameWriter) {
         w.beginArray(count: headers.count)

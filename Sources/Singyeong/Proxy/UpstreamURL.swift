@@ -4,7 +4,7 @@ import Glibc
 /// client's `socket_ip` (identify `ip`, else its TCP peer address) is the
 /// base, the route is appended with exactly one slash between them.
 enum UpstreamURL {
-    static func build(address: String, route: Substring) -> String {
+    static func build(address: String, route: String) -> String {
         var base: Substring
         let lower = address.prefix(8).lowercased()
         if lower.hasPrefix("http://") || lower.hasPrefix("https://") {
@@ -15,12 +15,10 @@ enum UpstreamURL {
             base = Substring("http://\(address)")
         }
         while base.hasSuffix("/") { base = base.dropLast() }
-        var path = route
+        var path = Substring(route)
         while path.hasPrefix("/") { path = path.dropFirst() }
         return "\(base)/\(path)"
     }
-
-    static func build(address: String, route: String) -> String { build(address: address, route: Substring(route)) }
 
     /// An IPv6 literal without brackets or port (`::1`, `fe80::1%eth0`).
     static func isBareIPv6(_ address: String) -> Bool {
