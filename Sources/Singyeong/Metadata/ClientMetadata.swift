@@ -12,6 +12,9 @@
 /// the scan compares integers and touches a key's bytes only on a hash match
 /// (measured: comparing the strings themselves, with their reference-count
 /// traffic, dominated SEND cost with 10,000 clients in one application).
+/// Past `indexThreshold` keys a hash index takes over, so storing n keys
+/// costs O(n) rather than O(n²) (a hostile IDENTIFY with tens of thousands of
+/// keys must not stall the loop; the keys budget bounds n anyway).
 struct ClientMetadata: Sendable, Equatable {
     /// One stored key.
     struct Entry: Sendable, Equatable {
@@ -19,12 +22,16 @@ struct ClientMetadata: Sendable, Equatable {
         let keyHash: UInt64
         var type: MetadataType
         var value: Value
+        /// Stored size for the budget (`MetadataBudget.entryCost`); 0 for
+        /// reserved keys, which the server sets and the budget leaves out.
+        var cost: Int
 
-        init(key: String, type: MetadataType, value: Value) {
+        init(key: String, type: MetadataType, value: Value, cost: Int) {
             self.key = key
             self.keyHash = ClientMetadata.keyHash(key)
             self.type = type
             self.value = value
+            self.cost = cost
         }
     }
 
@@ -71,11 +78,22 @@ struct ClientMetadata: Sendable, Equatable {
 
     /// All entries, reserved ones included, in insertion order.
     private(set) var entries: [Entry] = []
+    /// Position of every key, present exactly when `count > indexThreshold`.
+    private var positions: [ExactKey: Int]?
+
+    /// Up to this many keys the hash-filtered scan is cheaper than hashing.
+    static let indexThreshold = 16
+
+    static func == (lhs: ClientMetadata, rhs: ClientMetadata) -> Bool { lhs.entries == rhs.entries }
 
     init() {}
 
     /// Number of stored keys, reserved ones included.
     var count: Int { entries.count }
+    /// Keys the client set (reserved ones excluded).
+    private(set) var clientKeyCount = 0
+    /// Summed `cost` of the keys the client set.
+    private(set) var clientCost = 0
 
     /// Type and value stored under `key`, or nil if absent.
     @inline(__always)
@@ -110,7 +128,8 @@ struct ClientMetadata: Sendable, Equatable {
     /// Position of `key` given its hash: integer comparisons, and the bytes
     /// only on a hash match.
     func index(of key: String, hash: UInt64) -> Int? {
-        entries.withUnsafeBufferPointer { buffer in
+        if let positions { return positions[ExactKey(key)] }
+        return entries.withUnsafeBufferPointer { buffer in
             for i in 0..<buffer.count where buffer[i].keyHash == hash {
                 if Self.bytesEqual(buffer[i].key, key) { return i }
             }
@@ -121,7 +140,7 @@ struct ClientMetadata: Sendable, Equatable {
     /// Stores a server-set key. The caller supplies a value of the key's type
     /// (`.null` allowed for `ip` / `namespace`); this is not validated.
     mutating func setReserved(_ key: ReservedKey, _ value: Value) {
-        set(key.rawValue, type: key.type, value: value)
+        set(key.rawValue, type: key.type, value: value, cost: 0)
     }
 
     /// Stores all reserved keys at once, as identify does (`protocol.md` §4.6):
@@ -136,14 +155,44 @@ struct ClientMetadata: Sendable, Equatable {
         setReserved(.receiveClientUpdates, .bool(receiveClientUpdates))
     }
 
+    /// Takes every reserved key's value from `other` (a projected copy made
+    /// before a heartbeat must not turn the heartbeat time back).
+    mutating func copyReserved(from other: ClientMetadata) {
+        for key in ReservedKey.allCases {
+            if let value = other.value(key.rawValue) { setReserved(key, value) }
+        }
+    }
+
     /// Overwrites in place (keeping the key's position) or appends.
-    private mutating func set(_ key: String, type: MetadataType, value: Value) {
+    private mutating func set(_ key: String, type: MetadataType, value: Value, cost: Int) {
         if let i = index(of: key) {
             entries[i].type = type
             entries[i].value = value
+            clientCost += cost - entries[i].cost
+            entries[i].cost = cost
         } else {
-            entries.append(Entry(key: key, type: type, value: value))
+            entries.append(Entry(key: key, type: type, value: value, cost: cost))
+            if !Self.isReserved(key) {
+                clientKeyCount += 1
+                clientCost += cost
+            }
+            if positions != nil {
+                positions![ExactKey(key)] = entries.count - 1
+            } else if entries.count > Self.indexThreshold {
+                rebuildIndex()
+            }
         }
+    }
+
+    private mutating func rebuildIndex() {
+        guard entries.count > Self.indexThreshold else {
+            positions = nil
+            return
+        }
+        var built: [ExactKey: Int] = [:]
+        built.reserveCapacity(entries.count)
+        for (i, entry) in entries.enumerated() { built[ExactKey(entry.key)] = i }
+        positions = built
     }
 
     /// Applies a validated update (`protocol.md` §7.4). `.merge` overwrites
@@ -153,9 +202,12 @@ struct ClientMetadata: Sendable, Equatable {
     mutating func apply(_ update: MetadataUpdate, strategy: MetadataUpdateStrategy) {
         if strategy == .replace {
             entries.removeAll { !Self.isReserved($0.key) }
+            clientKeyCount = 0
+            clientCost = 0
+            rebuildIndex()
         }
         for e in update.entries where !Self.isReserved(e.key) {
-            set(e.key, type: e.type, value: e.value)
+            set(e.key, type: e.type, value: e.value, cost: e.cost)
         }
     }
 
@@ -177,7 +229,7 @@ struct ClientMetadata: Sendable, Equatable {
     /// spellings (`é` vs `e\u{301}`), which keys and values must not.
     @inline(__always)
     static func bytesEqual(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+        ExactKey.bytesEqual(a, b)
     }
 }
 

@@ -18,11 +18,22 @@ enum Value: Equatable, Sendable {
 }
 
 /// Object members in arrival order, names unique (a repeated name keeps the
-/// last value, as JSON decoders conventionally do). Metadata objects are
-/// small, so lookup is a linear scan comparing UTF-8 bytes.
+/// last value, as JSON decoders conventionally do).
+///
+/// Small objects (metadata entries, query operators) are looked up by a
+/// linear scan comparing UTF-8 bytes, which allocates nothing. Past
+/// `indexThreshold` members a hash index is built, so decoding an object of n
+/// members costs O(n), not O(n²): a frame with 100,000 distinct keys must not
+/// stall the loop (issue 10). The index hashes with the standard library's
+/// per-process seeded SipHash, so keys chosen to collide cannot degrade it.
 struct ValueObject: Equatable, Sendable {
     private(set) var names: [String] = []
     private(set) var values: [Value] = []
+    /// Position of every name, present exactly when `count > indexThreshold`.
+    private var positions: [ExactKey: Int]?
+
+    /// Up to this many members a scan beats hashing.
+    static let indexThreshold = 8
 
     init() {}
 
@@ -37,17 +48,40 @@ struct ValueObject: Equatable, Sendable {
         get { index(of: name).map { values[$0] } }
         set {
             if let i = index(of: name) {
-                if let newValue { values[i] = newValue } else { names.remove(at: i); values.remove(at: i) }
+                if let newValue {
+                    values[i] = newValue
+                } else {
+                    names.remove(at: i)
+                    values.remove(at: i)
+                    rebuildIndex()
+                }
             } else if let newValue {
                 names.append(name)
                 values.append(newValue)
+                if positions != nil {
+                    positions![ExactKey(name)] = names.count - 1
+                } else if names.count > Self.indexThreshold {
+                    rebuildIndex()
+                }
             }
         }
     }
 
     func index(of name: String) -> Int? {
+        if let positions { return positions[ExactKey(name)] }
         // Byte comparison: keys match exactly, with no Unicode normalisation.
-        names.firstIndex { $0.utf8.elementsEqual(name.utf8) }
+        return names.firstIndex { ExactKey.bytesEqual($0, name) }
+    }
+
+    private mutating func rebuildIndex() {
+        guard names.count > Self.indexThreshold else {
+            positions = nil
+            return
+        }
+        var built: [ExactKey: Int] = [:]
+        built.reserveCapacity(names.count)
+        for (i, name) in names.enumerated() { built[ExactKey(name)] = i }
+        positions = built
     }
 
     /// Members in order.
@@ -58,6 +92,30 @@ struct ValueObject: Equatable, Sendable {
         guard lhs.count == rhs.count else { return false }
         for (name, value) in lhs.members where rhs[name] != value { return false }
         return true
+    }
+}
+
+/// A string compared and hashed by its exact UTF-8 bytes. `String`'s own
+/// `==` and hash treat canonically equivalent spellings (`é` vs `e\u{301}`)
+/// as one key, which metadata keys and JSON member names must not.
+struct ExactKey: Hashable, Sendable {
+    let string: String
+
+    init(_ string: String) { self.string = string }
+
+    static func == (lhs: ExactKey, rhs: ExactKey) -> Bool { bytesEqual(lhs.string, rhs.string) }
+
+    func hash(into hasher: inout Hasher) {
+        let utf8 = string.utf8
+        hasher.combine(utf8.count)
+        if utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
+            for byte in utf8 { hasher.combine(byte) }
+        }
+    }
+
+    @inline(__always)
+    static func bytesEqual(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
     }
 }
 
