@@ -28,12 +28,17 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("heartbeat-interval"), help: settingHelp("HEARTBEAT_INTERVAL")) var heartbeatInterval: String?
     @Option(name: .customLong("idle-timeout"), help: settingHelp("IDLE_TIMEOUT")) var idleTimeout: String?
     @Option(name: .customLong("handshake-timeout"), help: settingHelp("HANDSHAKE_TIMEOUT")) var handshakeTimeout: String?
+    @Option(name: .customLong("identify-timeout"), help: settingHelp("IDENTIFY_TIMEOUT")) var identifyTimeout: String?
+    @Option(name: .customLong("identify-max-size"), help: settingHelp("IDENTIFY_MAX_SIZE")) var identifyMaxSize: String?
     @Option(name: .customLong("max-frame-size"), help: settingHelp("MAX_FRAME_SIZE")) var maxFrameSize: String?
     @Option(name: .customLong("max-pending-bytes"), help: settingHelp("MAX_PENDING_BYTES")) var maxPendingBytes: String?
     @Option(name: .customLong("max-body-size"), help: settingHelp("MAX_BODY_SIZE")) var maxBodySize: String?
     @Option(name: .customLong("shutdown-timeout"), help: settingHelp("SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
     @Option(name: .customLong("auth"), help: settingHelp("AUTH")) var auth: String?
     @Option(name: .customLong("auth-failures-per-minute"), help: settingHelp("AUTH_FAILURES_PER_MINUTE")) var authFailuresPerMinute: String?
+    @Option(name: .customLong("metadata-max-keys"), help: settingHelp("METADATA_MAX_KEYS")) var metadataMaxKeys: String?
+    @Option(name: .customLong("metadata-max-value-size"), help: settingHelp("METADATA_MAX_VALUE_SIZE")) var metadataMaxValueSize: String?
+    @Option(name: .customLong("metadata-max-size"), help: settingHelp("METADATA_MAX_SIZE")) var metadataMaxSize: String?
     @Option(name: .customLong("metadata-queue-interval"), help: settingHelp("METADATA_QUEUE_INTERVAL")) var metadataQueueInterval: String?
     @Option(name: .customLong("metadata-update-strategy"), help: settingHelp("METADATA_UPDATE_STRATEGY")) var metadataUpdateStrategy: String?
     @Option(name: .customLong("clustering"), help: settingHelp("CLUSTERING")) var clustering: String?
@@ -79,6 +84,9 @@ public struct SingyeongMain: ParsableCommand {
             ("CLUSTER_ADVERTISE", clusterAdvertise), ("CLUSTER_TICK_MS", clusterTickMs),
             ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs), ("LOAD_BALANCE", loadBalance),
             ("PROXY_TIMEOUT", proxyTimeout), ("PROXY_MAX_RESPONSE_SIZE", proxyMaxResponseSize),
+            ("IDENTIFY_TIMEOUT", identifyTimeout), ("IDENTIFY_MAX_SIZE", identifyMaxSize),
+            ("METADATA_MAX_KEYS", metadataMaxKeys), ("METADATA_MAX_VALUE_SIZE", metadataMaxValueSize),
+            ("METADATA_MAX_SIZE", metadataMaxSize),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

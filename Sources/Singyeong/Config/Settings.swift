@@ -12,6 +12,8 @@ struct Settings: Sendable {
     var heartbeatInterval: Int
     var idleTimeout: Int
     var handshakeTimeout: Int
+    var identifyTimeout: Int
+    var identifyMaxSize: Int
     var maxFrameSize: Int
     var maxPendingBytes: Int
     var maxBodySize: Int
@@ -19,6 +21,7 @@ struct Settings: Sendable {
     var logLevel: String
     var auth: String?
     var authFailuresPerMinute: Int
+    var metadataBudget: MetadataBudget
     var metadataQueueInterval: Int
     var metadataUpdateStrategy: String
     var clustering: Bool
@@ -91,6 +94,8 @@ struct Settings: Sendable {
             heartbeatInterval: try integer("HEARTBEAT_INTERVAL"),
             idleTimeout: try integer("IDLE_TIMEOUT"),
             handshakeTimeout: try integer("HANDSHAKE_TIMEOUT"),
+            identifyTimeout: try integer("IDENTIFY_TIMEOUT"),
+            identifyMaxSize: try integer("IDENTIFY_MAX_SIZE"),
             maxFrameSize: try integer("MAX_FRAME_SIZE"),
             maxPendingBytes: try integer("MAX_PENDING_BYTES"),
             maxBodySize: try integer("MAX_BODY_SIZE"),
@@ -98,6 +103,9 @@ struct Settings: Sendable {
             logLevel: try validated("LOG_LEVEL")!,
             auth: try validated("AUTH"),
             authFailuresPerMinute: try integer("AUTH_FAILURES_PER_MINUTE"),
+            metadataBudget: MetadataBudget(maxKeys: try integer("METADATA_MAX_KEYS"),
+                                           maxValueSize: try integer("METADATA_MAX_VALUE_SIZE"),
+                                           maxTotalSize: try integer("METADATA_MAX_SIZE")),
             metadataQueueInterval: try integer("METADATA_QUEUE_INTERVAL"),
             metadataUpdateStrategy: try validated("METADATA_UPDATE_STRATEGY")!,
             clustering: try validated("CLUSTERING") == "true",
@@ -122,9 +130,11 @@ struct Settings: Sendable {
             // Not given: PORT + 1 (cluster.md §8.2); with PORT=0 any free port.
             settings.clusterPort = settings.port == 0 ? 0 : settings.port + 1
         }
-        if settings.maxPendingBytes < settings.maxFrameSize + 14 {
+        if settings.maxPendingBytes < settings.maxFrameSize + 14 + OutboundQueue.chunkOverhead {
             throw SettingsError("MAX_PENDING_BYTES (\(settings.maxPendingBytes)) must exceed MAX_FRAME_SIZE (\(settings.maxFrameSize)) plus a frame header, or no maximum-size frame could ever be queued")
         }
+        // Before IDENTIFY nothing larger than a regular message is accepted either.
+        settings.identifyMaxSize = min(settings.identifyMaxSize, settings.maxFrameSize)
         // A relayed response is queued whole (body plus at most 64 KiB of
         // headers): it must fit, or the caller would be cut off as a slow
         // consumer. Clamped rather than refused, so lowering MAX_PENDING_BYTES

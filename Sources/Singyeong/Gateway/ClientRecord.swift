@@ -18,8 +18,11 @@ final class ClientRecord {
     /// 2019 identify `tags` (discovery), ignored for restricted clients.
     let tags: [String]
     var metadata: ClientMetadata
-    /// Updates received but not yet applied (METADATA_QUEUE_INTERVAL batching).
-    var pendingUpdates: [MetadataUpdate] = []
+    /// The metadata as it will be once the updates received but not yet
+    /// applied are (METADATA_QUEUE_INTERVAL batching); nil when none wait.
+    /// One copy, whatever the number of updates, so pending state is bounded
+    /// by the metadata budget like the stored state.
+    var projectedMetadata: ClientMetadata?
     /// Where messages for this client go; nil once the connection is gone.
     weak var session: GatewaySession?
     /// Position in the application's client array (swap-remove bookkeeping).

@@ -18,6 +18,13 @@ final class Gateway {
     let heartbeatInterval: Int
     let metadataStrategy: MetadataUpdateStrategy
     let metadataInterval: Int
+    /// How much metadata one client may hold (METADATA_MAX_*).
+    let metadataBudget: MetadataBudget
+    /// HEARTBEAT_INTERVAL × 1.5 after the last heartbeat an identified
+    /// client is dropped, by a timer (issue 10: the per-frame check of
+    /// protocol.md §5.2 alone never fires for a client that sends nothing,
+    /// or only WebSocket pings).
+    let heartbeatDeadlines: DeadlineQueue
     /// Set when clustering: client events also go to every peer.
     weak var cluster: Cluster?
     /// Decoding state reused by every frame.
@@ -36,6 +43,8 @@ final class Gateway {
         heartbeatInterval = settings.heartbeatInterval
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
         metadataInterval = settings.metadataQueueInterval
+        metadataBudget = settings.metadataBudget
+        heartbeatDeadlines = DeadlineQueue(loop: loop, duration: 1.5 * Double(settings.heartbeatInterval) / 1000)
         scratch.reserveCapacity(4096)
         if metadataInterval > 0 {
             flushTimer = LoopTimer(loop: loop) { [unowned self] in self.flushMetadata() }
@@ -54,7 +63,7 @@ final class Gateway {
     /// (§5.5, §8.11). Pending metadata updates die with the record.
     func deregister(_ record: ClientRecord) {
         guard store.remove(record) else { return }
-        record.pendingUpdates = []
+        record.projectedMetadata = nil
         announce(event: "CLIENT_DISCONNECTED", application: record.applicationID)
     }
 
@@ -145,13 +154,23 @@ final class Gateway {
 
     // MARK: Metadata batching (protocol.md §7.4)
 
-    /// Queues an update; applied at the next flush (or now when the interval is 0).
-    func enqueue(_ update: MetadataUpdate, for record: ClientRecord) {
+    /// Queues an update; applied at the next flush (or now when the interval
+    /// is 0). Refused, with nothing changed, when the metadata the client
+    /// would then hold is over its budget. O(size of the update), plus one
+    /// copy of the client's metadata per flush interval.
+    func enqueue(_ update: MetadataUpdate, for record: ClientRecord) -> MetadataBudgetFailure? {
+        if let failure = metadataBudget.check(update, appliedTo: record.projectedMetadata ?? record.metadata,
+                                              strategy: metadataStrategy) {
+            return failure
+        }
         if metadataInterval == 0 {
             store.updateMetadata(of: record) { $0.apply(update, strategy: metadataStrategy) }
-            return
+            return nil
         }
-        record.pendingUpdates.append(update)
+        var projected = record.projectedMetadata ?? record.metadata
+        record.projectedMetadata = nil  // unique reference: apply in place
+        projected.apply(update, strategy: metadataStrategy)
+        record.projectedMetadata = projected
         if !record.isQueuedForFlush {
             record.isQueuedForFlush = true
             dirty.append(record)
@@ -159,21 +178,24 @@ final class Gateway {
         if let flushTimer, !flushTimer.isActive {
             flushTimer.start(after: Double(metadataInterval) / 1000)
         }
+        return nil
     }
 
-    /// Applies every pending update in arrival order (the end state equals
-    /// applying them one by one, for both strategies).
+    /// Applies every pending update: the projected metadata becomes the
+    /// stored one (the end state equals applying them one by one, for both
+    /// strategies). Server-set keys changed meanwhile (the heartbeat time)
+    /// are carried over.
     private func flushMetadata() {
         let batch = dirty
         dirty.removeAll(keepingCapacity: true)
         for record in batch {
             record.isQueuedForFlush = false
-            guard record.isRegistered else { continue }
-            let updates = record.pendingUpdates
+            guard record.isRegistered, var projected = record.projectedMetadata else { continue }
+            record.projectedMetadata = nil
             store.updateMetadata(of: record) { metadata in
-                for update in updates { metadata.apply(update, strategy: metadataStrategy) }
+                projected.copyReserved(from: metadata)
+                metadata = projected
             }
-            record.pendingUpdates.removeAll(keepingCapacity: false)
         }
     }
 

@@ -23,6 +23,16 @@ final class GatewaySession {
     private var awaitingAnnouncement = false
     private var held: [(WebSocketOpcode, [UInt8])] = []
     private var heldBytes = 0
+    /// Re-armed by every HEARTBEAT; expiry is "heartbeat took too long".
+    private lazy var heartbeatDeadline = DeadlineEntry { [weak self] in self?.heartbeatExpired() }
+
+    /// Longest `client_id` / `application_id` / `namespace`, bytes.
+    static let maxIDLength = 255
+    /// Longest identify `ip` (a host, host:port or URL base for the proxy), bytes.
+    static let maxIPLength = 1024
+    /// Most identify `tags`, and the longest tag, bytes.
+    static let maxTags = 64
+    static let maxTagLength = 255
 
     init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: WebSocketHandshake.Encoding) {
         self.gateway = gateway
@@ -95,6 +105,7 @@ final class GatewaySession {
     /// Deregisters (once). Called on fatal errors and when the socket ends.
     func cleanUp() {
         cleanedUp = true
+        heartbeatDeadline.cancel()
         if let record {
             record.session = nil
             gateway.deregister(record)
@@ -181,6 +192,14 @@ final class GatewaySession {
             fatal("payload has no data")
             return
         }
+        // Lengths first, from the tape: nothing over a bound is copied.
+        if tape.node(clientNode).stringLength > Self.maxIDLength {
+            fatal("client_id: longer than \(Self.maxIDLength) bytes"); return
+        }
+        if tape.node(appNode).stringLength > Self.maxIDLength {
+            fatal("application_id: longer than \(Self.maxIDLength) bytes"); return
+        }
+        if let failure = identifyFieldsOverLimits(d, in: tape) { fatal(failure); return }
         let clientID = tape.string(clientNode)
         let applicationID = tape.string(appNode)
         if !GatewaySession.isValidID(clientID) { fatal("client_id: must be a non-empty string without spaces"); return }
@@ -194,7 +213,7 @@ final class GatewaySession {
         let now = gateway.loop.now
         var restricted: Bool
         if gateway.auth.isEnabled {
-            if authGiven && gateway.auth.isBlocked(peerHost, now: now) {
+            if authGiven && gateway.auth.isBlocked(connection.peer, now: now) {
                 gateway.logger.warning("identify refused: too many failed authentication attempts", metadata: ["peer": "\(peerHost)"])
                 fatal("too many failed authentication attempts; try again later")
                 return
@@ -205,7 +224,7 @@ final class GatewaySession {
                 restricted = true
             }
             if restricted && authGiven {
-                gateway.auth.recordFailure(peerHost, now: now)
+                gateway.auth.recordFailure(connection.peer, now: now)
                 gateway.logger.info("identify with a wrong password; client restricted", metadata: ["peer": "\(peerHost)", "app": "\(applicationID)"])
             }
         } else {
@@ -234,8 +253,18 @@ final class GatewaySession {
                 }
                 return
             }
+            // The budget is checked on the tape, before anything is converted.
+            if let failure = gateway.metadataBudget.check(updateObject: metadataNode, in: tape) {
+                metadataOverBudget(failure, identify: true)
+                return
+            }
             switch MetadataUpdate.validate(tape.value(metadataNode)) {
-            case .success(let update): initial = update
+            case .success(let update):
+                if let failure = gateway.metadataBudget.check(update, appliedTo: ClientMetadata(), strategy: .merge) {
+                    metadataOverBudget(failure, identify: true)
+                    return
+                }
+                initial = update
             case .failure(let failure):
                 let info = failure.extraInfo
                 fatal("initial metadata: invalid") { w in w.value(info) }
@@ -263,6 +292,8 @@ final class GatewaySession {
                                   restricted: restricted, encoding: encoding, receivesClientUpdates: wantsUpdates,
                                   socketIP: ip, tags: tags, metadata: metadata, session: self)
         self.record = record
+        socket.identifyAccepted()
+        gateway.heartbeatDeadlines.arm(heartbeatDeadline)
         if let cluster = gateway.cluster, cluster.mustAnnounce(applicationID) {
             // First client of this application on the node: peers learn of
             // it before READY (see Cluster.announceNewApplication); frames
@@ -306,6 +337,47 @@ final class GatewaySession {
         }
     }
 
+    /// The identify fields other than the ids that have a length bound
+    /// (`namespace`, `ip`, `tags`): the fatal error text, or nil.
+    private func identifyFieldsOverLimits(_ d: Int, in tape: DocumentTape) -> String? {
+        if let node = tape.member(of: d, named: "namespace"), tape.node(node).stringLength > Self.maxIDLength {
+            return "namespace: longer than \(Self.maxIDLength) bytes"
+        }
+        if let node = tape.member(of: d, named: "ip"), tape.node(node).stringLength > Self.maxIPLength {
+            return "ip: longer than \(Self.maxIPLength) bytes"
+        }
+        if let node = tape.member(of: d, named: "tags"), tape.kind(node) == .array {
+            if tape.count(node) > Self.maxTags { return "tags: more than \(Self.maxTags) tags" }
+            for element in tape.elements(of: node) where tape.node(element).stringLength > Self.maxTagLength {
+                return "tags: a tag is longer than \(Self.maxTagLength) bytes"
+            }
+        }
+        return nil
+    }
+
+    /// Metadata refused by its budget: op 8 on IDENTIFY (extra_info
+    /// `{"metadata": text}`), op 3 `invalid metadata` on UPDATE_METADATA.
+    private func metadataOverBudget(_ failure: MetadataBudgetFailure, identify: Bool) {
+        let text = failure.text
+        gateway.logger.info("metadata over budget; refused", metadata: [
+            "peer": "\(connection.peer.description)", "reason": "\(text)", "identify": "\(identify)",
+        ])
+        if identify {
+            fatal("initial metadata: invalid") { w in
+                w.beginObject(count: 1); w.key("metadata"); w.string(text); w.endObject()
+            }
+        } else {
+            invalid("invalid metadata") { w in w.string(text) }
+        }
+    }
+
+    /// No HEARTBEAT for 1.5 × HEARTBEAT_INTERVAL (protocol.md §5.2, by timer).
+    private func heartbeatExpired() {
+        guard record != nil, !isClosing else { return }
+        gateway.logger.info("heartbeat took too long; closing", metadata: ["peer": "\(connection.peer.description)"])
+        fatal("heartbeat took too long")
+    }
+
     /// Non-empty, no space, no ASCII control character (§4.2 Recommended).
     static func isValidID(_ id: String) -> Bool {
         !id.isEmpty && !id.utf8.contains { $0 <= 0x20 || $0 == 0x7F }
@@ -316,6 +388,7 @@ final class GatewaySession {
     private func heartbeat(_ record: ClientRecord) {
         // An integer key: not indexed, so no index update is needed.
         record.metadata.setReserved(.lastHeartbeatTime, .int(gateway.loop.nowMilliseconds))
+        gateway.heartbeatDeadlines.arm(heartbeatDeadline)
         var w = FrameWriter(encoding: encoding)
         w.beginFrame(op: 6, t: nil, ts: gateway.loop.nowMilliseconds)
         w.beginObject(count: 1)
@@ -387,9 +460,13 @@ final class GatewaySession {
             invalid("invalid metadata") { w in w.string("metadata update must be an object") }
             return
         }
+        if let failure = gateway.metadataBudget.check(updateObject: d, in: m.tape) {
+            metadataOverBudget(failure, identify: false)
+            return
+        }
         switch MetadataUpdate.validate(m.tape.value(d)) {
         case .success(let update):
-            gateway.enqueue(update, for: record)
+            if let failure = gateway.enqueue(update, for: record) { metadataOverBudget(failure, identify: false) }
         case .failure(let failure):
             let info = failure.extraInfo
             invalid("invalid metadata") { w in w.value(info) }

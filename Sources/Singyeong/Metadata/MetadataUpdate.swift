@@ -8,6 +8,15 @@ struct MetadataUpdate: Sendable, Equatable {
         let key: String
         let type: MetadataType
         let value: Value
+        /// Stored size (`MetadataBudget.entryCost`).
+        let cost: Int
+
+        init(key: String, type: MetadataType, value: Value) {
+            self.key = key
+            self.type = type
+            self.value = value
+            cost = MetadataBudget.entryCost(key: key, value: value)
+        }
     }
 
     private(set) var entries: [Entry]
