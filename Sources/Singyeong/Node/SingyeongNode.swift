@@ -17,6 +17,9 @@ final class SingyeongNode {
     let gateway: Gateway
     /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
     let closeDelayDeadlines: DeadlineQueue
+    /// IDENTIFY_TIMEOUT after HELLO (issue 10: no deadline let a peer that
+    /// never identified hold its connection forever).
+    let identifyDeadlines: DeadlineQueue
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
@@ -51,6 +54,7 @@ final class SingyeongNode {
         frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
         gateway = Gateway(loop: loop, logger: logger, settings: settings)
         closeDelayDeadlines = DeadlineQueue(loop: loop, duration: 0.1)
+        identifyDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.identifyTimeout) / 1000)
         proxy = ProxyService(gateway: gateway, loop: loop, logger: logger, settings: settings)
 
         var tls: TLSContext?

@@ -13,18 +13,45 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// The code the delayed close will carry (1000, or 1001 on shutdown).
     private var delayedCloseCode = WebSocketCloseCode.normal
     private(set) var session: GatewaySession!
+    /// IDENTIFY arrived and was accepted for processing: from then on the
+    /// idle deadline runs and messages may reach MAX_FRAME_SIZE. Before, the
+    /// IDENTIFY_TIMEOUT deadline (armed at HELLO, never re-armed by input)
+    /// and IDENTIFY_MAX_SIZE bound what an unidentified peer can hold.
+    private(set) var hasIdentified = false
+    /// Set inside the assembler's callback, applied after it returns (the
+    /// assembler may not be touched while it runs).
+    private var raiseMessageLimit = false
+    /// IDLE_TIMEOUT is the shorter one, so the pre-IDENTIFY deadline is the
+    /// plain idle close (1000, no reason) rather than op 8.
+    private var identifyDeadlineIsIdle = false
 
     init(node: SingyeongNode, encoding: WebSocketHandshake.Encoding) {
         self.node = node
         self.encoding = encoding
-        assembler = WebSocketMessageAssembler(maxMessageSize: node.settings.maxFrameSize)
+        assembler = WebSocketMessageAssembler(maxMessageSize: node.settings.identifyMaxSize)
     }
 
     /// Called right after the 101 response is queued.
     func start(_ connection: Connection) {
         session = GatewaySession(gateway: node.gateway, socket: self, connection: connection, encoding: encoding)
-        connection.startIdleDeadline()
+        // Whichever of IDENTIFY_TIMEOUT and IDLE_TIMEOUT is shorter, counted
+        // from HELLO and not re-armed by anything until IDENTIFY.
+        if node.settings.identifyTimeout <= node.settings.idleTimeout {
+            connection.armDeadline(in: node.identifyDeadlines)
+        } else {
+            identifyDeadlineIsIdle = true
+            connection.startIdleDeadline()
+        }
         connection.send(node.frames.hello(encoding: encoding, timestamp: node.loop.nowMilliseconds))
+    }
+
+    /// The session accepted an IDENTIFY: switch to the idle deadline and the
+    /// full message size.
+    func identifyAccepted() {
+        guard !hasIdentified else { return }
+        hasIdentified = true
+        raiseMessageLimit = true
+        if !closeDelayed { session.connection.startIdleDeadline() }
     }
 
     /// protocol.md §5.4: after op 8 / op 7 the socket closes ~100 ms later
@@ -39,11 +66,20 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     var bytesNeededHint: Int? { assembler.bytesNeededHint }
 
     func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
-        if !closeDelayed { connection.touchIdleDeadline() }
+        let framesBefore = assembler.framesReceived
         do {
-            return try assembler.consume(bytes) { event in
+            let consumed = try assembler.consume(bytes) { event in
                 self.handle(event, on: connection)
             }
+            if raiseMessageLimit {
+                raiseMessageLimit = false
+                assembler.maxMessageSize = max(assembler.maxMessageSize, node.settings.maxFrameSize)
+            }
+            // Whole frames count as traffic (§5.3); bytes of a partial one do not.
+            if hasIdentified && !closeDelayed && assembler.framesReceived != framesBefore {
+                connection.touchIdleDeadline()
+            }
+            return consumed
         } catch {
             node.logger.info("WebSocket protocol error; closing", metadata: [
                 "peer": "\(connection.peer.description)", "code": "\(error.closeCode.rawValue)", "reason": "\(error.reason)",
@@ -95,6 +131,13 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// no frame arrived for IDLE_TIMEOUT: close with code 1000 and no reason
     /// (§5.4: every protocol-level close is 1000).
     func connectionDeadlineExpired(_ connection: Connection) {
+        if !closeDelayed && !hasIdentified && !identifyDeadlineIsIdle {
+            node.logger.info("WebSocket did not identify in time; closing", metadata: [
+                "peer": "\(connection.peer.description)", "identify_timeout_ms": "\(node.settings.identifyTimeout)",
+            ])
+            session.fatal("identify took too long")
+            return
+        }
         if !closeDelayed {
             node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
         }

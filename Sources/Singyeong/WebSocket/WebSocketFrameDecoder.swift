@@ -107,8 +107,14 @@ struct WebSocketProtocolError: Error, Equatable, Sendable {
 /// Do not copy an assembler with a message in progress: copies share the
 /// fragment buffer.
 struct WebSocketMessageAssembler {
-    /// Largest message (sum of fragments) we accept; larger is 1009.
-    let maxMessageSize: Int
+    /// Largest message (sum of fragments) we accept; larger is 1009. The
+    /// gateway raises it once a client has identified (before that only
+    /// small messages are accepted); it is never lowered mid-message.
+    var maxMessageSize: Int
+    /// Whole frames (data fragments and control frames) decoded so far: the
+    /// idle timeout counts frames, not bytes, so a peer trickling a partial
+    /// frame cannot keep its connection open (protocol.md §5.3).
+    private(set) var framesReceived = 0
 
     /// Opcode (.text/.binary) of the fragmented message in progress, if any.
     private var messageOpcode: WebSocketOpcode?
@@ -223,6 +229,7 @@ struct WebSocketMessageAssembler {
             WebSocketMessageAssembler.unmask(payload, count: payloadCount, key: frame + (headerLength &- 4))
             let bytes = UnsafeRawBufferPointer(start: payload, count: payloadCount)
             offset &+= headerLength &+ payloadCount
+            framesReceived &+= 1
 
             switch opcode {
             case .text, .binary:
