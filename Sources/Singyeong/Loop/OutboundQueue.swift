@@ -4,8 +4,12 @@ import Glibc
 /// `writev` (plain TCP) or copied into one TLS record buffer (TLS).
 ///
 /// The queue counts its bytes so the owner can enforce its bound (a peer that
-/// does not read gets disconnected, nobody else slows down). An empty queue
-/// holds no storage.
+/// does not read gets disconnected, nobody else slows down). The bound is
+/// checked against `chargedBytes`, what the queued chunks really cost: a
+/// stream of tiny frames (pongs to a ping flood that is never read) costs far
+/// more in allocation headers and queue slots than in payload, and counting
+/// payload alone let one client hold many times MAX_PENDING_BYTES (issue 10).
+/// An empty queue holds no storage.
 struct OutboundQueue {
     private var chunks: [OutboundBytes] = []
     /// Index of the first unsent chunk; the array is compacted lazily.
@@ -14,6 +18,16 @@ struct OutboundQueue {
     private var firstOffset = 0
     /// Unsent bytes in total.
     private(set) var pendingBytes = 0
+    /// Memory held for the unsent chunks: their bytes plus `chunkOverhead`
+    /// each (released when a chunk is fully written).
+    private(set) var chargedBytes = 0
+
+    /// What one queued chunk costs besides its bytes: the `OutboundBytes`
+    /// object header and count (24 bytes) and malloc's rounding and chunk
+    /// header (up to 24), and the queue's slot (8, twice that while the
+    /// array has grown geometrically). Measured against RSS by
+    /// test_hostile_gateway.py's ping flood.
+    static let chunkOverhead = 64
 
     var isEmpty: Bool { pendingBytes == 0 }
 
@@ -21,6 +35,7 @@ struct OutboundQueue {
         guard bytes.count > 0 else { return }
         chunks.append(bytes)
         pendingBytes += bytes.count
+        chargedBytes += bytes.count + Self.chunkOverhead
     }
 
     /// Marks `n` bytes as sent.
@@ -31,6 +46,7 @@ struct OutboundQueue {
             let left = chunks[first].count - firstOffset
             if remaining >= left {
                 remaining -= left
+                chargedBytes -= chunks[first].count + Self.chunkOverhead
                 first += 1
                 firstOffset = 0
             } else {
@@ -88,5 +104,6 @@ struct OutboundQueue {
         first = 0
         firstOffset = 0
         pendingBytes = 0
+        chargedBytes = 0
     }
 }

@@ -82,9 +82,10 @@ final class Connection: EndOfTurnTask {
     func send(_ bytes: OutboundBytes) {
         guard state == .open || state == .tlsHandshake || state == .connecting else { return }
         output.append(bytes)
-        if output.pendingBytes > listener.limits.maxPendingBytes {
+        if output.chargedBytes > listener.limits.maxPendingBytes {
             listener.logger.warning("closing slow consumer: output queue over bound", metadata: [
                 "peer": "\(peer.description)", "pending_bytes": "\(output.pendingBytes)",
+                "held_bytes": "\(output.chargedBytes)",
                 "bound": "\(listener.limits.maxPendingBytes)",
             ])
             listener.slowConsumerDisconnects &+= 1
@@ -96,6 +97,10 @@ final class Connection: EndOfTurnTask {
 
     override func runEndOfTurn() {
         if state == .open || state == .draining { flush() }
+        if finishDeferred && deliveryDepth == 0 {
+            finishDeferred = false
+            completeFinish()
+        }
     }
 
     // MARK: Closing
@@ -116,11 +121,16 @@ final class Connection: EndOfTurnTask {
         finish()
     }
 
-    /// Handlers are inside `deliver` (parsing bytes that may live in
-    /// `input`): a close decided meanwhile — e.g. the connection's own reply
-    /// pushing it over the slow-consumer bound — must not free that buffer
-    /// or reset the handler's parser under it. The rest of the close waits
-    /// until the outermost `deliver` returns.
+    /// The rest of a close (releasing the input, telling the handler and the
+    /// listener, closing the descriptor) never runs inside the call that
+    /// decided it, but at the end of the loop turn. Whoever triggered the
+    /// close may still be using this connection or its handler: a handler
+    /// parsing bytes that live in `input`; a session whose own send pushed it
+    /// over the slow-consumer bound; a takeover (`reconnect`), load-balancing
+    /// GOODBYE or READY that waited for peers, each sending to a connection
+    /// that holds its session `unowned`. Freeing it there was a
+    /// use-after-free (issue 10). The loop's end-of-turn list keeps the
+    /// connection alive until then.
     private var deliveryDepth = 0
     private var finishDeferred = false
 
@@ -130,11 +140,8 @@ final class Connection: EndOfTurnTask {
         ev_io_stop(listener.loop.raw, io)
         deadline.cancel()
         output.removeAll()
-        if deliveryDepth > 0 {
-            finishDeferred = true
-            return
-        }
-        completeFinish()
+        finishDeferred = true
+        listener.loop.runAtEndOfTurn(self)
     }
 
     /// Releases the input, tells the handler and the listener, and closes
@@ -344,10 +351,7 @@ final class Connection: EndOfTurnTask {
         deliveryDepth += 1
         defer {
             deliveryDepth -= 1
-            if deliveryDepth == 0 && finishDeferred {
-                finishDeferred = false
-                completeFinish()
-            }
+            if deliveryDepth == 0 && finishDeferred { listener.loop.runAtEndOfTurn(self) }
         }
         var offset = 0
         while offset < bytes.count && state == .open {
