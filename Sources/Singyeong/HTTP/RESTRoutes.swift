@@ -56,8 +56,9 @@ enum RESTRoutes {
     }
 
     /// rest.md §2.1: the raw first `Authorization` header must equal AUTH
-    /// (constant-time); unset AUTH allows everything. Failures count toward
-    /// the same per-address limit as gateway passwords.
+    /// (constant-time); unset AUTH allows everything. A wrong credential
+    /// counts toward the same per-source limit as gateway passwords; a
+    /// request with no `Authorization` header is a plain 401 and no strike.
     ///
     /// `allowBearer` (only `/metrics`): `Bearer <AUTH>` is accepted too,
     /// because Prometheus' `authorization` setting always sends a scheme.
@@ -65,21 +66,20 @@ enum RESTRoutes {
                           allowBearer: Bool = false) -> HTTPResponse? {
         let auth = node.gateway.auth
         guard auth.isEnabled else { return nil }
-        let host = peer.host
+        guard let value = head.firstValue(of: "authorization", in: buffer) else { return notAuthorized }
         let now = node.loop.now
-        if auth.isBlocked(host, now: now) {
-            node.logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(host)"])
+        if auth.isBlocked(peer, now: now) {
+            node.logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(peer.host)"])
             return notAuthorized
         }
-        if let value = head.firstValue(of: "authorization", in: buffer) {
-            var credential = Array(UnsafeRawBufferPointer(rebasing: buffer[value]))
+        var credential = Array(UnsafeRawBufferPointer(rebasing: buffer[value]))
+        if auth.matches(credential) { return nil }
+        if allowBearer, credential.count > 7, credential[0..<7].map({ $0 | 0x20 }) == Array("bearer ".utf8) {
+            credential.removeFirst(7)
             if auth.matches(credential) { return nil }
-            if allowBearer, credential.count > 7, credential[0..<7].map({ $0 | 0x20 }) == Array("bearer ".utf8) {
-                credential.removeFirst(7)
-                if auth.matches(credential) { return nil }
-            }
         }
-        auth.recordFailure(host, now: now)
+        auth.recordFailure(peer, now: now)
+        node.logger.info("REST request with a wrong password", metadata: ["peer": "\(peer.host)"])
         return notAuthorized
     }
 
