@@ -287,7 +287,8 @@ final class Connection: EndOfTurnTask {
                 }
                 filledScratch = n == scratch.count
             } else {
-                let want = max(handler.bytesNeededHint.map { $0 - input.count } ?? 0, 16 * 1024)
+                var want = max(handler.bytesNeededHint.map { $0 - input.count } ?? 0, 16 * 1024)
+                if let bound = handler.maxBufferedInput { want = max(1, min(want, bound - input.count)) }
                 input.reserve(additional: want)
                 let space = input.writable
                 guard let n = receive(into: space) else { return }
