@@ -31,6 +31,7 @@ import pytest
 
 import conftest
 from cluster_fixtures import COOKIE, NODE_KEY_PREFIX, REGISTRY_KEY, Cluster, redis_server  # noqa: F401
+from sy_helpers import make_cert
 
 VERSION = 3
 HELLO, AUTH, REFUSE = 1, 2, 5
@@ -235,6 +236,27 @@ def test_wrong_proofs_are_refused_and_logged_once_per_source(node):
     mine = [line for line in log.splitlines() if f"source={src}" in line]
     assert len(mine) == 1 and AUTH_FAILED in mine[0], "\n".join(mine)
     assert node.alive()
+
+
+def test_failed_tls_handshakes_are_logged_once_per_source(redis_server, tmp_path):
+    """With TLS on the cluster port, garbage instead of a ClientHello fails
+    the TLS handshake: twenty attempts from one address, one log line."""
+    make_cert(tmp_path)
+    c = Cluster(redis_server, first_host=60)
+    try:
+        n = c.add("T", extra=("--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")))
+        src, off = source(), n.log_size()
+        for _ in range(20):
+            with dial(n, src) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"\x00" * 64)
+                assert read_frames(s, until_closed=2.0)[1]
+        time.sleep(0.3)
+        mine = [line for line in n.log_since(off).splitlines() if src in line]
+        assert len(mine) == 1 and "TLS handshake failed" in mine[0] and HANDSHAKE_FAILED in mine[0], "\n".join(mine)
+        assert n.alive()
+    finally:
+        c.close()
+        c.release_files(keep=False)
 
 
 # ---------------------------------------------------------------- peer strings

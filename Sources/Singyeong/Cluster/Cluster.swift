@@ -113,6 +113,13 @@ final class Cluster {
         registry = RedisRegistry(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup, nodeID: nodeID,
                                  advertise: advertise, tickMilliseconds: settings.clusterTick)
         makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
+        listener.tlsFailureHook = { [unowned self] connection, what, reason in
+            if let link = connection.handler as? PeerLink, !link.isUp {
+                self.logHandshakeFailure(link, connection: connection, reason: "\(what): \(reason)", wrongCookie: false)
+            } else {
+                self.logger.info("\(what)", metadata: ["peer": "\(connection.peer.description)", "reason": "\(reason)"])
+            }
+        }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
         gateway.store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
     }

@@ -178,7 +178,7 @@ final class Connection: EndOfTurnTask {
             listener.logger.info("connect timed out", metadata: ["peer": "\(peer.description)"])
             abort(reason: "connect timeout")
         case .tlsHandshake:
-            listener.logger.info("TLS handshake timed out", metadata: ["peer": "\(peer.description)"])
+            listener.reportTLSFailure(self, "TLS handshake timed out", reason: "no handshake within HANDSHAKE_TIMEOUT")
             abort(reason: "TLS handshake timeout")
         case .open:
             handler.connectionDeadlineExpired(self)
@@ -261,7 +261,7 @@ final class Connection: EndOfTurnTask {
         case .closed:
             abort(reason: "closed during TLS handshake")
         case .failed(let reason):
-            listener.logger.info("TLS handshake failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+            listener.reportTLSFailure(self, "TLS handshake failed", reason: reason)
             abort(reason: "TLS handshake failed")
         }
     }
@@ -320,7 +320,7 @@ final class Connection: EndOfTurnTask {
                 abort(reason: "peer closed")
                 return nil
             case .failed(let reason):
-                listener.logger.info("TLS read failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+                listener.reportTLSFailure(self, "TLS read failed", reason: reason)
                 abort(reason: "TLS error")
                 return nil
             }
@@ -414,7 +414,7 @@ final class Connection: EndOfTurnTask {
                     abort(reason: "peer closed")
                     return
                 case .failed(let reason):
-                    listener.logger.info("TLS write failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+                    listener.reportTLSFailure(self, "TLS write failed", reason: reason)
                     abort(reason: "TLS error")
                     return
                 }
