@@ -13,7 +13,9 @@
 /// nothing keyed by COOKIE until the connection has proved it knows COOKIE:
 /// a stranger never gets an HMAC to test COOKIE guesses against offline.
 /// A dialer only proves itself to a node it picked from the registry.
-/// Either side that gives up sends REFUSE `{"code", "reason"}` and closes.
+/// A side that refuses what the other sent answers REFUSE `{"code",
+/// "reason"}` and closes (frames that cannot even be read — over the
+/// pre-authentication size limit, undecodable — just close the link).
 struct PeerHandshake {
     enum Phase: Equatable {
         /// Waiting for the peer's HELLO.
