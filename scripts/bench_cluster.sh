@@ -10,7 +10,7 @@ free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 rport=$(free); pa=$(free); pb=$(free); ca=$(free); cb=$(free)
 redis-server --port "$rport" --save '' --appendonly no >/dev/null &
 rpid=$!
-node() { CLUSTERING=true COOKIE=bench REDIS_DSN="redis://127.0.0.1:$rport/0" CLUSTER_TICK_MS=200 LOAD_BALANCE=false \
+node() { CLUSTERING=true COOKIE=bench-cluster-cookie-0123 REDIS_DSN="redis://127.0.0.1:$rport/0" CLUSTER_TICK_MS=200 LOAD_BALANCE=false \
          BIND=127.0.0.1 LOG_LEVEL=warning "$server" --port "$1" --cluster-port "$2" --cluster-advertise "127.0.0.1:$2" & }
 node "$pa" "$ca"; apid=$!
 node "$pb" "$cb"; bpid=$!

@@ -102,7 +102,7 @@ wait_port 127.0.0.1 "$rport"
 start_node() {  # host; sets NODE_PORT (not a subshell, so pids stays complete)
   local p cp
   p=$(free); cp=$(free)
-  "$server" --port "$p" --bind "$1" --clustering true --cookie bench --redis-dsn "redis://127.0.0.1:$rport/0" \
+  "$server" --port "$p" --bind "$1" --clustering true --cookie bench-cluster-cookie-0123 --redis-dsn "redis://127.0.0.1:$rport/0" \
     --cluster-port "$cp" --cluster-advertise "$1:$cp" --load-balance false --log-level warning &
   pids+=($!)
   wait_port "$1" "$p"

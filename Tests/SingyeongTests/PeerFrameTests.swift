@@ -46,13 +46,21 @@ import Testing
         }
     }
 
-    @Test func proofsBindNonceAndIdentity() {
-        let a = PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "id", senderNonce: "s")
+    @Test func proofsBindNonceIdentityAndRole() {
+        func proof(cookie: String = "c", role: PeerAuthentication.Role = .dialer, sender: String = "id", senderNonce: String = "s",
+                   receiver: String = "r", receiverNonce: String = "n1", binding: String = "") -> String {
+            PeerAuthentication.proof(cookie: cookie, role: role, senderID: sender, senderNonce: senderNonce, receiverID: receiver,
+                                     receiverNonce: receiverNonce, channelBinding: binding)
+        }
+        let a = proof()
         #expect(a.count == 64)
-        #expect(PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "id", senderNonce: "s")))
-        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "x", receiverNonce: "n1", senderID: "id", senderNonce: "s")))
-        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n2", senderID: "id", senderNonce: "s")))
-        #expect(!PeerAuthentication.equal(a, PeerAuthentication.proof(cookie: "c", receiverNonce: "n1", senderID: "other", senderNonce: "s")))
+        #expect(PeerAuthentication.equal(a, proof()))
+        for other in [proof(cookie: "x"), proof(role: .acceptor), proof(sender: "other"), proof(senderNonce: "t"), proof(receiver: "q"),
+                      proof(receiverNonce: "n2"), proof(binding: "b"),
+                      // Fields are length-prefixed: moving a byte across a boundary changes the proof.
+                      proof(sender: "id|", senderNonce: "|s"), proof(sender: "i", senderNonce: "ds")] {
+            #expect(!PeerAuthentication.equal(a, other))
+        }
         #expect(PeerAuthentication.makeNodeID().count == 32)
         #expect(Cluster.splitHostPort("127.0.0.1:4001").map { "\($0.0) \($0.1)" } == "127.0.0.1 4001")
         #expect(Cluster.splitHostPort("[::1]:4001").map { "\($0.0) \($0.1)" } == "::1 4001")

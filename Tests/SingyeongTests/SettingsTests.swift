@@ -75,6 +75,27 @@ import Testing
         #expect(s.tlsCertificate == nil)
     }
 
+    @Test(arguments: [
+        // (COOKIE, error text; nil: accepted)
+        (nil, "COOKIE must be set when CLUSTERING=true"),
+        ("s3cret", "COOKIE is 6 bytes; at least 16"),
+        ("0123456789abcde", "COOKIE is 15 bytes; at least 16"),
+        ("0123456789abcdef", nil),
+    ] as [(String?, String?)])
+    func clusteringNeedsALongCookie(cookie: String?, expected: String?) {
+        var env = ["CLUSTERING": "true"]
+        env["COOKIE"] = cookie
+        do {
+            _ = try Settings.resolve(flags: [:], environment: env, file: [:])
+            #expect(expected == nil, "accepted COOKIE \(cookie ?? "unset")")
+        } catch {
+            #expect(error.description.contains(expected ?? "no error"), "\(error.description)")
+            #expect(error.description.contains("openssl rand -hex 32"))
+        }
+        // Without clustering the cookie is not used, so not checked.
+        #expect((try? Settings.resolve(flags: [:], environment: ["COOKIE": "x"], file: [:])) != nil)
+    }
+
     @Test func configFileSyntax() throws {
         let text = """
         # comment

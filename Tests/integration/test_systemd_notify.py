@@ -99,7 +99,7 @@ def test_single_node_lifecycle(notify):
 
 def test_clustered_ready_after_registration(notify, redis_factory):
     redis = redis_factory()
-    s = start(notify, "--clustering", "true", "--cookie", "c", "--redis-dsn", f"redis://127.0.0.1:{redis.port}/0",
+    s = start(notify, "--clustering", "true", "--cookie", "notify-test-cookie-0123", "--redis-dsn", f"redis://127.0.0.1:{redis.port}/0",
               "--cluster-port", str(free_port()), "--cluster-advertise", "127.0.0.1:1", "--cluster-tick-ms", "200")
     try:
         notify.wait_for("READY=1", 3)
@@ -111,7 +111,7 @@ def test_clustered_ready_after_registration(notify, redis_factory):
 
 def test_clustered_ready_without_redis_after_grace(notify):
     dead = free_port()  # nothing listens there
-    s = start(notify, "--clustering", "true", "--cookie", "c", "--redis-dsn", f"redis://127.0.0.1:{dead}/0",
+    s = start(notify, "--clustering", "true", "--cookie", "notify-test-cookie-0123", "--redis-dsn", f"redis://127.0.0.1:{dead}/0",
               "--cluster-port", str(free_port()), "--cluster-advertise", "127.0.0.1:1", "--cluster-tick-ms", "200")
     try:
         t0 = time.monotonic()

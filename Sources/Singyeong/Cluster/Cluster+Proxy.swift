@@ -57,7 +57,7 @@ extension Cluster {
         }
         let linkID = ObjectIdentifier(link)
         guard proxies.values.lazy.filter({ $0.link == linkID }).count < maxProxiesPerLink else {
-            logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(nodeID)", "bound": "\(maxProxiesPerLink)"])
+            logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(LogText.escape(nodeID))", "bound": "\(maxProxiesPerLink)"])
             completion(ProxyRequest.error("too many proxied requests in flight to node \(nodeID)", status: 503))
             return nil
         }
@@ -81,7 +81,7 @@ extension Cluster {
         }
         let pending = PendingProxy(link: linkID, nodeID: nodeID, completion: completion)
         pending.deadline = DeadlineEntry { [unowned self] in
-            self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(nodeID)"])
+            self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(LogText.escape(nodeID))"])
             self.finishProxy(id, ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
         }
         proxies[id] = pending
@@ -111,7 +111,7 @@ extension Cluster {
     /// The link carrying some proxied requests went down.
     func failProxies(on link: PeerLink, reason: String) {
         for (id, pending) in proxies where pending.link == ObjectIdentifier(link) {
-            logger.warning("proxied request lost with its peer link", metadata: ["node": "\(pending.nodeID)", "reason": "\(reason)"])
+            logger.warning("proxied request lost with its peer link", metadata: ["node": "\(LogText.escape(pending.nodeID))", "reason": "\(reason)"])
             finishProxy(id, ProxyRequest.error("node \(pending.nodeID) holding the client went away (\(reason))", status: 502))
         }
     }
@@ -138,7 +138,7 @@ extension Cluster {
               let x = tape.member(of: root, named: "x"), tape.kind(x) == .string,
               let hd = tape.member(of: root, named: "hd")
         else {
-            logger.warning("malformed proxy frame from peer", metadata: ["node": "\(link.peerNodeID ?? "?")"])
+            logger.warning("malformed proxy frame from peer", metadata: ["node": "\(LogText.escape(link.peerNodeID ?? "?"))"])
             reply(ProxyRequest.error("malformed proxied request between nodes", status: 502))
             return
         }

@@ -48,6 +48,8 @@ final class Cluster {
     /// Runs proxied requests that peers send here.
     weak var proxy: ProxyService?
     private var scratch: [UInt8] = []
+    /// Failed handshakes' log lines, rate-limited per source.
+    private var handshakeFailures = HandshakeFailureLog()
 
     /// Visible peers (authenticated links), for routing.
     var peers: Dictionary<String, PeerLink>.Values { links.values }
@@ -111,6 +113,13 @@ final class Cluster {
         registry = RedisRegistry(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup, nodeID: nodeID,
                                  advertise: advertise, tickMilliseconds: settings.clusterTick)
         makeLink = { [unowned self] in PeerLink(cluster: self, outboundTo: nil) }
+        listener.tlsFailureHook = { [unowned self] connection, what, reason in
+            if let link = connection.handler as? PeerLink, !link.isUp {
+                self.logHandshakeFailure(link, connection: connection, reason: "\(what): \(reason)", wrongCookie: false)
+            } else {
+                self.logger.info("\(what)", metadata: ["peer": "\(connection.peer.description)", "reason": "\(reason)"])
+            }
+        }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
         gateway.store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
     }
@@ -171,13 +180,13 @@ final class Cluster {
 
     private func dial(_ id: String, _ address: String) {
         guard let (host, port) = Cluster.splitHostPort(address) else {
-            logger.warning("registry entry with an unusable address", metadata: ["node": "\(id)", "address": "\(address)"])
+            logger.warning("registry entry with an unusable address", metadata: ["node": "\(LogText.escape(id))", "address": "\(LogText.escape(address))"])
             return
         }
         let link = PeerLink(cluster: self, outboundTo: id)
         var error = ""
         guard listener.dial(host: host, port: port, handler: link, tls: dialTLS, error: &error) != nil else {
-            logger.warning("cannot dial peer", metadata: ["node": "\(id)", "address": "\(address)", "error": "\(error)"])
+            logger.warning("cannot dial peer", metadata: ["node": "\(LogText.escape(id))", "address": "\(LogText.escape(address))", "error": "\(error)"])
             registry.remove(nodeID: id)
             return
         }
@@ -223,7 +232,7 @@ final class Cluster {
             old.connection?.abort(reason: "replaced by a newer link")
         }
         links[id] = link
-        logger.info("peer link up", metadata: ["node": "\(id)", "outbound": "\(link.isOutbound)", "peers": "\(links.count)"])
+        logger.info("peer link up", metadata: ["node": "\(LogText.escape(id))", "outbound": "\(link.isOutbound)", "peers": "\(links.count)"])
         // Our applications, before anything else on this link, so the peer
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
@@ -283,7 +292,7 @@ final class Cluster {
         announcing[application, default: 0] += 1
         let pending = PendingAnnouncement(application: application, waiting: Set(up.map { ObjectIdentifier($0) }), completion: completion)
         pending.deadline = DeadlineEntry { [unowned self, unowned pending] in
-            self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(pending.application)", "missing": "\(pending.waiting.count)"])
+            self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(LogText.escape(pending.application))", "missing": "\(pending.waiting.count)"])
             self.finishAnnouncement(id)
         }
         announcements[id] = pending
@@ -325,7 +334,7 @@ final class Cluster {
         if let id, dialing[id] === link { dialing[id] = nil }
         if let id, links[id] === link {
             links[id] = nil
-            logger.warning("peer link down", metadata: ["node": "\(id)", "reason": "\(reason)", "peers": "\(links.count)"])
+            logger.warning("peer link down", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "peers": "\(links.count)"])
         }
         // Queries and announcements waiting on this link get nothing more from it.
         for query in pending.values where query.waiting.contains(ObjectIdentifier(link)) {
@@ -346,13 +355,35 @@ final class Cluster {
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             let count = (dialFailures[id]?.count ?? 0) + 1
             dialFailures[id] = (count, loop.now + tickSeconds * Double(1 << min(count - 1, 3)))
-            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(id)", "reason": "\(reason)", "failures": "\(count)"])
+            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "failures": "\(count)"])
             registry.remove(nodeID: id)
         }
     }
 
+    /// Logs a failed handshake, at most one line per source a minute (see
+    /// `HandshakeFailureLog`). The source of an accepted connection is its
+    /// address; of a dial, the node we dialed (dials are paced by the
+    /// registry and backoff, and one host may run several nodes). `reason`
+    /// holds peer text only escaped.
+    func logHandshakeFailure(_ link: PeerLink, connection: Connection, reason: String, wrongCookie: Bool) {
+        let source = link.isOutbound ? "node \(LogText.escape(link.expectedNodeID ?? "?"))" : connection.peer.host
+        let (key, log) = handshakeFailures.record(source: source, reason: reason, now: loop.now)
+        guard log else { return }
+        let message: Logger.Message = wrongCookie ? "peer authentication failed: wrong COOKIE?" : "peer handshake failed"
+        logger.warning(message, metadata: [
+            "peer": "\(connection.peer.description)", "node": "\(LogText.escape(link.peerNodeID ?? link.expectedNodeID ?? "?"))",
+            "outbound": "\(link.isOutbound)", "reason": "\(reason)", "source": "\(key)",
+        ])
+    }
+
     /// Every tick: ping each link with our client count, then balance.
     private func tick() {
+        for summary in handshakeFailures.expire(now: loop.now) {
+            logger.warning("more failed peer handshakes (not logged one by one)", metadata: [
+                "source": "\(summary.source)", "failures": "\(summary.suppressed)",
+                "seconds": "\(Int(handshakeFailures.interval))", "last_reason": "\(summary.lastReason)",
+            ])
+        }
         var w = FrameWriter(encoding: .msgpack)
         w.beginObject(count: 1)
         w.key("n"); w.int(Int64(gateway.store.count))

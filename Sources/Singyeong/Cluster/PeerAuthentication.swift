@@ -3,7 +3,7 @@ import COpenSSL
 /// The peer-link handshake's cryptography: random nonces and HMAC-SHA256
 /// proofs over COOKIE. The secret never crosses the wire; each side proves it
 /// knows it by MACing the other side's fresh nonce together with its own
-/// identity, so a recorded proof is useless on another link.
+/// identity and role, so a recorded proof is useless on another link.
 enum PeerAuthentication {
     /// 32 random bytes as 64 hex characters.
     static func makeNonce() -> String {
@@ -19,13 +19,23 @@ enum PeerAuthentication {
         return hex(bytes)
     }
 
-    /// The proof `sender` sends: HMAC(cookie, version | receiver's nonce |
-    /// sender id | sender nonce | channel binding). The channel binding is
-    /// the TLS session's exported keying material (empty on plain TCP): a
-    /// relay that terminates TLS separately toward each side cannot produce
-    /// a proof valid on either session.
-    static func proof(cookie: String, receiverNonce: String, senderID: String, senderNonce: String, channelBinding: String = "") -> String {
-        let message = Array("singyeong-peer-v\(PeerFrameCodec.protocolVersion)|\(receiverNonce)|\(senderID)|\(senderNonce)|\(channelBinding)".utf8)
+    /// Which side of the link a proof comes from: a dialer's proof can never
+    /// pass as an acceptor's (no reflecting a node's own proof back at it).
+    enum Role: String { case dialer, acceptor }
+
+    /// The proof `sender` sends: HMAC(cookie, version, role, sender id and
+    /// nonce, receiver id and nonce, channel binding), every field length-
+    /// prefixed so no two field lists give the same message. The channel
+    /// binding is the TLS session's exported keying material (empty on plain
+    /// TCP): a relay that terminates TLS separately toward each side cannot
+    /// produce a proof valid on either session.
+    static func proof(cookie: String, role: Role, senderID: String, senderNonce: String, receiverID: String, receiverNonce: String,
+                      channelBinding: String = "") -> String {
+        var message = Array("singyeong-peer-v\(PeerFrameCodec.protocolVersion)".utf8)
+        for field in [role.rawValue, senderID, senderNonce, receiverID, receiverNonce, channelBinding] {
+            message.append(contentsOf: Array("|\(field.utf8.count):".utf8))
+            message.append(contentsOf: Array(field.utf8))
+        }
         let key = Array(cookie.utf8)
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 32

@@ -3,12 +3,16 @@
 /// MessagePack maps (decoded with the gateway's tape decoder), so payloads
 /// in either client encoding travel without re-encoding.
 enum PeerFrameType: UInt8 {
-    /// `{"v": version, "node": id, "nonce": hex}` — first frame each way.
+    /// `{"v": version, "node": id, "nonce": hex}` — first frame each way
+    /// (the dialer's first; PeerHandshake has the order).
     case hello = 1
     /// `{"mac": hex}` — proof of knowing COOKIE, bound to the peer's nonce.
     case auth = 2
     case ping = 3
     case pong = 4
+    /// `{"code": kind, "reason": text}` — the sender gives up on the
+    /// handshake and closes (`code` "proof": the receiver's proof was wrong).
+    case refuse = 5
     /// A query to run on the receiver's clients; answered by `queryResult`
     /// with the same request id.
     case query = 10
@@ -74,8 +78,14 @@ struct PeerFrameError: Error, Equatable {
 /// Splits peer-link bytes into frames, in place.
 enum PeerFrameCodec {
     static let headerLength = 13
-    /// The version both sides must speak (sent in HELLO).
-    static let protocolVersion: Int64 = 2
+    /// The version both sides must speak (sent in HELLO). 3: the dialer
+    /// proves first, proofs name their role, REFUSE.
+    static let protocolVersion: Int64 = 3
+    /// Largest whole frame (header included) accepted before the peer has
+    /// proved it knows COOKIE: handshake frames are a few hundred bytes, so
+    /// a stranger can make a node hold at most this much for its connection.
+    static let handshakeMaxFrame = 4096
+    static var handshakeMaxBody: Int { handshakeMaxFrame - headerLength }
 
     /// The first complete frame at the start of `buffer`, nil if incomplete.
     /// `maxBody` bounds what a peer can make us buffer.

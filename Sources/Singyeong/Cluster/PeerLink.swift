@@ -1,11 +1,14 @@
 /// One node-to-node connection (cluster.md §3): the authenticated, ordered
 /// link over which queries, results and deliveries travel.
 ///
-/// Handshake: the dialer sends HELLO; the acceptor answers HELLO and its
-/// AUTH proof; the dialer answers its AUTH. Each side checks the other's
+/// Handshake (`PeerHandshake` has the order and why): HELLOs both ways, then
+/// the dialer's AUTH proof, then the acceptor's. Each side checks the other's
 /// proof (HMAC over its own fresh nonce) before the link counts as up; any
-/// other frame before that, a wrong version, a wrong proof (wrong COOKIE) or
-/// an unexpected node id closes the link with a logged reason.
+/// other frame before that, a wrong version, a wrong proof (wrong COOKIE), a
+/// bad or unexpected node id closes the link with a REFUSE and a logged
+/// reason (rate-limited per source: `Cluster.logHandshakeFailure`). Until
+/// the peer has proved itself its frames are limited to
+/// `PeerFrameCodec.handshakeMaxFrame` bytes.
 final class PeerLink: ConnectionHandler {
     /// Where the link is in its life.
     enum State { case handshaking, up, closed }
@@ -15,11 +18,11 @@ final class PeerLink: ConnectionHandler {
     let isOutbound: Bool
     let expectedNodeID: String?
     private(set) var state = State.handshaking
+    /// The peer's node id: claimed in its HELLO (checked for length and
+    /// control characters), proved once the link is up.
     private(set) var peerNodeID: String?
-    private var peerNonce: String?
-    private let nonce = PeerAuthentication.makeNonce()
-    private var sentHello = false
-    private var peerProved = false
+    /// Made on first use: it needs the connection's TLS channel binding.
+    private var handshake: PeerHandshake?
     private(set) weak var connection: Connection?
     /// Bytes in the frame being waited for (buffer sizing hint).
     private var needed: Int?
@@ -42,12 +45,19 @@ final class PeerLink: ConnectionHandler {
 
     // MARK: ConnectionHandler
 
+    /// Outbound only (accepted connections wait for the dialer's HELLO).
     func connectionEstablished(_ connection: Connection) {
         self.connection = connection
-        sendHello(on: connection)
+        var machine = handshakeMachine(connection)
+        let actions = machine.start()
+        handshake = machine
+        perform(actions, on: connection)
     }
 
     var bytesNeededHint: Int? { needed }
+
+    /// A stranger's bytes stay within one handshake frame.
+    var maxBufferedInput: Int? { state == .up ? nil : PeerFrameCodec.handshakeMaxFrame }
 
     func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
         self.connection = connection
@@ -59,7 +69,10 @@ final class PeerLink: ConnectionHandler {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             let header: PeerFrameHeader?
             do {
-                header = try PeerFrameCodec.next(rest, maxBody: cluster.maxFrameBody)
+                // A stranger gets a few KiB until it has proved COOKIE: a
+                // larger length prefix closes the link before anything is
+                // buffered for it.
+                header = try PeerFrameCodec.next(rest, maxBody: state == .up ? cluster.maxFrameBody : PeerFrameCodec.handshakeMaxBody)
             } catch {
                 fail(connection, error.reason)
                 return bytes.count
@@ -80,9 +93,10 @@ final class PeerLink: ConnectionHandler {
         connection.closeAfterFlush(reason: "shutdown")
     }
 
-    /// No frame for 3 ticks (pings flow every tick): the peer is gone.
+    /// No frame for 3 ticks (pings flow every tick): the peer is gone. Before
+    /// the link is up: the handshake took too long.
     func connectionDeadlineExpired(_ connection: Connection) {
-        fail(connection, "no traffic for \(cluster.linkTimeoutDescription)")
+        fail(connection, state == .up ? "no traffic for \(cluster.linkTimeoutDescription)" : "handshake not finished within HANDSHAKE_TIMEOUT")
     }
 
     func connectionClosed(_ connection: Connection) {
@@ -97,10 +111,15 @@ final class PeerLink: ConnectionHandler {
     /// The link failed after it had come up (so closing it is not a failed dial).
     private var failedWhileUp = false
 
+    /// Closes at once. `reason` holds peer text only escaped.
     private func fail(_ connection: Connection, _ reason: String) {
-        cluster.logger.warning("peer link closed", metadata: [
-            "peer": "\(connection.peer.description)", "node": "\(peerNodeID ?? expectedNodeID ?? "?")", "reason": "\(reason)",
-        ])
+        if state == .up {
+            cluster.logger.warning("peer link closed", metadata: [
+                "peer": "\(connection.peer.description)", "node": "\(LogText.escape(peerNodeID ?? "?"))", "reason": "\(reason)",
+            ])
+        } else {
+            cluster.logHandshakeFailure(self, connection: connection, reason: reason, wrongCookie: false)
+        }
         failedWhileUp = failedWhileUp || state == .up
         state = .closed
         connection.abort(reason: reason)
@@ -133,16 +152,50 @@ final class PeerLink: ConnectionHandler {
         connection.tlsExporter(label: "EXPORTER-singyeong-peer").map(PeerAuthentication.hex) ?? ""
     }
 
-    private func sendHello(on connection: Connection) {
-        guard !sentHello else { return }
-        sentHello = true
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 3)
-        w.key("v"); w.int(PeerFrameCodec.protocolVersion)
-        w.key("node"); w.string(cluster.nodeID)
-        w.key("nonce"); w.string(nonce)
-        w.endObject()
-        connection.send(PeerFrameCodec.make(.hello, body: w.bytes))
+    private func handshakeMachine(_ connection: Connection) -> PeerHandshake {
+        handshake ?? PeerHandshake(role: isOutbound ? .dialer : .acceptor, cookie: cluster.cookie, localID: cluster.nodeID,
+                                   expectedPeerID: expectedNodeID, channelBinding: PeerLink.channelBinding(connection))
+    }
+
+    /// Carries out what the handshake decided, in order.
+    private func perform(_ actions: [PeerHandshake.Action], on connection: Connection, tellPeer: Bool = true) {
+        for action in actions {
+            guard connection.isOpen, state == .handshaking else { return }
+            switch action {
+            case .sendHello:
+                var w = FrameWriter(encoding: .msgpack)
+                w.beginObject(count: 3)
+                w.key("v"); w.int(PeerFrameCodec.protocolVersion)
+                w.key("node"); w.string(cluster.nodeID)
+                w.key("nonce"); w.string(handshake?.nonce ?? "")
+                w.endObject()
+                connection.send(PeerFrameCodec.make(.hello, body: w.bytes))
+            case .sendProof(let mac):
+                var w = FrameWriter(encoding: .msgpack)
+                w.beginObject(count: 1)
+                w.key("mac"); w.string(mac)
+                w.endObject()
+                connection.send(PeerFrameCodec.make(.auth, body: w.bytes))
+            case .authenticated:
+                state = .up
+                connection.startIdleDeadline()
+                cluster.linkUp(self)
+            case .fail(let failure):
+                cluster.logHandshakeFailure(self, connection: connection, reason: failure.reason, wrongCookie: failure.kind == .proof)
+                if tellPeer {
+                    var w = FrameWriter(encoding: .msgpack)
+                    w.beginObject(count: 2)
+                    w.key("code"); w.string(failure.kind.rawValue)
+                    w.key("reason"); w.string(failure.reason)
+                    w.endObject()
+                    connection.send(PeerFrameCodec.make(.refuse, body: w.bytes))
+                }
+                state = .closed
+                // Flush (not abort) so the REFUSE reaches the peer; a
+                // draining connection reads nothing more.
+                connection.closeAfterFlush(reason: failure.reason)
+            }
+        }
     }
 
     /// Queries and results queued during this loop turn; sent as one frame
@@ -203,12 +256,16 @@ final class PeerLink: ConnectionHandler {
             }
         }
         if state == .handshaking {
-            handshake(type, body: body, on: connection)
+            handshake(type, on: connection)
             return
         }
         switch type {
         case .hello, .auth:
             fail(connection, "handshake frame on an established link")
+        case .refuse:
+            let reason = !tape.isEmpty && tape.kind(tape.root) == .object
+                ? tape.member(of: tape.root, named: "reason").flatMap { tape.kind($0) == .string ? tape.string($0) : nil } : nil
+            fail(connection, "peer refused the link: \(LogText.escape(reason ?? "no reason given"))")
         case .ping:
             if !tape.isEmpty, tape.kind(tape.root) == .object, let n = tape.member(of: tape.root, named: "n").flatMap({ tape.int64($0) }) {
                 reportedClientCount = Int(n)
@@ -274,67 +331,30 @@ final class PeerLink: ConnectionHandler {
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }
 
-    private func handshake(_ type: PeerFrameType, body: UnsafeRawBufferPointer, on connection: Connection) {
+    /// A frame before the link is up, through the handshake state machine.
+    private func handshake(_ type: PeerFrameType, on connection: Connection) {
         let root = tape.root
+        let isObject = !tape.isEmpty && tape.kind(root) == .object
+        func string(_ name: StaticString) -> String? {
+            guard isObject, let node = tape.member(of: root, named: name), tape.kind(node) == .string else { return nil }
+            return tape.string(node)
+        }
+        var machine = handshakeMachine(connection)
+        let actions: [PeerHandshake.Action]
         switch type {
         case .hello:
-            guard peerNodeID == nil, !tape.isEmpty, tape.kind(root) == .object,
-                  let v = tape.member(of: root, named: "v").flatMap({ tape.int64($0) }),
-                  let node = tape.member(of: root, named: "node"), tape.kind(node) == .string,
-                  let peerNonceNode = tape.member(of: root, named: "nonce"), tape.kind(peerNonceNode) == .string
-            else {
-                fail(connection, "malformed HELLO")
-                return
-            }
-            guard v == PeerFrameCodec.protocolVersion else {
-                fail(connection, "peer speaks protocol version \(v), this node \(PeerFrameCodec.protocolVersion)")
-                return
-            }
-            let id = tape.string(node)
-            if let expectedNodeID, id != expectedNodeID {
-                fail(connection, "dialed node \(expectedNodeID) but \(id) answered (stale registry entry)")
-                return
-            }
-            guard id != cluster.nodeID else {
-                fail(connection, "connected to itself")
-                return
-            }
-            peerNodeID = id
-            peerNonce = tape.string(peerNonceNode)
-            sendHello(on: connection)
-            var w = FrameWriter(encoding: .msgpack)
-            w.beginObject(count: 1)
-            w.key("mac")
-            w.string(PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: peerNonce!, senderID: cluster.nodeID, senderNonce: nonce,
-                                              channelBinding: PeerLink.channelBinding(connection)))
-            w.endObject()
-            connection.send(PeerFrameCodec.make(.auth, body: w.bytes))
+            actions = machine.receiveHello(version: isObject ? tape.member(of: root, named: "v").flatMap { tape.int64($0) } : nil,
+                                           nodeID: string("node"), nonce: string("nonce"))
+            if machine.phase == .awaitingProof { peerNodeID = machine.peerID }
         case .auth:
-            guard let peerNodeID, let peerNonce, !tape.isEmpty, tape.kind(root) == .object,
-                  let mac = tape.member(of: root, named: "mac"), tape.kind(mac) == .string
-            else {
-                fail(connection, "AUTH before HELLO or malformed")
-                return
-            }
-            let expected = PeerAuthentication.proof(cookie: cluster.cookie, receiverNonce: nonce, senderID: peerNodeID, senderNonce: peerNonce,
-                                                    channelBinding: PeerLink.channelBinding(connection))
-            guard PeerAuthentication.equal(tape.string(mac), expected) else {
-                cluster.logger.error("peer authentication failed: wrong COOKIE?", metadata: [
-                    "peer": "\(connection.peer.description)", "node": "\(peerNodeID)",
-                ])
-                state = .closed
-                // Flush (not abort): our own AUTH may still be queued, and
-                // the peer logs the mismatch too when it checks it.
-                connection.closeAfterFlush(reason: "authentication failed")
-                return
-            }
-            peerProved = true
-            state = .up
-            connection.startIdleDeadline()
-            cluster.linkUp(self)
+            actions = machine.receiveProof(string("mac"))
+        case .refuse:
+            actions = machine.receiveRefusal(code: string("code"), reason: string("reason"))
         default:
-            fail(connection, "\(type) frame before the handshake completed")
+            actions = machine.receiveOther("\(type)")
         }
+        handshake = machine
+        perform(actions, on: connection, tellPeer: type != .refuse)
     }
 }
 

@@ -116,12 +116,12 @@ final class RedisRegistry {
     func remove(nodeID id: String) {
         guard id != nodeID else { return }
         guard phase == .connected, let link else {
-            logger.debug("registry: not connected, cannot remove node", metadata: ["node": "\(id)"])
+            logger.debug("registry: not connected, cannot remove node", metadata: ["node": "\(LogText.escape(id))"])
             return
         }
         send(["HDEL", registryKey, id], on: link) { [weak self] reply in
             guard let self, let reply, case .error(let message) = reply else { return }
-            self.logger.warning("registry: HDEL failed", metadata: ["node": "\(id)", "error": "\(message)"])
+            self.logger.warning("registry: HDEL failed", metadata: ["node": "\(LogText.escape(id))", "error": "\(message)"])
         }
     }
 
@@ -421,7 +421,7 @@ final class RedisRegistry {
                 alive[id] = nil
             }
             if !expired.isEmpty {
-                self.logger.info("registry: removing nodes whose key expired", metadata: ["nodes": "\(expired.sorted())"])
+                self.logger.info("registry: removing nodes whose key expired", metadata: ["nodes": "\(LogText.escape(expired.sorted().joined(separator: " "), limit: 1024))"])
                 self.send(["HDEL", self.registryKey] + expired, on: link) { [weak self] reply in
                     self?.logIfError(reply, command: "HDEL")
                 }

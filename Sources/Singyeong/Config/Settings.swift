@@ -27,6 +27,8 @@ struct Settings: Sendable {
     var clustering: Bool
     var redisDSN: String
     var cookie: String?
+    /// Shortest COOKIE accepted when clustering.
+    static let minimumCookieBytes = 16
     var clusterGroup: String
     var clusterPort: Int
     var clusterAdvertise: String?
@@ -124,7 +126,12 @@ struct Settings: Sendable {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")
         }
         if settings.clustering && settings.cookie == nil {
-            throw SettingsError("COOKIE must be set when CLUSTERING=true (it authenticates the peer links)")
+            throw SettingsError("COOKIE must be set when CLUSTERING=true (it authenticates the peer links); generate one with `openssl rand -hex 32`")
+        }
+        if settings.clustering, let cookie = settings.cookie, cookie.utf8.count < Settings.minimumCookieBytes {
+            // A short secret falls to guessing: a node that dials a hostile
+            // registry entry hands it a proof to test guesses against.
+            throw SettingsError("COOKIE is \(cookie.utf8.count) bytes; at least \(Settings.minimumCookieBytes) are required when CLUSTERING=true (generate one with `openssl rand -hex 32`)")
         }
         if settings.clusterPort == 0 {
             // Not given: PORT + 1 (cluster.md §8.2); with PORT=0 any free port.

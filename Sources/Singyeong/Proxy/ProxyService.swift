@@ -77,7 +77,8 @@ final class ProxyService {
                 completion(ProxyResponse.relay(status: response.status, headers: response.headers, body: response.body))
             case .failure(let failure):
                 logger.info("proxy upstream failed", metadata: [
-                    "url": "\(method) \(logged)", "reason": "\(failure.reason)", "client": "\(client)",
+                    "url": "\(LogText.escape("\(method) \(logged)", limit: 512))", "reason": "\(failure.reason)",
+                    "client": "\(LogText.escape(client))",
                 ])
                 completion(ProxyRequest.error(failure.reason, status: failure.isOverload ? 503 : 400))
             }

@@ -295,7 +295,8 @@ final class UpstreamClient {
     /// Method and URL without the query (which may carry secrets), for logs.
     private static func summary(of request: UpstreamRequest) -> String {
         let url = request.url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        return "\(request.method) \(url)"
+        // Method and route may come from a REST caller or a peer: escaped for the log.
+        return LogText.escape("\(request.method) \(url)", limit: 512)
     }
 
     // MARK: Driving libcurl from the loop

@@ -185,7 +185,7 @@ final class Connection: EndOfTurnTask {
             listener.logger.info("connect timed out", metadata: ["peer": "\(peer.description)"])
             abort(reason: "connect timeout")
         case .tlsHandshake:
-            listener.logger.info("TLS handshake timed out", metadata: ["peer": "\(peer.description)"])
+            listener.reportTLSFailure(self, "TLS handshake timed out", reason: "no handshake within HANDSHAKE_TIMEOUT")
             abort(reason: "TLS handshake timeout")
         case .open:
             handler.connectionDeadlineExpired(self)
@@ -268,7 +268,7 @@ final class Connection: EndOfTurnTask {
         case .closed:
             abort(reason: "closed during TLS handshake")
         case .failed(let reason):
-            listener.logger.info("TLS handshake failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+            listener.reportTLSFailure(self, "TLS handshake failed", reason: reason)
             abort(reason: "TLS handshake failed")
         }
     }
@@ -294,7 +294,8 @@ final class Connection: EndOfTurnTask {
                 }
                 filledScratch = n == scratch.count
             } else {
-                let want = max(handler.bytesNeededHint.map { $0 - input.count } ?? 0, 16 * 1024)
+                var want = max(handler.bytesNeededHint.map { $0 - input.count } ?? 0, 16 * 1024)
+                if let bound = handler.maxBufferedInput { want = max(1, min(want, bound - input.count)) }
                 input.reserve(additional: want)
                 let space = input.writable
                 guard let n = receive(into: space) else { return }
@@ -326,7 +327,7 @@ final class Connection: EndOfTurnTask {
                 abort(reason: "peer closed")
                 return nil
             case .failed(let reason):
-                listener.logger.info("TLS read failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+                listener.reportTLSFailure(self, "TLS read failed", reason: reason)
                 abort(reason: "TLS error")
                 return nil
             }
@@ -417,7 +418,7 @@ final class Connection: EndOfTurnTask {
                     abort(reason: "peer closed")
                     return
                 case .failed(let reason):
-                    listener.logger.info("TLS write failed", metadata: ["peer": "\(peer.description)", "reason": "\(reason)"])
+                    listener.reportTLSFailure(self, "TLS write failed", reason: reason)
                     abort(reason: "TLS error")
                     return
                 }

@@ -13,6 +13,11 @@ protocol ConnectionHandler: AnyObject {
     /// (a large frame's size), so the connection sizes its buffer once.
     var bytesNeededHint: Int? { get }
 
+    /// Most bytes the connection may hold for this handler, when it bounds
+    /// them (a peer link before authentication): reads into the
+    /// connection's own buffer stop there instead of reading ahead 16 KiB.
+    var maxBufferedInput: Int? { get }
+
     /// The server is shutting down: finish politely (WebSocket close 1001,
     /// HTTP close after the current response).
     func connectionShouldShutDown(_ connection: Connection)
@@ -33,4 +38,7 @@ protocol ConnectionHandler: AnyObject {
 extension ConnectionHandler {
     /// Default: nothing to do (server-side handlers never dial).
     func connectionEstablished(_ connection: Connection) {}
+
+    /// Default: no bound beyond the protocol's own frame limits.
+    var maxBufferedInput: Int? { nil }
 }

@@ -53,6 +53,19 @@ final class Listener {
     private(set) var acceptedTotal: UInt64 = 0
     /// Called when the last connection is gone during shutdown.
     var onAllClosed: (() -> Void)?
+    /// Replaces the one info line per TLS failure: the cluster rate-limits
+    /// them per source (anyone can fail TLS on the cluster port as often
+    /// as they like).
+    var tlsFailureHook: ((_ connection: Connection, _ what: String, _ reason: String) -> Void)?
+
+    /// A connection's TLS handshake, read or write failed.
+    func reportTLSFailure(_ connection: Connection, _ what: String, reason: String) {
+        if let tlsFailureHook {
+            tlsFailureHook(connection, what, reason)
+            return
+        }
+        logger.info("\(what)", metadata: ["peer": "\(connection.peer.description)", "reason": "\(reason)"])
+    }
     private(set) var isAccepting = false
 
     init(loop: EventLoop, logger: Logger, limits: TransportLimits, tlsContext: TLSContext?, makeHandler: @escaping () -> ConnectionHandler) {
