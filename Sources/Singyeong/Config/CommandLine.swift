@@ -47,6 +47,9 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("load-balance"), help: settingHelp("LOAD_BALANCE")) var loadBalance: String?
     @Option(name: .customLong("proxy-timeout"), help: settingHelp("PROXY_TIMEOUT")) var proxyTimeout: String?
     @Option(name: .customLong("proxy-max-response-size"), help: settingHelp("PROXY_MAX_RESPONSE_SIZE")) var proxyMaxResponseSize: String?
+    @Option(name: .customLong("proxy-max-buffered-bytes"), help: settingHelp("PROXY_MAX_BUFFERED_BYTES")) var proxyMaxBufferedBytes: String?
+    @Option(name: .customLong("proxy-max-pending-lookups"), help: settingHelp("PROXY_MAX_PENDING_LOOKUPS")) var proxyMaxPendingLookups: String?
+    @Option(name: .customLong("proxy-deny"), help: settingHelp("PROXY_DENY")) var proxyDeny: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -79,6 +82,8 @@ public struct SingyeongMain: ParsableCommand {
             ("CLUSTER_ADVERTISE", clusterAdvertise), ("CLUSTER_TICK_MS", clusterTickMs),
             ("CLUSTER_QUERY_TIMEOUT_MS", clusterQueryTimeoutMs), ("LOAD_BALANCE", loadBalance),
             ("PROXY_TIMEOUT", proxyTimeout), ("PROXY_MAX_RESPONSE_SIZE", proxyMaxResponseSize),
+            ("PROXY_MAX_BUFFERED_BYTES", proxyMaxBufferedBytes), ("PROXY_MAX_PENDING_LOOKUPS", proxyMaxPendingLookups),
+            ("PROXY_DENY", proxyDeny),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]
