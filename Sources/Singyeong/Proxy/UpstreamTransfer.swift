@@ -140,6 +140,8 @@ final class UpstreamTransfer {
             body.removeAll(keepingCapacity: true)
             client?.releaseBuffered(chargedBytes)
             chargedBytes = 0
+            // A refusal before this response belongs to an earlier hop.
+            egressRefusal = nil
             headerBytes = line.count
             headersComplete = false
             checkedContentLength = false
