@@ -184,14 +184,14 @@ final class UpstreamTransfer {
             if let length = headers.last(where: { $0.0 == "content-length" }).flatMap({ Int($0.1) }) {
                 if length > maxBodyBytes {
                     abortReason = .bodyTooLarge(limit: maxBodyBytes)
-                    return false
+                    return abort()
                 }
                 // An announced body that cannot fit in what is left of the
                 // node-wide budget is refused before any of it is buffered.
                 let left = client?.bufferBudgetLeft ?? 0
                 if length > left + chargedBytes {
                     abortReason = .buffersFull(limit: client?.maxBufferedBytes ?? 0)
-                    return false
+                    return abort()
                 }
                 // Reserve at most 1 MiB up front: a peer's announcement is not
                 // a reason to allocate its whole body before it arrives.
@@ -200,15 +200,22 @@ final class UpstreamTransfer {
         }
         if body.count + bytes.count > maxBodyBytes {
             abortReason = .bodyTooLarge(limit: maxBodyBytes)
-            return false
+            return abort()
         }
         guard let client, client.chargeBuffered(bytes.count) else {
             abortReason = .buffersFull(limit: client?.maxBufferedBytes ?? 0)
-            return false
+            return abort()
         }
         chargedBytes += bytes.count
         body.append(contentsOf: bytes)
         return true
+    }
+
+    /// Gives the partial body back to the budget at once (the transfer is
+    /// about to fail, and others may need the room before its completion runs).
+    private func abort() -> Bool {
+        dropBody()
+        return false
     }
 
     /// libcurl is about to open a socket to `address` (after DNS, for every
