@@ -288,6 +288,89 @@ import Testing
         #expect(harness.client.activeTransfers == 2)
     }
 
+    @Test func deniedAddressIsNeverConnected() throws {
+        let server = try TestHTTPServer { _, _ in .respond(httpResponse()) }
+        defer { server.stop() }
+        let deny = try AddressBlock.parseList("10.0.0.0/8, 127.0.0.1").get()
+        let harness = Harness(egress: EgressPolicy(deny: deny))
+        defer { harness.close() }
+        #expect(harness.run(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/"))?.failureReason
+            == "egress denied: 127.0.0.1")
+        #expect(server.acceptedConnections == 0)
+    }
+
+    @Test func thisNodesOwnPortIsRefusedOnLocalAddresses() throws {
+        let server = try TestHTTPServer { _, _ in .respond(httpResponse()) }
+        defer { server.stop() }
+        let harness = Harness(egress: EgressPolicy(ownPorts: [server.port]))
+        defer { harness.close() }
+        #expect(harness.run(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/"))?.failureReason
+            == "egress denied: 127.0.0.1 port \(server.port) (this node)")
+        #expect(server.acceptedConnections == 0)
+    }
+
+    @Test func bufferedBodiesShareOneBudget() throws {
+        // Each response announces 1000 bytes, sends 600 and stalls.
+        let server = try TestHTTPServer { _, _ in
+            .respond(Array("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".utf8) + [UInt8](repeating: 1, count: 600))
+        }
+        defer { server.stop() }
+        let harness = Harness(maxBufferedBytes: 1500)
+        defer { harness.close() }
+        var results: [Int: Result<UpstreamResponse, UpstreamFailure>] = [:]
+        let first = harness.client.perform(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/0")) { results[0] = $0 }
+        #expect(harness.drive(seconds: 5) { harness.client.bufferedBytes == 600 })
+        // 1000 announced, 900 left: refused before any of it is buffered.
+        harness.client.perform(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/1")) { results[1] = $0 }
+        #expect(harness.drive(seconds: 5) { results[1] != nil })
+        #expect(results[1]?.failureReason == "upstream responses buffered by this node are at their bound (1500 bytes); try again later")
+        #expect((try? results[1]?.get()) == nil)
+        #expect(harness.client.bufferedBytes == 600)
+        first.cancel()
+        #expect(harness.client.bufferedBytes == 0)
+        #expect(results[0] == nil)
+    }
+
+    @Test func overloadFailuresAreMarkedAsSuch() {
+        #expect(UpstreamFailure.buffersFull(limit: 1).isOverload)
+        #expect(UpstreamFailure.tooManyLookups(1).isOverload)
+    }
+
+    @Test(arguments: [
+        ("http://127.0.0.1:80/x", false), ("http://[::1]:8080/", false), ("https://10.0.0.1/a?b=c", false),
+        ("http://[fe80::1%25eth0]:80/", false), ("http://localhost:1/", true), ("http://example.com/", true),
+        ("http://user:pw@example.com:80/", true), ("http://1.2.3.4.example/", true), ("not a url", false),
+    ])
+    func hostNamesAreToldFromAddresses(url: String, isName: Bool) {
+        #expect(UpstreamClient.hostIsName(url) == isName)
+    }
+
+    @Test func nameLookupsInFlightAreBounded() throws {
+        let server = try TestHTTPServer { _, _ in .respond(httpResponse(body: [1])) }
+        defer { server.stop() }
+        let harness = Harness(maxPendingLookups: 1)
+        defer { harness.close() }
+        var results: [Int: Result<UpstreamResponse, UpstreamFailure>] = [:]
+        for index in 0..<2 {
+            harness.client.perform(UpstreamRequest(method: "GET", url: "http://localhost:\(server.port)/\(index)")) { results[index] = $0 }
+        }
+        // IP literals need no lookup and are not counted.
+        harness.client.perform(UpstreamRequest(method: "GET", url: "http://127.0.0.1:\(server.port)/2")) { results[2] = $0 }
+        #expect(harness.client.pendingLookups == 1)
+        #expect(harness.drive(seconds: 10) { results.count == 3 })
+        #expect((try? results[0]?.get())?.body == [1])
+        #expect(results[1]?.failureReason == "too many upstream host names being resolved (1); try again later")
+        #expect((try? results[2]?.get())?.body == [1])
+        #expect(harness.client.pendingLookups == 0)
+        // A lookup abandoned by its transfer keeps its slot: libcurl's
+        // detached helper thread may still be running it.
+        let abandoned = harness.client.perform(UpstreamRequest(method: "GET", url: "http://localhost:\(server.port)/3")) { _ in }
+        abandoned.cancel()
+        #expect(harness.client.pendingLookups == 1)
+        let refused = harness.run(UpstreamRequest(method: "GET", url: "http://localhost:\(server.port)/4"))
+        #expect(refused?.failureReason == "too many upstream host names being resolved (1); try again later")
+    }
+
     @Test func cancelledTransferNeverCompletes() throws {
         let server = try TestHTTPServer { _, _ in .hang }
         defer { server.stop() }
@@ -455,11 +538,18 @@ private final class Harness {
     private let totalTimeoutMilliseconds: Int
     private let maxResponseBodyBytes: Int
     private let maxInFlight: Int
+    private let egress: EgressPolicy
+    private let maxBufferedBytes: Int
+    private let maxPendingLookups: Int
 
-    init(totalTimeoutMilliseconds: Int = 5000, maxResponseBodyBytes: Int = 4 << 20, maxInFlight: Int = 1024) {
+    init(totalTimeoutMilliseconds: Int = 5000, maxResponseBodyBytes: Int = 4 << 20, maxInFlight: Int = 1024,
+         egress: EgressPolicy = EgressPolicy(), maxBufferedBytes: Int = .max, maxPendingLookups: Int = .max) {
         self.totalTimeoutMilliseconds = totalTimeoutMilliseconds
         self.maxResponseBodyBytes = maxResponseBodyBytes
         self.maxInFlight = maxInFlight
+        self.egress = egress
+        self.maxBufferedBytes = maxBufferedBytes
+        self.maxPendingLookups = maxPendingLookups
         reopen()
     }
 
@@ -470,7 +560,8 @@ private final class Harness {
         logger.logLevel = .critical
         client = UpstreamClient(rawLoop: loop, logger: logger, totalTimeoutMilliseconds: totalTimeoutMilliseconds,
                                 connectTimeoutMilliseconds: 2000, maxResponseBodyBytes: maxResponseBodyBytes, maxConnections: 8,
-                                maxInFlight: maxInFlight)
+                                maxInFlight: maxInFlight, egress: egress, maxBufferedBytes: maxBufferedBytes,
+                                maxPendingLookups: maxPendingLookups)
         // Keeps each loop turn short, so `drive` re-checks its condition.
         wake = .allocate(capacity: 1)
         sy_ev_timer_init(wake, { _, _, _ in }, 0.01, 0.01)

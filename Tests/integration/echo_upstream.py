@@ -4,8 +4,10 @@ Paths:
   anything        200 JSON {"method", "path", "headers": [[name, value]...], "body", "body_len", "body_sha256"}
   /slow?ms=N      the same after N ms
   /redirect       302 to /final (which echoes)
+  /redirect-to?url=U  302 to U
   /cookies        two Set-Cookie lines, a Connection header and no Content-Type
-  /big?n=N        N bytes of "x" (application/octet-stream)
+  /big?n=N        N bytes of "x" (application/octet-stream); with &first=K&pause_ms=M
+                  the first K bytes, a pause of M ms, then the rest
   /status/N       status N with a JSON body
   /reset          closes the connection without answering
 It counts accepted TCP connections (`connections`) to show keep-alive reuse.
@@ -56,12 +58,26 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/redirect":
             self._send(302, b"", [("Location", "/final")])
             return
+        if url.path == "/redirect-to":
+            self._send(302, b"", [("Location", params["url"][0])])
+            return
         if url.path == "/cookies":
             self._send(200, b"cookies", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Connection", "keep-alive"),
                                          ("X-Upstream", "yes")])
             return
         if url.path == "/big":
             n = int(params.get("n", ["0"])[0])
+            if "pause_ms" in params:
+                first = int(params.get("first", ["0"])[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                self.wfile.write(b"x" * first)
+                self.wfile.flush()
+                time.sleep(int(params["pause_ms"][0]) / 1000)
+                self.wfile.write(b"x" * (n - first))
+                return
             self._send(200, b"x" * n, [("Content-Type", "application/octet-stream")])
             return
         status = 200

@@ -12,6 +12,7 @@ so the test reaches it on loopback as usual."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -27,39 +28,65 @@ from gateway_client import Clients, uid
 from sy_helpers import free_port
 from test_proxy import call, proxy
 
-BLACKHOLE = "127.0.0.77"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                 reason="needs root and unshare(1) for a private /etc/resolv.conf")
 
 
+class PrivateDNSNode:
+    """A node in its own mount namespace whose /etc/resolv.conf names a
+    black-hole resolver on port 53 of a random 127/8 address (`sink`
+    receives its queries and never answers; runs of other worktrees may hold
+    another) and, with `hosts`, whose /etc/hosts is that text."""
+
+    def __init__(self, *flags: str, hosts: str | None = None):
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            blackhole = f"127.{random.randint(64, 250)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+            try:
+                self.sink.bind((blackhole, 53))
+                break
+            except OSError:
+                continue
+        self.dir = Path(tempfile.mkdtemp(prefix="sy-dns-"))
+        (self.dir / "resolv.conf").write_text(f"nameserver {blackhole}\noptions timeout:3 attempts:2\n")
+        script = f'mount --bind {self.dir}/resolv.conf /etc/resolv.conf'
+        if hosts is not None:
+            (self.dir / "hosts").write_text(hosts)
+            script += f' && mount --bind {self.dir}/hosts /etc/hosts'
+        script += ' && exec "$0" "$@"'
+        self.port = free_port()
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--metadata-queue-interval", "0", *flags]
+        err = open(self.dir / "stderr", "wb")
+        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                                      str(conftest.SINGYEONG_BIN), *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=conftest.clean_env())
+        err.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.stderr()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def stderr(self) -> str:
+        return (self.dir / "stderr").read_text()
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        print(self.stderr()[-3000:])
+        self.sink.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 @pytest.fixture
 def stalled_dns_node():
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind((BLACKHOLE, 53))  # receives queries, never answers
-    d = Path(tempfile.mkdtemp(prefix="sy-dns-"))
-    (d / "resolv.conf").write_text(f"nameserver {BLACKHOLE}\noptions timeout:3 attempts:2\n")
-    port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--metadata-queue-interval", "0", "--proxy-timeout", "700"]
-    script = f'mount --bind {d}/resolv.conf /etc/resolv.conf && exec "$0" "$@"'
-    err = open(d / "stderr", "wb")
-    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(conftest.SINGYEONG_BIN), *args],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=conftest.clean_env())
-    err.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (d / "stderr").read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port, sink
-    proc.kill()
-    proc.wait()
-    print((d / "stderr").read_text()[-3000:])
-    sink.close()
-    shutil.rmtree(d, ignore_errors=True)
+    node = PrivateDNSNode("--proxy-timeout", "700")
+    yield node.port, node.sink
+    node.close()
 
 
 def test_unresolvable_upstream_does_not_stall_the_loop(stalled_dns_node):

@@ -52,6 +52,9 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("load-balance"), help: settingHelp("LOAD_BALANCE")) var loadBalance: String?
     @Option(name: .customLong("proxy-timeout"), help: settingHelp("PROXY_TIMEOUT")) var proxyTimeout: String?
     @Option(name: .customLong("proxy-max-response-size"), help: settingHelp("PROXY_MAX_RESPONSE_SIZE")) var proxyMaxResponseSize: String?
+    @Option(name: .customLong("proxy-max-buffered-bytes"), help: settingHelp("PROXY_MAX_BUFFERED_BYTES")) var proxyMaxBufferedBytes: String?
+    @Option(name: .customLong("proxy-max-pending-lookups"), help: settingHelp("PROXY_MAX_PENDING_LOOKUPS")) var proxyMaxPendingLookups: String?
+    @Option(name: .customLong("proxy-deny"), help: settingHelp("PROXY_DENY")) var proxyDeny: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
 
     public init() {}
@@ -87,6 +90,8 @@ public struct SingyeongMain: ParsableCommand {
             ("IDENTIFY_TIMEOUT", identifyTimeout), ("IDENTIFY_MAX_SIZE", identifyMaxSize),
             ("METADATA_MAX_KEYS", metadataMaxKeys), ("METADATA_MAX_VALUE_SIZE", metadataMaxValueSize),
             ("METADATA_MAX_SIZE", metadataMaxSize),
+            ("PROXY_MAX_BUFFERED_BYTES", proxyMaxBufferedBytes), ("PROXY_MAX_PENDING_LOOKUPS", proxyMaxPendingLookups),
+            ("PROXY_DENY", proxyDeny),
         ]
         assert(pairs.count == SettingsTable.all.count, "every setting needs a flag")
         var values: [String: String] = [:]

@@ -37,6 +37,10 @@ struct Settings: Sendable {
     var loadBalance: Bool
     var proxyTimeout: Int
     var proxyMaxResponseSize: Int
+    var proxyMaxBufferedBytes: Int
+    var proxyMaxPendingLookups: Int
+    /// PROXY_DENY; empty only when explicitly set to an empty value.
+    var proxyDeny: [AddressBlock]
 
     /// Where a raw value came from, for error messages.
     enum Source: String { case flag = "command-line flag", environment = "environment", file = "config file", defaultValue = "default" }
@@ -81,6 +85,11 @@ struct Settings: Sendable {
             case .secret:
                 // rest.md/cluster.md §8.2: an empty AUTH counts as unset.
                 return value.isEmpty ? nil : value
+            case .addressBlocks:
+                if case .failure(let problem) = AddressBlock.parseList(value) {
+                    throw SettingsError("\(name)=\(value) (\(source.rawValue)): \(problem.description)")
+                }
+                return value
             case .string:
                 guard !value.isEmpty else { throw SettingsError("\(name) (\(source.rawValue)): must not be empty") }
                 return value
@@ -120,7 +129,10 @@ struct Settings: Sendable {
             clusterQueryTimeout: try integer("CLUSTER_QUERY_TIMEOUT_MS"),
             loadBalance: try validated("LOAD_BALANCE") == "true",
             proxyTimeout: try integer("PROXY_TIMEOUT"),
-            proxyMaxResponseSize: try integer("PROXY_MAX_RESPONSE_SIZE")
+            proxyMaxResponseSize: try integer("PROXY_MAX_RESPONSE_SIZE"),
+            proxyMaxBufferedBytes: try integer("PROXY_MAX_BUFFERED_BYTES"),
+            proxyMaxPendingLookups: try integer("PROXY_MAX_PENDING_LOOKUPS"),
+            proxyDeny: try AddressBlock.parseList(validated("PROXY_DENY") ?? "").get()
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {
             throw SettingsError("TLS_CERT and TLS_KEY must be set together (only \(settings.tlsCertificate == nil ? "TLS_KEY" : "TLS_CERT") is set)")

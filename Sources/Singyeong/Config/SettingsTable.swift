@@ -10,6 +10,8 @@ struct SettingDefinition: Sendable {
         case secret
         case boolean
         case choice([String])
+        /// Comma-separated CIDR blocks (`AddressBlock`); an explicit empty value is the empty list.
+        case addressBlocks
     }
 
     let name: String
@@ -91,6 +93,12 @@ enum SettingsTable {
               help: "total time for one /api/v1/proxy upstream exchange (connect 15 s at most), ms"),
         .init(name: "PROXY_MAX_RESPONSE_SIZE", defaultValue: "16777216", kind: .integer(0...1_073_741_824),
               help: "largest upstream response body /api/v1/proxy relays, bytes (larger: 400; at most MAX_PENDING_BYTES - 65536)"),
+        .init(name: "PROXY_MAX_BUFFERED_BYTES", defaultValue: "268435456", kind: .integer(65536...1_099_511_627_776),
+              help: "upstream response bytes all /api/v1/proxy exchanges of this node may buffer together (past it: 503)"),
+        .init(name: "PROXY_MAX_PENDING_LOOKUPS", defaultValue: "64", kind: .integer(1...4096),
+              help: "/api/v1/proxy upstreams named by host name that may be resolving at once (more: 503)"),
+        .init(name: "PROXY_DENY", defaultValue: EgressPolicy.defaultDeny, kind: .addressBlocks,
+              help: "CIDR blocks /api/v1/proxy never connects to, checked after DNS and redirects (explicitly empty = none)"),
         .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
               help: "least severe log level written to stderr"),
     ]

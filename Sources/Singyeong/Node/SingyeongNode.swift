@@ -88,6 +88,10 @@ final class SingyeongNode {
             proxy.cluster = cluster
             self.cluster = cluster
         }
+        // The bound ports (PORT=0 picks one): a proxied request must not loop back into them.
+        var ownPorts: Set<Int> = [listener.boundPort]
+        if let cluster { ownPorts.insert(cluster.listener.boundPort) }
+        proxy.setOwnPorts(ownPorts)
     }
 
     /// Runs the loop until shutdown completes.

@@ -16,7 +16,16 @@ final class ProxyService {
         self.gateway = gateway
         self.logger = logger
         upstream = UpstreamClient(loop: loop, logger: logger, totalTimeoutMilliseconds: settings.proxyTimeout,
-                                  maxResponseBodyBytes: settings.proxyMaxResponseSize)
+                                  maxResponseBodyBytes: settings.proxyMaxResponseSize,
+                                  egress: EgressPolicy(deny: settings.proxyDeny, bindAddress: IPAddress(settings.bind)),
+                                  maxBufferedBytes: settings.proxyMaxBufferedBytes,
+                                  maxPendingLookups: settings.proxyMaxPendingLookups)
+    }
+
+    /// The ports this node listens on, once bound: upstream connections to
+    /// them on any local address are refused (a request looping into this node).
+    func setOwnPorts(_ ports: Set<Int>) {
+        upstream.egress.ownPorts = ports
     }
 
     /// Chooses the target and runs the request; `completion` gets the
@@ -76,7 +85,8 @@ final class ProxyService {
                 }
                 completion(ProxyResponse.relay(status: response.status, headers: response.headers, body: response.body))
             case .failure(let failure):
-                logger.info("proxy upstream failed", metadata: [
+                // An overload (a node-wide bound reached) is the operator's business.
+                logger.log(level: failure.isOverload ? .warning : .info, "proxy upstream failed", metadata: [
                     "url": "\(LogText.escape("\(method) \(logged)", limit: 512))", "reason": "\(failure.reason)",
                     "client": "\(LogText.escape(client))",
                 ])

@@ -32,6 +32,22 @@ final class UpstreamClient {
     let maxResponseBodyBytes: Int
     /// Most transfers at once; more fail with "too many proxied requests in flight".
     let maxInFlight: Int
+    /// Where transfers may connect (PROXY_DENY, this node's own ports). The
+    /// node fills in its ports once it has bound them.
+    var egress: EgressPolicy
+    /// PROXY_MAX_BUFFERED_BYTES: response body bytes all transfers together may hold.
+    let maxBufferedBytes: Int
+    /// Body bytes the transfers hold now.
+    private(set) var bufferedBytes = 0
+    /// PROXY_MAX_PENDING_LOOKUPS: transfers whose host name may still be resolving.
+    let maxPendingLookups: Int
+    /// When lookups abandoned by their transfer (cancelled, timed out) stop
+    /// counting: libcurl detaches their helper thread (CURLOPT_QUICK_EXIT),
+    /// which keeps running until the resolver gives up.
+    private var abandonedLookupExpiries: [Double] = []
+    /// How long a detached lookup is assumed to run at most: glibc's resolver
+    /// gives up after 5 s × 2 attempts × 3 name servers by default.
+    static let abandonedLookupLinger: Double = 30
     /// nil after `shutdown()`.
     private var multi: UnsafeMutableRawPointer?
     /// The one timer libcurl asks for (CURLMOPT_TIMERFUNCTION).
@@ -49,16 +65,19 @@ final class UpstreamClient {
 
     /// - Parameter maxConnections: idle upstream connections kept for reuse (CURLMOPT_MAXCONNECTS).
     convenience init(loop: EventLoop, logger: Logger, totalTimeoutMilliseconds: Int, connectTimeoutMilliseconds: Int = 15_000,
-                     maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024) {
+                     maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024,
+                     egress: EgressPolicy = EgressPolicy(), maxBufferedBytes: Int = .max, maxPendingLookups: Int = .max) {
         self.init(rawLoop: loop.raw, logger: logger, totalTimeoutMilliseconds: totalTimeoutMilliseconds,
                   connectTimeoutMilliseconds: connectTimeoutMilliseconds, maxResponseBodyBytes: maxResponseBodyBytes,
-                  maxConnections: maxConnections, maxInFlight: maxInFlight)
+                  maxConnections: maxConnections, maxInFlight: maxInFlight, egress: egress,
+                  maxBufferedBytes: maxBufferedBytes, maxPendingLookups: maxPendingLookups)
     }
 
     /// On any libev loop (tests use private loops so they can run in parallel
     /// with others that drive the default loop).
     init(rawLoop: OpaquePointer, logger: Logger, totalTimeoutMilliseconds: Int, connectTimeoutMilliseconds: Int = 15_000,
-         maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024) {
+         maxResponseBodyBytes: Int, maxConnections: Int = 64, maxInFlight: Int = 1024,
+         egress: EgressPolicy = EgressPolicy(), maxBufferedBytes: Int = .max, maxPendingLookups: Int = .max) {
         precondition(curlGlobalSetUp == CURLE_OK, "libcurl: curl_global_init failed")
         guard let multi = curl_multi_init() else { fatalError("libcurl: curl_multi_init failed") }
         self.loop = rawLoop
@@ -67,6 +86,9 @@ final class UpstreamClient {
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
         self.maxResponseBodyBytes = maxResponseBodyBytes
         self.maxInFlight = maxInFlight
+        self.egress = egress
+        self.maxBufferedBytes = maxBufferedBytes
+        self.maxPendingLookups = maxPendingLookups
         self.multi = multi
         curlTimer = .allocate(capacity: 1)
         deferTimer = .allocate(capacity: 1)
@@ -99,6 +121,29 @@ final class UpstreamClient {
     /// Transfers started and not yet completed or cancelled.
     var activeTransfers: Int { transfers.count + deferred.count }
 
+    /// What is left of PROXY_MAX_BUFFERED_BYTES.
+    var bufferBudgetLeft: Int { max(0, maxBufferedBytes - bufferedBytes) }
+
+    /// Counts `count` more buffered body bytes, unless that passes the budget.
+    func chargeBuffered(_ count: Int) -> Bool {
+        guard count <= bufferBudgetLeft else { return false }
+        bufferedBytes += count
+        return true
+    }
+
+    func releaseBuffered(_ count: Int) {
+        bufferedBytes -= count
+        assert(bufferedBytes >= 0)
+    }
+
+    /// Host names being resolved for transfers, and abandoned lookups
+    /// presumably still running on a detached helper thread.
+    var pendingLookups: Int {
+        let now = ev_now(loop)
+        abandonedLookupExpiries.removeAll { $0 <= now }
+        return abandonedLookupExpiries.count + transfers.values.reduce(0) { $0 + ($1.lookupStartedAt == nil ? 0 : 1) }
+    }
+
     /// Starts the exchange; `completion` runs later on the loop thread,
     /// exactly once (never inside `perform`), unless the transfer is cancelled.
     @discardableResult
@@ -117,6 +162,14 @@ final class UpstreamClient {
         guard let multi else {
             failLater(transfer, .shuttingDown)
             return transfer
+        }
+        if Self.hostIsName(request.url) {
+            // libcurl resolves a name on a helper thread of its own; bound them.
+            guard pendingLookups < maxPendingLookups else {
+                failLater(transfer, .tooManyLookups(maxPendingLookups))
+                return transfer
+            }
+            transfer.lookupStartedAt = ev_now(loop)
         }
         if let failure = configure(transfer, for: request) {
             transfer.releaseCurlState()
@@ -168,6 +221,7 @@ final class UpstreamClient {
     func forget(_ transfer: UpstreamTransfer) {
         if let easy = transfer.easy, transfers.removeValue(forKey: easy) != nil, let multi {
             curl_multi_remove_handle(multi, easy)
+            abandonLookup(of: transfer)
         }
         if let index = deferred.firstIndex(where: { $0 === transfer }) {
             deferred.remove(at: index)
@@ -234,6 +288,11 @@ final class UpstreamClient {
         check(sy_curl_easy_setopt_write_function(easy, CURLOPT_HEADERFUNCTION, upstreamHeaderCallback))
         check(sy_curl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, me))
         check(sy_curl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, transfer.headerList))
+        // The egress policy sees every address before a socket exists.
+        check(sy_curl_easy_setopt_opensocket_function(easy, upstreamOpenSocketCallback))
+        check(sy_curl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, me))
+        check(sy_curl_easy_setopt_prereq_function(easy, upstreamPrereqCallback))
+        check(sy_curl_easy_setopt_ptr(easy, CURLOPT_PREREQDATA, me))
 
         switch request.method {
         case "HEAD":
@@ -290,6 +349,28 @@ final class UpstreamClient {
     /// A header value that cannot inject lines or truncate the C string.
     private static func isFieldValue(_ text: String) -> Bool {
         !text.utf8.contains { $0 == 0 || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
+    }
+
+    /// Whether the URL's host is a name (resolved on a helper thread) rather
+    /// than an IP literal, as libcurl's own URL parser sees it. A URL it
+    /// cannot parse fails without a lookup.
+    static func hostIsName(_ url: String) -> Bool {
+        guard let handle = curl_url() else { return true }
+        defer { curl_url_cleanup(handle) }
+        guard curl_url_set(handle, CURLUPART_URL, url, 0) == CURLUE_OK else { return false }
+        var host: UnsafeMutablePointer<CChar>?
+        guard curl_url_get(handle, CURLUPART_HOST, &host, 0) == CURLUE_OK, let host else { return false }
+        defer { curl_free(host) }
+        return IPAddress(String(cString: host)) == nil
+    }
+
+    /// A transfer leaves while its name may still be resolving: its detached
+    /// helper thread keeps counting until the resolver would have given up.
+    private func abandonLookup(of transfer: UpstreamTransfer) {
+        guard let started = transfer.lookupStartedAt else { return }
+        transfer.lookupStartedAt = nil
+        let expiry = started + Self.abandonedLookupLinger
+        if expiry > ev_now(loop) { abandonedLookupExpiries.append(expiry) }
     }
 
     /// Method and URL without the query (which may carry secrets), for logs.
@@ -359,6 +440,9 @@ final class UpstreamClient {
             }
             let result = outcome(of: transfer, easy: easy, code: code)
             curl_multi_remove_handle(multi, easy)
+            // A name that failed to resolve ended its lookup; a timeout did not.
+            if code == CURLE_COULDNT_RESOLVE_HOST { transfer.lookupStartedAt = nil }
+            abandonLookup(of: transfer)
             transfer.releaseCurlState()
             if case .failure(let failure) = result {
                 logger.debug("upstream request failed", metadata: ["request": "\(transfer.summary)", "reason": "\(failure.reason)"])
@@ -374,6 +458,9 @@ final class UpstreamClient {
             return .success(transfer.takeResponse(status: status))
         }
         if let reason = transfer.abortReason { return .failure(reason) }
+        if code == CURLE_COULDNT_CONNECT, let refusal = transfer.egressRefusal {
+            return .failure(UpstreamFailure(reason: refusal))
+        }
         var osErrno = 0
         _ = sy_curl_easy_getinfo_long(easy, CURLINFO_OS_ERRNO, &osErrno)
         return .failure(.from(code: code, osErrno: Int32(truncatingIfNeeded: osErrno), message: transfer.errorMessage))
@@ -468,4 +555,14 @@ private let upstreamHeaderCallback: curl_write_callback = { buffer, size, count,
     guard let userdata else { return 0 }
     let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(userdata).takeUnretainedValue()
     return transfer.receiveHeaderLine(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
+}
+
+private let upstreamOpenSocketCallback: curl_opensocket_callback = { clientp, _, address in
+    guard let clientp, let address else { return SY_CURL_SOCKET_BAD }
+    return Unmanaged<UpstreamTransfer>.fromOpaque(clientp).takeUnretainedValue().openSocket(address)
+}
+
+private let upstreamPrereqCallback: curl_prereq_callback = { clientp, _, _, _, _ in
+    if let clientp { Unmanaged<UpstreamTransfer>.fromOpaque(clientp).takeUnretainedValue().connectionReady() }
+    return SY_CURL_PREREQFUNC_OK
 }

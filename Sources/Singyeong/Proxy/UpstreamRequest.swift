@@ -57,6 +57,17 @@ struct UpstreamFailure: Error, Equatable, CustomStringConvertible {
         UpstreamFailure(reason: "too many proxied requests in flight (\(bound))", isOverload: true)
     }
 
+    /// Past PROXY_MAX_BUFFERED_BYTES: every transfer's buffered body together is at the bound.
+    static func buffersFull(limit: Int) -> UpstreamFailure {
+        UpstreamFailure(reason: "upstream responses buffered by this node are at their bound (\(limit) bytes); try again later",
+                        isOverload: true)
+    }
+
+    /// Past PROXY_MAX_PENDING_LOOKUPS: each lookup holds a libcurl helper thread.
+    static func tooManyLookups(_ bound: Int) -> UpstreamFailure {
+        UpstreamFailure(reason: "too many upstream host names being resolved (\(bound)); try again later", isOverload: true)
+    }
+
     static let shuttingDown = UpstreamFailure(reason: "shutting down")
     static let headersTooLarge = UpstreamFailure(reason: "response headers too large")
 

@@ -1,4 +1,5 @@
 import CCurl
+import Glibc
 
 /// One exchange in flight: the libcurl easy handle with everything it points
 /// at (header list, error buffer), the response collected so far, and the
@@ -39,6 +40,15 @@ final class UpstreamTransfer {
     private var checkedContentLength = false
     /// Why one of our callbacks made libcurl abort (it then reports only CURLE_WRITE_ERROR).
     private(set) var abortReason: UpstreamFailure?
+    /// Body bytes counted against the client's PROXY_MAX_BUFFERED_BYTES budget.
+    private var chargedBytes = 0
+    /// The egress policy refused an address libcurl was about to connect to
+    /// (libcurl then tries the next address, or fails with CURLE_COULDNT_CONNECT).
+    private(set) var egressRefusal: String?
+    /// When the transfer began, while its upstream host name may still be
+    /// resolving on a libcurl helper thread; nil for IP literals and once an
+    /// address is being connected (or a cached connection reused).
+    var lookupStartedAt: Double?
 
     var isFinished: Bool { completion == nil }
 
@@ -55,6 +65,7 @@ final class UpstreamTransfer {
 
     deinit {
         releaseCurlState()
+        dropBody()
         errorBuffer.deallocate()
     }
 
@@ -65,6 +76,8 @@ final class UpstreamTransfer {
         completion = nil
         client?.forget(self)
         releaseCurlState()
+        dropBody()
+        headers = []
     }
 
     /// Runs the completion (once). The caller has already detached the easy handle.
@@ -72,7 +85,7 @@ final class UpstreamTransfer {
         guard let completion else { return }
         self.completion = nil
         releaseCurlState()
-        body = []
+        dropBody()
         headers = []
         completion(result)
     }
@@ -109,7 +122,9 @@ final class UpstreamTransfer {
     func takeResponse(status finalStatus: Int) -> UpstreamResponse {
         let response = UpstreamResponse(status: finalStatus != 0 ? finalStatus : status, headers: headers, body: body)
         headers = []
-        body = []
+        // The bytes now belong to the caller's response (bounded per
+        // connection by MAX_PENDING_BYTES), no longer to the upstream buffers.
+        dropBody()
         return response
     }
 
@@ -123,6 +138,10 @@ final class UpstreamTransfer {
             status = Self.parseStatus(line)
             headers.removeAll(keepingCapacity: true)
             body.removeAll(keepingCapacity: true)
+            client?.releaseBuffered(chargedBytes)
+            chargedBytes = 0
+            // A refusal before this response belongs to an earlier hop.
+            egressRefusal = nil
             headerBytes = line.count
             headersComplete = false
             checkedContentLength = false
@@ -165,19 +184,70 @@ final class UpstreamTransfer {
             if let length = headers.last(where: { $0.0 == "content-length" }).flatMap({ Int($0.1) }) {
                 if length > maxBodyBytes {
                     abortReason = .bodyTooLarge(limit: maxBodyBytes)
-                    return false
+                    return abort()
+                }
+                // An announced body that cannot fit in what is left of the
+                // node-wide budget is refused before any of it is buffered.
+                let left = client?.bufferBudgetLeft ?? 0
+                if length > left + chargedBytes {
+                    abortReason = .buffersFull(limit: client?.maxBufferedBytes ?? 0)
+                    return abort()
                 }
                 // Reserve at most 1 MiB up front: a peer's announcement is not
                 // a reason to allocate its whole body before it arrives.
-                body.reserveCapacity(min(length, 1 << 20))
+                body.reserveCapacity(min(length, 1 << 20, left))
             }
         }
         if body.count + bytes.count > maxBodyBytes {
             abortReason = .bodyTooLarge(limit: maxBodyBytes)
-            return false
+            return abort()
         }
+        guard let client, client.chargeBuffered(bytes.count) else {
+            abortReason = .buffersFull(limit: client?.maxBufferedBytes ?? 0)
+            return abort()
+        }
+        chargedBytes += bytes.count
         body.append(contentsOf: bytes)
         return true
+    }
+
+    /// Gives the partial body back to the budget at once (the transfer is
+    /// about to fail, and others may need the room before its completion runs).
+    private func abort() -> Bool {
+        dropBody()
+        return false
+    }
+
+    /// libcurl is about to open a socket to `address` (after DNS, for every
+    /// connection, redirects included). Returns the socket, or
+    /// CURL_SOCKET_BAD when the egress policy refuses the address.
+    func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        // Resolved (or an IP literal): no helper thread works for us any more.
+        lookupStartedAt = nil
+        let family = address.pointee.family
+        guard let (ip, port) = IPAddress.from(sockaddr: sy_curl_sockaddr_address(address)) else {
+            egressRefusal = "egress denied: address family \(family)"
+            return SY_CURL_SOCKET_BAD
+        }
+        guard let policy = client?.egress else { return SY_CURL_SOCKET_BAD }
+        if let refusal = policy.refusal(address: ip, port: port) {
+            egressRefusal = refusal
+            return SY_CURL_SOCKET_BAD
+        }
+        return socket(family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
+    }
+
+    /// A connection is ready for the request (possibly a reused one, for
+    /// which no socket was opened): any lookup is over.
+    func connectionReady() {
+        lookupStartedAt = nil
+    }
+
+    /// Empties the body and returns its bytes to the client's budget.
+    private func dropBody() {
+        body = []
+        client?.releaseBuffered(chargedBytes)
+        chargedBytes = 0
     }
 
     private static func parseStatus(_ line: UnsafeRawBufferPointer) -> Int {
