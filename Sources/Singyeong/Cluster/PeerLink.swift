@@ -108,8 +108,7 @@ final class PeerLink: ConnectionHandler {
 
     /// Applies an `applications` frame (in `tape`).
     private func applyApplications() {
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object else { return }
+        guard let root = tape.rootObject else { return }
         if tape.member(of: root, named: "full").flatMap({ tape.bool($0) }) == true {
             knownApplications = []
         }
@@ -181,26 +180,15 @@ final class PeerLink: ConnectionHandler {
             fail(connection, "unknown frame type \(raw)")
             return
         }
-        tape.removeAll()
-        // Batch bodies are sequences of entries, each decoded on its own below;
-        // proxy frames decode only their header (the tail is raw bytes).
-        var decoded = body
-        var tail = UnsafeRawBufferPointer(start: nil, count: 0)
-        if type.hasRawTail {
-            guard let parts = PeerFrameCodec.splitRawTail(body) else {
-                fail(connection, "malformed \(type) frame")
-                return
-            }
-            decoded = UnsafeRawBufferPointer(rebasing: body[parts.header])
-            tail = UnsafeRawBufferPointer(rebasing: body[parts.tail])
-        }
-        if !decoded.isEmpty && type != .queryBatch && type != .queryResultBatch {
-            do {
-                try MessagePackTapeDecoder.decode(decoded, into: &tape)
-            } catch {
-                fail(connection, "undecodable \(type) frame: \(error.detail)")
-                return
-            }
+        // Every frame that carries a MessagePack value must decode to one
+        // (an empty body is a protocol error too), so handlers below always
+        // find a root node.
+        let tail: UnsafeRawBufferPointer
+        do {
+            tail = try PeerFrameCodec.decodeBody(type, body, into: &tape)
+        } catch {
+            fail(connection, error.reason)
+            return
         }
         if state == .handshaking {
             handshake(type, body: body, on: connection)
@@ -210,7 +198,7 @@ final class PeerLink: ConnectionHandler {
         case .hello, .auth:
             fail(connection, "handshake frame on an established link")
         case .ping:
-            if !tape.isEmpty, tape.kind(tape.root) == .object, let n = tape.member(of: tape.root, named: "n").flatMap({ tape.int64($0) }) {
+            if let root = tape.rootObject, let n = tape.member(of: root, named: "n").flatMap({ tape.int64($0) }) {
                 reportedClientCount = Int(n)
                 reportedAt = cluster.loop.now
             }
@@ -231,11 +219,10 @@ final class PeerLink: ConnectionHandler {
             }
             for entry in entries {
                 let entryBody = UnsafeRawBufferPointer(rebasing: body[entry.body])
-                tape.removeAll()
                 do {
-                    try MessagePackTapeDecoder.decode(entryBody, into: &tape)
+                    try PeerFrameCodec.decodeEntry(type == .queryBatch ? .query : .queryResult, entryBody, into: &tape)
                 } catch {
-                    fail(connection, "undecodable \(type) entry: \(error.detail)")
+                    fail(connection, error.reason)
                     return
                 }
                 if type == .queryBatch {
@@ -251,7 +238,7 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveEvent(from: self, tape: tape)
         case .applications:
             applyApplications()
-            if tape.member(of: tape.root, named: "ack").flatMap({ tape.bool($0) }) == true {
+            if let root = tape.rootObject, tape.member(of: root, named: "ack").flatMap({ tape.bool($0) }) == true {
                 connection.send(PeerFrameCodec.make(.applicationsAck, requestID: requestID, body: []))
             }
         case .applicationsAck:
@@ -275,10 +262,9 @@ final class PeerLink: ConnectionHandler {
     }
 
     private func handshake(_ type: PeerFrameType, body: UnsafeRawBufferPointer, on connection: Connection) {
-        let root = tape.root
         switch type {
         case .hello:
-            guard peerNodeID == nil, !tape.isEmpty, tape.kind(root) == .object,
+            guard peerNodeID == nil, let root = tape.rootObject,
                   let v = tape.member(of: root, named: "v").flatMap({ tape.int64($0) }),
                   let node = tape.member(of: root, named: "node"), tape.kind(node) == .string,
                   let peerNonceNode = tape.member(of: root, named: "nonce"), tape.kind(peerNonceNode) == .string
@@ -310,7 +296,7 @@ final class PeerLink: ConnectionHandler {
             w.endObject()
             connection.send(PeerFrameCodec.make(.auth, body: w.bytes))
         case .auth:
-            guard let peerNodeID, let peerNonce, !tape.isEmpty, tape.kind(root) == .object,
+            guard let peerNodeID, let peerNonce, let root = tape.rootObject,
                   let mac = tape.member(of: root, named: "mac"), tape.kind(mac) == .string
             else {
                 fail(connection, "AUTH before HELLO or malformed")

@@ -67,7 +67,16 @@ struct DocumentTape {
     }
 
     var isEmpty: Bool { nodeCount == 0 }
+    /// Node 0. Only meaningful when the tape is not empty: `kind(root)` on an
+    /// empty tape reads past `nodeCount` (a crash, or a stale node of an
+    /// earlier frame, since storage is reused). Where a tape may be empty,
+    /// ask `rootKind` / `rootObject` instead.
     var root: Int { 0 }
+    /// The root's kind; nil when nothing is decoded.
+    var rootKind: Kind? { nodeCount > 0 ? nodeStorage[0].kind : nil }
+    /// The root when it is an object (every frame's shape); nil when it is
+    /// not, or when the tape is empty.
+    var rootObject: Int? { rootKind == .object ? 0 : nil }
 
     /// The meaningful nodes.
     var nodes: ArraySlice<Node> { nodeStorage[0..<nodeCount] }
