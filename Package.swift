@@ -37,8 +37,11 @@ let package = Package(
                 "CLibev", "CHiredis", "COpenSSL", "CSystem", "CSimdjson", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            ]
+            // Release is plain -O: bounds, overflow and precondition checks
+            // stay on in what ships (BENCHMARKS.md, "Checked release build",
+            // measures what they cost). No -Ounchecked: a missed check would
+            // be a silent out-of-bounds read on input from the network.
         ),
         .executableTarget(name: "singyeong", dependencies: ["Singyeong"]),
         // Load generator for the gateway benchmarks (BENCHMARKS.md).

@@ -5,6 +5,9 @@
 # Fuzz/corpus/<target>/ holds committed seeds, including every input that
 # once crashed a target (regressions are re-run first).
 # Exit status is non-zero if any target fails to build or finds a crash.
+# Safety settings match the shipped binary (Package.swift: release is plain
+# -O): bounds, overflow and precondition checks stay on; never -Ounchecked,
+# which would turn the very bugs fuzzing looks for into silent memory reads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
@@ -24,7 +27,7 @@ declare -A extra=([json]="$json_extra" [rest]="$json_extra")
 declare -A sources=(
   [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Fuzz/QueryParserFuzz.swift"
   [msgpack]="$codec Fuzz/FuzzCanonicalValue.swift Fuzz/MessagePackDecoderFuzz.swift"
-  [peer]="Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
+  [peer]="$codec Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
   [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/FuzzCanonicalValue.swift Fuzz/JSONDecoderFuzz.swift"
   [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift $(ls Sources/Singyeong/Metadata/*.swift | grep -v /Value.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/HTTP/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Sources/Singyeong/Routing/QueryCache.swift Fuzz/RESTRequestFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"

@@ -216,4 +216,19 @@ import Testing
         #expect(m.value("e\u{301}") == .int(1))
         #expect(m.value("\u{E9}") == .int(2))
     }
+
+    /// `bytesEqual` compares exact UTF-8 bytes: small (inline) and large
+    /// strings, equal lengths with different bytes, canonical equivalents
+    /// (not equal), and a Substring-derived string.
+    @Test(arguments: [
+        ("", "", true), ("a", "a", true), ("a", "b", false), ("ab", "a", false),
+        ("sink", "sinK", false), ("e\u{301}", "\u{E9}", false), ("\u{E9}", "\u{E9}", true),
+        (String(repeating: "x", count: 100), String(repeating: "x", count: 100), true),
+        (String(repeating: "x", count: 99) + "y", String(repeating: "x", count: 100), false),
+        (String("--role--".dropFirst(2).dropLast(2)), "role", true),
+    ] as [(String, String, Bool)])
+    func bytesEqual(a: String, b: String, equal: Bool) {
+        #expect(ClientMetadata.bytesEqual(a, b) == equal)
+        #expect(ClientMetadata.bytesEqual(b, a) == equal)
+    }
 }

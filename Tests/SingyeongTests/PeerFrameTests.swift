@@ -67,4 +67,66 @@ import Testing
         #expect(Cluster.splitHostPort("host") == nil)
         #expect(Cluster.splitHostPort("h:99999") == nil)
     }
+
+    /// Every frame type with an empty, undecodable or valid body: a type that
+    /// carries a MessagePack value refuses the first two (the link is then
+    /// closed), so no handler reads node 0 of an empty tape; bodyless types
+    /// take any body and leave the tape empty.
+    @Test(arguments: (0...255).compactMap { PeerFrameType(rawValue: UInt8($0)) })
+    func bodiesAreDecodedOrRefused(type: PeerFrameType) throws {
+        let object: [UInt8] = [0x81, 0xA1, 0x6E, 0x01]  // {"n": 1}
+        func frameBody(_ value: [UInt8]) -> [UInt8] {
+            type.hasRawTail ? PeerFrameCodec.rawTailBody(header: value, tail: [9, 9]) : value
+        }
+        func decode(_ body: [UInt8]) -> Result<(tape: DocumentTape, tail: [UInt8]), PeerFrameError> {
+            // A tape that held an earlier frame: its storage is reused, so a
+            // stale root would be readable if an empty body got through.
+            var tape = DocumentTape()
+            try! MessagePackTapeDecoder.decode(copying: [0x81, 0xA3, 0x61, 0x63, 0x6B, 0xC3], into: &tape)  // {"ack": true}
+            return body.withUnsafeBytes { raw in
+                do throws(PeerFrameError) {
+                    let tail = try PeerFrameCodec.decodeBody(type, raw, into: &tape)
+                    return .success((tape, Array(tail)))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        let bodyless: Set<PeerFrameType> = [.pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch]
+        #expect(type.hasMessagePackBody == !bodyless.contains(type))
+        for body in [[], frameBody([]), frameBody([0xC1]), frameBody(object + [0])] as [[UInt8]] {
+            switch decode(body) {
+            case .success(let decoded):
+                #expect(!type.hasMessagePackBody, "\(type) accepted \(body)")
+                #expect(decoded.tape.isEmpty && decoded.tape.rootObject == nil)
+            case .failure(let error):
+                #expect(type.hasMessagePackBody, "\(type) refused \(body): \(error.reason)")
+                #expect(error.reason.contains("empty") || error.reason.contains("undecodable") || error.reason.contains("malformed"),
+                        "\(error.reason)")
+            }
+        }
+        if type.hasMessagePackBody {
+            let decoded = try decode(frameBody(object)).get()
+            let root = try #require(decoded.tape.rootObject)
+            #expect(decoded.tape.member(of: root, named: "n").flatMap { decoded.tape.int64($0) } == 1)
+            #expect(decoded.tail == (type.hasRawTail ? [9, 9] : []))
+        }
+        var entryTape = DocumentTape()
+        #expect(throws: PeerFrameError.self) { try [UInt8]().withUnsafeBytes { try PeerFrameCodec.decodeEntry(.query, $0, into: &entryTape) } }
+    }
+
+    /// An emptied tape keeps its storage; `rootKind`/`rootObject` still say
+    /// there is no root (the stale node 0 is not it).
+    @Test func emptiedTapeHasNoRoot() throws {
+        var tape = DocumentTape()
+        #expect(tape.rootKind == nil && tape.rootObject == nil)
+        try MessagePackTapeDecoder.decode(copying: [0x81, 0xA1, 0x6E, 0x01], into: &tape)
+        #expect(tape.rootKind == .object && tape.rootObject == 0)
+        tape.removeAll()
+        #expect(tape.rootKind == nil && tape.rootObject == nil)
+        try MessagePackTapeDecoder.decode(copying: [0x92, 0x01, 0x02], into: &tape)
+        #expect(tape.rootKind == .array && tape.rootObject == nil)
+        tape.shrink(maxNodes: 0, maxStringBytes: 0)
+        #expect(tape.rootKind == nil)
+    }
 }

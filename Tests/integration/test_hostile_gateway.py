@@ -399,3 +399,70 @@ def test_heartbeats_keep_a_client_alive_past_the_deadline(spawn):
     for _ in range(6):
         time.sleep(0.5)
         c.heartbeat()
+
+
+# ---------------------------------------------------------------- 4. slow consumers in real memory
+
+def test_ping_flood_never_read_is_cut_off_by_held_memory(spawn):
+    """Empty pings, never reading the 2-byte pongs: each queued pong holds
+    ~64 bytes of allocation, so counting payload bytes alone let the client
+    hold ~30x MAX_PENDING_BYTES. Now it is cut off near the bound."""
+    s = spawn("--max-pending-bytes", str(1 << 20), "--max-frame-size", "1000")
+    base = rss_kib(s.pid)
+    conn, _, _ = open_ws(s.port, rcvbuf=4096)
+    ping = ws_frame(9, b"", mask_key=b"\x01\x02\x03\x04")
+    burst = ping * 10_000
+    peak = base
+    conn.sock.settimeout(0.5)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and "slow consumer" not in s.stderr():
+            try:
+                conn.sock.sendall(burst)
+            except socket.timeout:
+                pass
+            peak = max(peak, rss_kib(s.pid))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        conn.close()
+    time.sleep(0.2)
+    assert "slow consumer" in s.stderr(), "the ping flooder was never cut off"
+    assert peak - base < 8 * 1024, f"node held {peak - base} KiB for a 1 MiB bound"
+    assert_alive_and_serving(s)
+
+
+def assert_alive_and_serving(s):
+    assert s.alive(), s.stderr()
+    c = GatewayClient(s.port)
+    c.identify(uid("after"))
+    c.heartbeat()
+    c.close()
+
+
+# ---------------------------------------------------------------- 6. the authentication limiter
+
+def test_requests_without_credentials_are_not_strikes(spawn):
+    """20 REST calls (and /metrics) with no Authorization header used to lock
+    the right password out for a minute."""
+    s = spawn("--auth-failures-per-minute", "3", env={"AUTH": "pw"})
+    for _ in range(20):
+        assert post(s.port, "{}", headers={"Content-Type": "application/json"}).status == 401
+    r = post(s.port, json.dumps({"application": "x", "ops": []}),
+             headers={"Content-Type": "application/json", "Authorization": "pw"})
+    assert r.status == 200, r.raw_head
+    c = GatewayClient(s.port)
+    assert c.identify(uid("a"), auth="pw")["d"]["restricted"] is False
+
+
+def test_wrong_credentials_are_still_limited(spawn):
+    s = spawn("--auth-failures-per-minute", "3", env={"AUTH": "pw"})
+    for _ in range(3):
+        assert post(s.port, "{}", headers={"Content-Type": "application/json", "Authorization": "nope"}).status == 401
+    r = post(s.port, json.dumps({"application": "x", "ops": []}),
+             headers={"Content-Type": "application/json", "Authorization": "pw"})
+    assert r.status == 401
+    c = GatewayClient(s.port)
+    c.send({"op": 1, "d": {"client_id": "c", "application_id": "a", "auth": "pw"}})
+    assert c.expect_error_close()["error"] == "too many failed authentication attempts; try again later"
+    assert "too many failed authentication attempts" in s.stderr()

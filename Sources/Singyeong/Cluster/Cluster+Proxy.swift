@@ -118,7 +118,6 @@ extension Cluster {
 
     /// A peer asks this node to run a proxied request for one of its clients.
     func receiveProxy(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
-        let root = tape.root
         let served = ServedProxyKey(link: ObjectIdentifier(link), requestID: requestID)
         let reply: (HTTPResponse) -> Void = { [weak self, weak link] response in
             self?.servedProxies[served] = nil
@@ -131,7 +130,7 @@ extension Cluster {
             }
             link.send(.proxyResult, requestID: requestID, body: body)
         }
-        guard !tape.isEmpty, tape.kind(root) == .object,
+        guard let root = tape.rootObject,
               let h = tape.member(of: root, named: "h").flatMap({ tape.int64($0) }),
               let m = tape.member(of: root, named: "m"), tape.kind(m) == .string,
               let r = tape.member(of: root, named: "r"), tape.kind(r) == .string,
@@ -169,8 +168,7 @@ extension Cluster {
     /// The answer to a request this node forwarded.
     func receiveProxyResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
         guard let pending = proxies[requestID], pending.link == ObjectIdentifier(link) else { return }
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object,
+        guard let root = tape.rootObject,
               let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
               let hd = tape.member(of: root, named: "hd")
         else {
@@ -243,7 +241,7 @@ extension Cluster {
 
     func answerTags(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         var tags: [String] = []
-        if !tape.isEmpty, tape.kind(tape.root) == .object, let t = tape.member(of: tape.root, named: "t"), tape.kind(t) == .array {
+        if let root = tape.rootObject, let t = tape.member(of: root, named: "t"), tape.kind(t) == .array {
             for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
         }
         let applications = tags.isEmpty ? [] : gateway.store.applications(withTags: tags)
@@ -263,7 +261,7 @@ extension Cluster {
 
     func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let query = tagQueries[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
-        if !tape.isEmpty, tape.kind(tape.root) == .object, let a = tape.member(of: tape.root, named: "a"), tape.kind(a) == .array {
+        if let root = tape.rootObject, let a = tape.member(of: root, named: "a"), tape.kind(a) == .array {
             for element in tape.elements(of: a) where tape.kind(element) == .string { query.applications.insert(tape.string(element)) }
         }
         if query.waiting.isEmpty { finishTags(query) }

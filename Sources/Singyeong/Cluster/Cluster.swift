@@ -475,8 +475,7 @@ final class Cluster {
 
     /// A peer asks: run the query on our clients.
     func answerQuery(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object, let qNode = tape.member(of: root, named: "q") else { return }
+        guard let root = tape.rootObject, let qNode = tape.member(of: root, named: "q") else { return }
         let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
         let descriptors = tape.member(of: root, named: "list").flatMap { tape.bool($0) } ?? false
         let withFallback = tape.member(of: root, named: "opt").flatMap { tape.bool($0) } ?? false
@@ -528,8 +527,7 @@ final class Cluster {
     /// A peer's answer to one of our queries.
     func receiveQueryResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let query = pending[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
-        let root = tape.root
-        if !tape.isEmpty, tape.kind(root) == .object {
+        if let root = tape.rootObject {
             if let m = tape.member(of: root, named: "m") { readCandidates(m, from: link, tape: tape, body: body, into: &query.matches) }
             if let f = tape.member(of: root, named: "f") { readCandidates(f, from: link, tape: tape, body: body, into: &query.fallback) }
         }
@@ -586,8 +584,7 @@ final class Cluster {
 
     /// A peer routed a message to some of our clients.
     func receiveDeliver(from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object,
+        guard let root = tape.rootObject,
               let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
               let payload = tape.member(of: root, named: "payload"),
               let to = tape.member(of: root, named: "to"), tape.kind(to) == .array
@@ -690,7 +687,7 @@ final class Cluster {
 
     func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let pending = routes[requestID], pending.link == ObjectIdentifier(link) else { return }
-        let n = (!tape.isEmpty && tape.kind(tape.root) == .object) ? tape.member(of: tape.root, named: "n").flatMap { tape.int64($0) } ?? 0 : 0
+        let n = tape.rootObject.flatMap { tape.member(of: $0, named: "n") }.flatMap { tape.int64($0) } ?? 0
         finishRoute(requestID, delivered: Int(n))
     }
 
@@ -704,7 +701,6 @@ final class Cluster {
     /// locally (optional, selector, key, random pick — over what is, by the
     /// sender's reasoning, the whole candidate set) and deliver.
     func receiveRoute(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        let root = tape.root
         var delivered = 0
         defer {
             var w = FrameWriter(encoding: .msgpack)
@@ -713,7 +709,7 @@ final class Cluster {
             w.endObject()
             link.send(.routeResult, requestID: requestID, body: w.bytes)
         }
-        guard !tape.isEmpty, tape.kind(root) == .object,
+        guard let root = tape.rootObject,
               let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
               let qNode = tape.member(of: root, named: "q"),
               let payload = tape.member(of: root, named: "payload") else { return }
@@ -744,7 +740,7 @@ final class Cluster {
                     padded.append(contentsOf: repeatElement(0, count: 64))
                     return padded.withUnsafeBytes { raw in
                         var t = DocumentTape()
-                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil else {
+                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {
                             return .failure(QueryError(detail: "undecodable"))
                         }
                         return Query.parse(t.value(t.root))
@@ -770,8 +766,7 @@ final class Cluster {
     }
 
     func receiveEvent(from link: PeerLink, tape: DocumentTape) {
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object,
+        guard let root = tape.rootObject,
               let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
               let app = tape.member(of: root, named: "app"), tape.kind(app) == .string else { return }
         if tape.isString(t, equalTo: "CLIENT_CONNECTED") {

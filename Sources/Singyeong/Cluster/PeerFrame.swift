@@ -59,6 +59,17 @@ enum PeerFrameType: UInt8 {
 
     /// Frames whose body is a length-prefixed MessagePack header followed by raw bytes.
     var hasRawTail: Bool { self == .proxy || self == .proxyResult }
+
+    /// Frames whose body (or, for `hasRawTail`, header) is one MessagePack
+    /// value. The others carry nothing (`pong`, `applicationsAck`,
+    /// `proxyCancel`: the request id says it all) or a sequence of entries
+    /// each decoded on its own (the batches).
+    var hasMessagePackBody: Bool {
+        switch self {
+        case .pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch: return false
+        default: return true
+        }
+    }
 }
 
 /// One decoded frame header; the body is `buffer[body]`.
@@ -122,6 +133,46 @@ enum PeerFrameCodec {
             i += length
         }
         return entries
+    }
+
+    /// Decodes a frame's MessagePack body (a `hasRawTail` frame's header)
+    /// into `tape` and returns the raw tail (empty for other frames). For a
+    /// type that carries a MessagePack value, an empty or undecodable body is
+    /// a protocol error: handlers then always find a root node, never read
+    /// node 0 of an empty tape (out of bounds, or a previous frame's stale
+    /// node left in the reused storage). Bodyless types leave `tape` empty
+    /// and ignore any body. Batch entries go through `decodeEntry`.
+    static func decodeBody(_ type: PeerFrameType, _ body: UnsafeRawBufferPointer,
+                           into tape: inout DocumentTape) throws(PeerFrameError) -> UnsafeRawBufferPointer {
+        tape.removeAll()
+        guard type.hasMessagePackBody else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        var value = body
+        var tail = UnsafeRawBufferPointer(start: nil, count: 0)
+        if type.hasRawTail {
+            guard let parts = splitRawTail(body) else { throw PeerFrameError(reason: "malformed \(type) frame") }
+            value = UnsafeRawBufferPointer(rebasing: body[parts.header])
+            tail = UnsafeRawBufferPointer(rebasing: body[parts.tail])
+        }
+        try decodeValue(value, what: "\(type) frame", into: &tape)
+        return tail
+    }
+
+    /// Decodes one batch entry's body (a `query` or `queryResult` body).
+    static func decodeEntry(_ type: PeerFrameType, _ body: UnsafeRawBufferPointer,
+                            into tape: inout DocumentTape) throws(PeerFrameError) {
+        try decodeValue(body, what: "\(type) entry", into: &tape)
+    }
+
+    private static func decodeValue(_ bytes: UnsafeRawBufferPointer, what: String,
+                                    into tape: inout DocumentTape) throws(PeerFrameError) {
+        guard !bytes.isEmpty else { throw PeerFrameError(reason: "empty \(what) body") }
+        do {
+            try MessagePackTapeDecoder.decode(bytes, into: &tape)
+        } catch {
+            throw PeerFrameError(reason: "undecodable \(what): \(error.detail)")
+        }
+        // A successful decode leaves at least the root node.
+        precondition(!tape.isEmpty)
     }
 
     /// Appends one batch entry.

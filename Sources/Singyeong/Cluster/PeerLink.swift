@@ -127,8 +127,7 @@ final class PeerLink: ConnectionHandler {
 
     /// Applies an `applications` frame (in `tape`).
     private func applyApplications() {
-        let root = tape.root
-        guard !tape.isEmpty, tape.kind(root) == .object else { return }
+        guard let root = tape.rootObject else { return }
         if tape.member(of: root, named: "full").flatMap({ tape.bool($0) }) == true {
             knownApplications = []
         }
@@ -234,26 +233,15 @@ final class PeerLink: ConnectionHandler {
             fail(connection, "unknown frame type \(raw)")
             return
         }
-        tape.removeAll()
-        // Batch bodies are sequences of entries, each decoded on its own below;
-        // proxy frames decode only their header (the tail is raw bytes).
-        var decoded = body
-        var tail = UnsafeRawBufferPointer(start: nil, count: 0)
-        if type.hasRawTail {
-            guard let parts = PeerFrameCodec.splitRawTail(body) else {
-                fail(connection, "malformed \(type) frame")
-                return
-            }
-            decoded = UnsafeRawBufferPointer(rebasing: body[parts.header])
-            tail = UnsafeRawBufferPointer(rebasing: body[parts.tail])
-        }
-        if !decoded.isEmpty && type != .queryBatch && type != .queryResultBatch {
-            do {
-                try MessagePackTapeDecoder.decode(decoded, into: &tape)
-            } catch {
-                fail(connection, "undecodable \(type) frame: \(error.detail)")
-                return
-            }
+        // Every frame that carries a MessagePack value must decode to one
+        // (an empty body is a protocol error too), so handlers below always
+        // find a root node.
+        let tail: UnsafeRawBufferPointer
+        do {
+            tail = try PeerFrameCodec.decodeBody(type, body, into: &tape)
+        } catch {
+            fail(connection, error.reason)
+            return
         }
         if state == .handshaking {
             handshake(type, on: connection)
@@ -267,7 +255,7 @@ final class PeerLink: ConnectionHandler {
                 ? tape.member(of: tape.root, named: "reason").flatMap { tape.kind($0) == .string ? tape.string($0) : nil } : nil
             fail(connection, "peer refused the link: \(LogText.escape(reason ?? "no reason given"))")
         case .ping:
-            if !tape.isEmpty, tape.kind(tape.root) == .object, let n = tape.member(of: tape.root, named: "n").flatMap({ tape.int64($0) }) {
+            if let root = tape.rootObject, let n = tape.member(of: root, named: "n").flatMap({ tape.int64($0) }) {
                 reportedClientCount = Int(n)
                 reportedAt = cluster.loop.now
             }
@@ -288,11 +276,10 @@ final class PeerLink: ConnectionHandler {
             }
             for entry in entries {
                 let entryBody = UnsafeRawBufferPointer(rebasing: body[entry.body])
-                tape.removeAll()
                 do {
-                    try MessagePackTapeDecoder.decode(entryBody, into: &tape)
+                    try PeerFrameCodec.decodeEntry(type == .queryBatch ? .query : .queryResult, entryBody, into: &tape)
                 } catch {
-                    fail(connection, "undecodable \(type) entry: \(error.detail)")
+                    fail(connection, error.reason)
                     return
                 }
                 if type == .queryBatch {
@@ -308,7 +295,7 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveEvent(from: self, tape: tape)
         case .applications:
             applyApplications()
-            if tape.member(of: tape.root, named: "ack").flatMap({ tape.bool($0) }) == true {
+            if let root = tape.rootObject, tape.member(of: root, named: "ack").flatMap({ tape.bool($0) }) == true {
                 connection.send(PeerFrameCodec.make(.applicationsAck, requestID: requestID, body: []))
             }
         case .applicationsAck:

@@ -67,7 +67,16 @@ struct DocumentTape {
     }
 
     var isEmpty: Bool { nodeCount == 0 }
+    /// Node 0. Only meaningful when the tape is not empty: `kind(root)` on an
+    /// empty tape reads past `nodeCount` (a crash, or a stale node of an
+    /// earlier frame, since storage is reused). Where a tape may be empty,
+    /// ask `rootKind` / `rootObject` instead.
     var root: Int { 0 }
+    /// The root's kind; nil when nothing is decoded.
+    var rootKind: Kind? { nodeCount > 0 ? nodeStorage[0].kind : nil }
+    /// The root when it is an object (every frame's shape); nil when it is
+    /// not, or when the tape is empty.
+    var rootObject: Int? { rootKind == .object ? 0 : nil }
 
     /// The meaningful nodes.
     var nodes: ArraySlice<Node> { nodeStorage[0..<nodeCount] }
@@ -121,9 +130,12 @@ struct DocumentTape {
         return stringBytesEqual(offset: Int(n.bits), base.assumingMemoryBound(to: UInt8.self), bytes.count)
     }
 
+    /// Unsafe-buffer reads (no per-byte check in release builds), all inside
+    /// `offset..<offset + count`, which is checked against the arena first.
     private func stringBytesEqual(offset: Int, _ other: UnsafePointer<UInt8>, _ count: Int) -> Bool {
         if count == 0 { return true }
         return stringStorage.withUnsafeBufferPointer { arena in
+            guard offset >= 0, count <= arena.count - offset else { return false }
             for k in 0..<count where arena[offset + k] != other[k] { return false }
             return true
         }
@@ -136,15 +148,35 @@ struct DocumentTape {
 
     /// The value node of the member `name` of object node `object`; if the
     /// name repeats, the last one wins. nil when absent or not an object.
+    ///
+    /// The hottest lookup of every frame (`op`, `t`, `d`, each query key), so
+    /// the loop reads nodes without per-read bounds checks (BENCHMARKS.md,
+    /// "Checked release build"). Every read is still in range, whatever the
+    /// tape holds: `end` ≤ `nodeStorage.count` (clamped once), each read is
+    /// at `key` or `key + 1` right after checking `key + 1 < end`, and `key`
+    /// is never negative (it starts at `object + 1` ≥ 1 and then comes from
+    /// a `UInt32` field).
+    @inline(__always)
     func member(of object: Int, named name: StaticString) -> Int? {
-        guard kind(object) == .object else { return nil }
-        var found: Int?
-        var key = object + 1
-        for _ in 0..<count(object) {
-            if isString(key, equalTo: name) { found = key + 1 }
-            key = next(key + 1)
+        guard kind(object) == .object else { return nil }  // checked: `object` is in range
+        let end = min(next(object), nodeStorage.count)
+        let wanted = name.utf8CodeUnitCount
+        var remaining = count(object)
+        return nodeStorage.withUnsafeBufferPointer { nodes -> Int? in
+            guard let base = nodes.baseAddress else { return nil }
+            var found: Int?
+            var key = object + 1
+            while remaining > 0 && key + 1 < end {
+                let k = base[key]
+                if k.kind == .string, Int(k.stringLength) == wanted,
+                   stringBytesEqual(offset: Int(k.bits), name.utf8Start, wanted) {
+                    found = key + 1
+                }
+                key = Int(base[key + 1].next)
+                remaining -= 1
+            }
+            return found
         }
-        return found
     }
 
     /// Element node indices of array node `array` (empty for non-arrays).

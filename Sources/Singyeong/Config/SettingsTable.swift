@@ -36,7 +36,7 @@ enum SettingsTable {
         .init(name: "BIND", defaultValue: "::", kind: .string,
               help: "listen address; :: is dual-stack IPv6+IPv4"),
         .init(name: "TLS_CERT", defaultValue: nil, kind: .path,
-              help: "PEM certificate chain; with TLS_KEY the listener speaks TLS only"),
+              help: "PEM certificate chain; with TLS_KEY the listener speaks TLS only (1.2 with ECDHE + AEAD suites, or 1.3)"),
         .init(name: "TLS_KEY", defaultValue: nil, kind: .path,
               help: "PEM private key for TLS_CERT"),
         .init(name: "HEARTBEAT_INTERVAL", defaultValue: "45000", kind: .integer(1000...3_600_000),

@@ -17,7 +17,15 @@ final class ClientRecord {
     let socketIP: String?
     /// 2019 identify `tags` (discovery), ignored for restricted clients.
     let tags: [String]
-    var metadata: ClientMetadata
+    /// Read for every candidate of every query, so it is exempt from
+    /// dynamic exclusivity checking (BENCHMARKS.md, "Checked release
+    /// build": the check cost ~100 instructions per read). Why no two
+    /// accesses can overlap: one thread; the only writes are
+    /// `setReserved` (a ClientMetadata method that calls out to nothing)
+    /// and `ClientStore.updateMetadata`, whose `change` closures (in
+    /// Gateway.enqueue/flushMetadata) touch only their inout parameter and
+    /// locals.
+    @exclusivity(unchecked) var metadata: ClientMetadata
     /// The metadata as it will be once the updates received but not yet
     /// applied are (METADATA_QUEUE_INTERVAL batching); nil when none wait.
     /// One copy, whatever the number of updates, so pending state is bounded

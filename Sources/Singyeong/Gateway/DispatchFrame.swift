@@ -58,6 +58,7 @@ enum DispatchFrame {
             } catch {
                 return nil
             }
+            guard !tape.isEmpty else { return nil }
             let start = scratch.count
             switch encoding {
             case .json: tape.appendJSON(tape.root, to: &scratch)

@@ -132,7 +132,7 @@ struct FrameWriter {
             return
         }
         var tape = DocumentTape()
-        if (try? MessagePackTapeDecoder.decode(encoded, into: &tape)) != nil {
+        if (try? MessagePackTapeDecoder.decode(encoded, into: &tape)) != nil, !tape.isEmpty {
             tape.appendJSON(tape.root, to: &bytes)
         } else {
             null()

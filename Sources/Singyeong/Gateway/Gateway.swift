@@ -29,7 +29,12 @@ final class Gateway {
     weak var cluster: Cluster?
     /// Decoding state reused by every frame.
     var tape = DocumentTape()
-    var scratch: [UInt8] = []
+    /// Transcoding buffer for dispatch frames, passed inout once or twice
+    /// per message: exempt from dynamic exclusivity checking (BENCHMARKS.md,
+    /// "Checked release build"). No two accesses overlap: one thread, and
+    /// its only users (`DispatchFrame.make` and the transcoders it calls)
+    /// never reach back to the gateway.
+    @exclusivity(unchecked) var scratch: [UInt8] = []
     private var dirty: [ClientRecord] = []
     private var flushTimer: LoopTimer?
     /// Counters for `GET /metrics`.

@@ -156,7 +156,8 @@ final class GatewaySession {
 
     private func handle(_ m: DecodedMessage) {
         let tape = m.tape
-        guard tape.kind(tape.root) == .object else {
+        // The gate for everything below, which reads `tape.root` freely.
+        guard tape.rootObject != nil else {
             fatal("decode: payload: unrecoverable")
             return
         }
@@ -444,14 +445,15 @@ final class GatewaySession {
     /// copied from the client's own bytes (sender and reply share an encoding).
     private func writeFrameAsReceived(_ m: DecodedMessage, into w: inout FrameWriter) {
         let tape = m.tape
+        let root = tape.rootObject
         w.beginObject(count: 4)
         w.key("op"); w.int(4)
         w.key("t")
-        if let t = tape.member(of: tape.root, named: "t") { w.tapeValue(t, in: m) } else { w.null() }
+        if let root, let t = tape.member(of: root, named: "t") { w.tapeValue(t, in: m) } else { w.null() }
         w.key("ts")
-        if let ts = tape.member(of: tape.root, named: "ts") { w.tapeValue(ts, in: m) } else { w.null() }
+        if let root, let ts = tape.member(of: root, named: "ts") { w.tapeValue(ts, in: m) } else { w.null() }
         w.key("d")
-        if let d = tape.member(of: tape.root, named: "d") { w.tapeValue(d, in: m) } else { w.null() }
+        if let root, let d = tape.member(of: root, named: "d") { w.tapeValue(d, in: m) } else { w.null() }
         w.endObject()
     }
 

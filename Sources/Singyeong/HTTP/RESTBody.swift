@@ -24,7 +24,7 @@ enum RESTBody {
             } catch {
                 return .failure(.errorDetail(400, "Bad Request"))
             }
-            if tape.kind(tape.root) == .object, case .object(let fields) = tape.value(tape.root) {
+            if tape.rootKind == .object, case .object(let fields) = tape.value(tape.root) {
                 for (name, value) in fields.members { object[name] = value }
             }
         }
@@ -40,7 +40,7 @@ enum RESTBody {
         } catch {
             return nil
         }
-        guard tape.kind(tape.root) == .array else { return nil }
+        guard tape.rootKind == .array else { return nil }
         var strings: [String] = []
         for element in tape.elements(of: tape.root) {
             guard tape.kind(element) == .string else { return nil }

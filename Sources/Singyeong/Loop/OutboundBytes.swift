@@ -26,11 +26,16 @@ final class OutboundBytes: ManagedBuffer<Int, UInt8> {
         source.withUnsafeBytes { copying($0) }
     }
 
-    /// Number of bytes.
-    var count: Int { header }
+    /// Number of bytes. Read through the header pointer rather than
+    /// `header`, a class property whose every read pays a dynamic
+    /// exclusivity check (~100 instructions, several per frame per flush):
+    /// the header is written once, by `create` in `make`, and never again,
+    /// so no read can overlap a write.
+    var count: Int { withUnsafeMutablePointerToHeader { $0.pointee } }
 
     /// Calls `body` with the bytes.
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withUnsafeMutablePointerToElements { try body(UnsafeRawBufferPointer(start: $0, count: header)) }
+        let count = self.count
+        return try withUnsafeMutablePointerToElements { try body(UnsafeRawBufferPointer(start: $0, count: count)) }
     }
 }

@@ -113,9 +113,38 @@ struct ExactKey: Hashable, Sendable {
         }
     }
 
+    /// Compares the contiguous UTF-8 buffers (every native string has one)
+    /// rather than walking `String.UTF8View` indices: that walk was the
+    /// largest single cost of SEND (BENCHMARKS.md, "Checked release build").
     @inline(__always)
     static func bytesEqual(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+        guard a.utf8.count == b.utf8.count else { return false }
+        let fast = a.utf8.withContiguousStorageIfAvailable { x in
+            b.utf8.withContiguousStorageIfAvailable { y in sameBytes(x, y) }
+        }
+        if let fast, let equal = fast { return equal }
+        return a.utf8.elementsEqual(b.utf8)
+    }
+
+    /// Eight bytes at a time, then the rest. Every load is inside both
+    /// buffers: they have the same count (checked first), and each load
+    /// covers `i..<i + 8` with `i + 8 <= n`, or the single byte `i < n`.
+    @inline(__always)
+    private static func sameBytes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = x.count
+        guard n == y.count else { return false }
+        guard n > 0, let p = x.baseAddress, let q = y.baseAddress else { return true }
+        let rp = UnsafeRawPointer(p), rq = UnsafeRawPointer(q)
+        var i = 0
+        while i + 8 <= n {
+            if rp.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rq.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < n {
+            if p[i] != q[i] { return false }
+            i += 1
+        }
+        return true
     }
 }
 

@@ -20,10 +20,16 @@ final class Connection: EndOfTurnTask {
     let peer: PeerAddress
     unowned let listener: Listener
     var handler: ConnectionHandler
-    private(set) var state: State
+    // `state` and `output` are touched for every frame sent, so they are
+    // exempt from dynamic exclusivity checking (BENCHMARKS.md, "Checked
+    // release build"). No two accesses can overlap: one thread; `state` is
+    // only ever assigned or compared; OutboundQueue's methods call out to
+    // nothing (no closures, no handlers), so no other access to `output`
+    // can begin while one is in progress.
+    @exclusivity(unchecked) private(set) var state: State
     private let io: UnsafeMutablePointer<ev_io>
     private var input = InputBuffer()
-    private var output = OutboundQueue()
+    @exclusivity(unchecked) private var output = OutboundQueue()
     private let tls: TLSSession?
     /// We dialed this connection (handlers hear `connectionEstablished` once
     /// it is usable: after connect, and after the TLS handshake if any).

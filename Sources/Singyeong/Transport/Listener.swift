@@ -46,9 +46,11 @@ final class Listener {
     private var nextID: UInt64 = 1
     private(set) var connectionCount = 0
     private var acceptPause: LoopTimer?
-    /// Totals for metrics.
-    var bytesIn: UInt64 = 0
-    var bytesOut: UInt64 = 0
+    /// Totals for metrics; bumped on every read and write, so exempt from
+    /// dynamic exclusivity checking: a `&+=` on an integer calls nothing,
+    /// so no other access can overlap it (one thread).
+    @exclusivity(unchecked) var bytesIn: UInt64 = 0
+    @exclusivity(unchecked) var bytesOut: UInt64 = 0
     var slowConsumerDisconnects: UInt64 = 0
     private(set) var acceptedTotal: UInt64 = 0
     /// Called when the last connection is gone during shutdown.

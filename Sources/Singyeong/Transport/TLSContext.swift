@@ -1,8 +1,10 @@
 import COpenSSL
 import Glibc
 
-/// Server-side TLS configuration: one OpenSSL `SSL_CTX` built from a PEM
-/// certificate chain and key.
+/// TLS configuration: one OpenSSL `SSL_CTX`, either the listener's (built
+/// from a PEM certificate chain and key) or the client context peer links
+/// dial with. Both follow one protocol policy (`applyPolicy`): TLS 1.2 with
+/// ECDHE + AEAD suites only, TLS 1.3 with OpenSSL's default suites.
 ///
 /// On SIGHUP the node builds a fresh context from the same paths and swaps it
 /// in for new connections; existing sessions keep a reference to the context
@@ -21,10 +23,13 @@ final class TLSContext {
         }
         self.certificatePath = certificatePath
         self.keyPath = keyPath
-        // TLS 1.2 and 1.3 only.
-        _ = sy_ssl_ctx_set_min_proto(ctx, SY_TLS1_2_VERSION)
-        _ = sy_ssl_ctx_set_max_proto(ctx, SY_TLS1_3_VERSION)
-        _ = sy_ssl_ctx_set_options(ctx, SY_SSL_OP_NO_COMPRESSION | SY_SSL_OP_NO_RENEGOTIATION | SY_SSL_OP_CIPHER_SERVER_PREFERENCE)
+        do {
+            try TLSContext.applyPolicy(ctx)
+        } catch {
+            SSL_CTX_free(ctx)
+            throw error
+        }
+        _ = sy_ssl_ctx_set_options(ctx, SY_SSL_OP_CIPHER_SERVER_PREFERENCE)
         // RELEASE_BUFFERS: an idle session gives back its ~34 KiB of record
         // buffers, which is what keeps idle TLS connections small.
         // Partial writes + moving buffer: our write path retries from a
@@ -53,6 +58,31 @@ final class TLSContext {
         raw = ctx
     }
 
+    /// TLS 1.2 cipher suites: forward-secret key exchange (ECDHE) with AEAD
+    /// ciphers only — the TLS 1.2 part of Mozilla's "intermediate" profile
+    /// minus its finite-field DHE suites (slow, and flagged by scanners for
+    /// weak or unnegotiated groups). No static-RSA key exchange (no forward
+    /// secrecy), no CBC (Lucky13/padding-oracle class), no SHA-1 MACs.
+    /// ECDSA suites cover an ECDSA certificate; RSA ones an RSA certificate.
+    static let tls12Ciphers = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    /// The protocol policy shared by the listener and the peer-link dialer:
+    /// TLS 1.2–1.3, the TLS 1.2 suites of `tls12Ciphers`, OpenSSL's TLS 1.3
+    /// suites (all AEAD and forward-secret by construction), no compression
+    /// (CRIME), no renegotiation.
+    private static func applyPolicy(_ ctx: OpaquePointer) throws(TLSContextError) {
+        guard sy_ssl_ctx_set_min_proto(ctx, SY_TLS1_2_VERSION) == 1,
+              sy_ssl_ctx_set_max_proto(ctx, SY_TLS1_3_VERSION) == 1,
+              SSL_CTX_set_cipher_list(ctx, tls12Ciphers) == 1 else {
+            throw TLSContextError(message: "TLS policy rejected by OpenSSL: \(drainErrors())")
+        }
+        _ = sy_ssl_ctx_set_options(ctx, SY_SSL_OP_NO_COMPRESSION | SY_SSL_OP_NO_RENEGOTIATION)
+    }
+
     /// A client context for dialing peer nodes over TLS: TLS 1.2–1.3, no
     /// certificate checks (the peer link authenticates with COOKIE, and
     /// binds that proof to this TLS session through a keying-material
@@ -61,9 +91,12 @@ final class TLSContext {
         guard let method = TLS_client_method(), let ctx = SSL_CTX_new(method) else {
             throw TLSContextError(message: "SSL_CTX_new (client) failed: \(TLSContext.drainErrors())")
         }
-        _ = sy_ssl_ctx_set_min_proto(ctx, SY_TLS1_2_VERSION)
-        _ = sy_ssl_ctx_set_max_proto(ctx, SY_TLS1_3_VERSION)
-        _ = sy_ssl_ctx_set_options(ctx, SY_SSL_OP_NO_COMPRESSION | SY_SSL_OP_NO_RENEGOTIATION)
+        do {
+            try TLSContext.applyPolicy(ctx)
+        } catch {
+            SSL_CTX_free(ctx)
+            throw error
+        }
         _ = sy_ssl_ctx_set_mode(ctx, SY_SSL_MODE_RELEASE_BUFFERS | SY_SSL_MODE_ENABLE_PARTIAL_WRITE | SY_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
         raw = ctx

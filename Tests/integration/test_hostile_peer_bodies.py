@@ -1,0 +1,154 @@
+"""A hostile (or broken) peer on the cluster port: after an authenticated
+(protocol v3) handshake it sends frames whose MessagePack body is empty or undecodable.
+Each is a protocol error for that link: logged and closed, while the node
+keeps serving its clients and other links (cluster.md §3)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+import time
+
+import msgpack
+import pytest
+
+from cluster_fixtures import COOKIE, cluster_factory, redis_factory  # noqa: F401 (fixtures)
+from gateway_client import uid
+
+PROTOCOL_VERSION = 3
+HELLO, AUTH, PING, PONG, QUERY, DELIVER, EVENT, APPLICATIONS, ROUTE, PROXY, TAGS = 1, 2, 3, 4, 10, 12, 13, 16, 18, 20, 22
+
+
+class RawPeer:
+    """Speaks the peer-link framing over plain TCP: `[u32 length][u8 type]
+    [u64 request id][body]`, and the HELLO/AUTH handshake with COOKIE."""
+
+    def __init__(self, host: str, port: int, cookie: str = COOKIE):
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.buffer = b""
+        self.node_id = os.urandom(16).hex()
+        self.nonce = os.urandom(32).hex()
+        self.cookie = cookie
+
+    def send(self, ftype: int, body: bytes, request_id: int = 0):
+        self.sock.sendall(struct.pack(">IBQ", 9 + len(body), ftype, request_id) + body)
+
+    def recv_frame(self) -> tuple[int, int, bytes] | None:
+        """The next frame, or None when the node closed the connection."""
+        while True:
+            if len(self.buffer) >= 4:
+                (length,) = struct.unpack(">I", self.buffer[:4])
+                if len(self.buffer) >= 4 + length:
+                    ftype, rid = struct.unpack(">BQ", self.buffer[4:13])
+                    body, self.buffer = self.buffer[13:4 + length], self.buffer[4 + length:]
+                    return ftype, rid, body
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def proof(self, role: str, sender_id: str, sender_nonce: str, receiver_id: str, receiver_nonce: str) -> str:
+        """PeerAuthentication.proof: HMAC-SHA256 over length-prefixed fields
+        (no TLS here, so no channel binding)."""
+        message = b"singyeong-peer-v%d" % PROTOCOL_VERSION
+        for field in (role, sender_id, sender_nonce, receiver_id, receiver_nonce, ""):
+            raw = field.encode()
+            message += b"|%d:" % len(raw) + raw
+        return hmac.new(self.cookie.encode(), message, hashlib.sha256).hexdigest()
+
+    def handshake(self):
+        """v3: HELLO, the node's HELLO, our proof first, then the node's."""
+        self.send(HELLO, msgpack.packb({"v": PROTOCOL_VERSION, "node": self.node_id, "nonce": self.nonce}))
+        frame = self.recv_frame()
+        assert frame is not None and frame[0] == HELLO, frame
+        node_hello = msgpack.unpackb(frame[2])
+        self.send(AUTH, msgpack.packb({"mac": self.proof("dialer", self.node_id, self.nonce,
+                                                          node_hello["node"], node_hello["nonce"])}))
+        frame = self.recv_frame()
+        assert frame is not None and frame[0] == AUTH, frame
+        expected = self.proof("acceptor", node_hello["node"], node_hello["nonce"], self.node_id, self.nonce)
+        assert msgpack.unpackb(frame[2])["mac"] == expected, "node's proof does not check out"
+        # Link up: the node announces its applications first.
+        frame = self.recv_frame()
+        assert frame is not None and frame[0] == APPLICATIONS, frame
+        return node_hello["node"]
+
+    def closed_within(self, seconds: float) -> bool:
+        """Whether the node closes the link within `seconds` (answering pings meanwhile)."""
+        self.sock.settimeout(seconds)
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                frame = self.recv_frame()
+                if frame is None:
+                    return True
+                if frame[0] == PING:
+                    self.send(PONG, b"", frame[1])
+        except socket.timeout:
+            return False
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+BAD_BODIES = [
+    pytest.param(APPLICATIONS, b"", "empty applications frame body", id="applications-empty"),
+    pytest.param(APPLICATIONS, b"\xc1", "undecodable applications frame", id="applications-undecodable"),
+    pytest.param(PING, b"", "empty ping frame body", id="ping-empty"),
+    pytest.param(QUERY, b"", "empty query frame body", id="query-empty"),
+    pytest.param(DELIVER, b"", "empty deliver frame body", id="deliver-empty"),
+    pytest.param(EVENT, b"", "empty event frame body", id="event-empty"),
+    pytest.param(ROUTE, b"", "empty route frame body", id="route-empty"),
+    pytest.param(TAGS, b"", "empty tags frame body", id="tags-empty"),
+    # A proxy frame's MessagePack header is empty (the raw tail is not).
+    pytest.param(PROXY, struct.pack(">I", 0) + b"tail", "empty proxy frame body", id="proxy-empty-header"),
+    pytest.param(QUERY, msgpack.packb({"q": 1}) + b"\x00", "undecodable query frame", id="query-trailing-bytes"),
+]
+
+
+@pytest.mark.parametrize("ftype,body,reason", BAD_BODIES)
+def test_empty_or_undecodable_body_closes_the_link(cluster_factory, ftype, body, reason):
+    cluster = cluster_factory(0)
+    node = cluster.add()
+    client = node.identified("hostile-peer-app", uid("c"))
+    peer = RawPeer(node.host, node.cluster_port)
+    try:
+        peer.handshake()
+        # A well-formed frame first: it fills the node's reused tape storage
+        # with a root node that an unchecked empty body would read again.
+        peer.send(APPLICATIONS, msgpack.packb({"add": ["x"], "remove": [], "ack": True}), 5)
+        peer.send(ftype, body, 6)
+        assert peer.closed_within(3), f"node kept the link open after a {reason!r} frame\n{cluster.dump()}"
+    finally:
+        peer.close()
+    assert wait_for(lambda: reason in node.log(), 3), f"no log line with {reason!r}\n{cluster.dump()}"
+    assert "peer link closed" in node.log()
+    assert node.alive()
+    # The node still serves its client and accepts a well-behaved peer.
+    client.heartbeat()
+    good = RawPeer(node.host, node.cluster_port)
+    try:
+        good.handshake()
+        good.send(PING, msgpack.packb({"n": 0}), 1)
+        frame = good.recv_frame()
+        while frame is not None and frame[0] != PONG:
+            frame = good.recv_frame()
+        assert frame is not None and frame[1] == 1
+    finally:
+        good.close()
