@@ -374,6 +374,10 @@ def test_pinging_client_not_idle(spawn):
     s = spawn("--idle-timeout", "1000")
     with ws_connect(s.port) as ws:
         ws.recv(timeout=3)
+        # Before IDENTIFY the deadline counts from HELLO and nothing extends it
+        # (issue 10); after it, pings count as traffic (protocol.md §1.2).
+        ws.send('{"op":1,"d":{"client_id":"pinger","application_id":"pinger"}}')
+        ws.recv(timeout=3)
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
             assert ws.ping().wait(1), "no pong while pinging every 300 ms"
