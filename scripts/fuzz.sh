@@ -25,7 +25,7 @@ json_extra="-I $out/csimdjson-module $out/csimdjson-fuzz.o -lsimdjson -lstdc++"
 
 declare -A extra=([json]="$json_extra" [rest]="$json_extra")
 declare -A sources=(
-  [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Fuzz/QueryParserFuzz.swift"
+  [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/Codec/DocumentTape.swift Fuzz/QueryParserFuzz.swift"
   [msgpack]="$codec Fuzz/FuzzCanonicalValue.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="$codec Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
   [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Fuzz/FuzzCanonicalValue.swift Fuzz/JSONDecoderFuzz.swift"
