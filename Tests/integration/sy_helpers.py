@@ -362,3 +362,22 @@ def client_context(cafile: Path | None = None, minimum=None, maximum=None) -> ss
     if maximum is not None:
         ctx.maximum_version = maximum
     return ctx
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, KiB (from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def wait_for(predicate, timeout: float = 3.0) -> bool:
+    """Polls `predicate` every 50 ms until it holds or `timeout` passes."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -18,17 +18,11 @@ import msgpack
 import pytest
 
 from gateway_client import GatewayClient, typed, uid
-from sy_helpers import RawConn, expect_close, open_ws, ws_frame, Closed, OP_CLOSE, OP_TEXT
+from sy_helpers import RawConn, expect_close, open_ws, rss_kib, ws_frame, Closed, OP_CLOSE, OP_TEXT
 
 from test_rest_query import post
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 class Prober:

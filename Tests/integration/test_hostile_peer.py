@@ -31,7 +31,7 @@ import pytest
 
 import conftest
 from cluster_fixtures import COOKIE, NODE_KEY_PREFIX, REGISTRY_KEY, Cluster, redis_server  # noqa: F401
-from sy_helpers import make_cert
+from sy_helpers import make_cert, rss_kib, wait_for
 
 VERSION = 3
 HELLO, AUTH, REFUSE = 1, 2, 5
@@ -118,25 +118,10 @@ def proof(cookie: str, role: str, sender_id: str, sender_nonce: str, receiver_id
     return hmac.new(cookie.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def lines_with(text: str, needle: str) -> list[str]:
     return [line for line in text.splitlines() if needle in line]
 
-
-def wait_for(predicate, timeout: float = 3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # ---------------------------------------------------------------- size limits

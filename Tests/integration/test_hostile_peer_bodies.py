@@ -17,6 +17,7 @@ import pytest
 
 from cluster_fixtures import COOKIE, cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import uid
+from sy_helpers import wait_for
 
 PROTOCOL_VERSION = 3
 HELLO, AUTH, PING, PONG, QUERY, DELIVER, EVENT, APPLICATIONS, ROUTE, PROXY, TAGS = 1, 2, 3, 4, 10, 12, 13, 16, 18, 20, 22
@@ -97,14 +98,6 @@ class RawPeer:
     def close(self):
         self.sock.close()
 
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 BAD_BODIES = [
