@@ -6,4 +6,13 @@
 /* accept4(2): accept and set O_NONBLOCK|O_CLOEXEC in one system call. */
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
+/* The socket type and flag constants, fixed here. glibc declares them in an
+ * enum in <bits/socket_type.h>, and which Clang module owns that header
+ * depends on which module first includes it; on a clean parallel build the
+ * Swift files sometimes could not see SOCK_STREAM through Glibc. */
+static const int SY_SOCK_STREAM = SOCK_STREAM;
+static const int SY_SOCK_DGRAM = SOCK_DGRAM;
+static const int SY_SOCK_NONBLOCK = SOCK_NONBLOCK;
+static const int SY_SOCK_CLOEXEC = SOCK_CLOEXEC;
+
 #endif

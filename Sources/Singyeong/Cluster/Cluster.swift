@@ -1,3 +1,4 @@
+import CSystem
 import Glibc
 import Logging
 
@@ -196,7 +197,7 @@ final class Cluster {
     /// A numeric address for `host` (itself when already numeric).
     private static func resolve(_ host: String) throws -> String {
         var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = SY_SOCK_STREAM
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, nil, &hints, &result)
         guard rc == 0, let info = result else {

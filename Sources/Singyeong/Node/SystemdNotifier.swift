@@ -1,3 +1,4 @@
+import CSystem
 import Glibc
 import Logging
 
@@ -61,7 +62,7 @@ final class SystemdNotifier {
                             metadata: ["NOTIFY_SOCKET": "\(name)"])
             return
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(AF_UNIX, SY_SOCK_DGRAM | SY_SOCK_CLOEXEC | SY_SOCK_NONBLOCK, 0)
         guard fd >= 0 else {
             logger?.warning("cannot open the systemd notification socket; notifications disabled",
                             metadata: ["reason": "\(String(cString: strerror(errno)))"])

@@ -1,4 +1,5 @@
 import CCurl
+import CSystem
 import Glibc
 
 /// One exchange in flight: the libcurl easy handle with everything it points
@@ -234,7 +235,7 @@ final class UpstreamTransfer {
             egressRefusal = refusal
             return SY_CURL_SOCKET_BAD
         }
-        return socket(family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
+        return socket(family, address.pointee.socktype | SY_SOCK_CLOEXEC, address.pointee.protocol)
     }
 
     /// A connection is ready for the request (possibly a reused one, for

@@ -88,7 +88,7 @@ final class Listener {
     func bind(host: String, port: Int) throws(ListenError) {
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = SY_SOCK_STREAM
         hints.ai_family = AF_UNSPEC
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &result)
@@ -96,7 +96,7 @@ final class Listener {
             throw ListenError(description: "BIND \(host): not a numeric IPv4/IPv6 address (\(String(cString: gai_strerror(rc))))")
         }
         defer { freeaddrinfo(result) }
-        let s = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let s = socket(info.pointee.ai_family, SY_SOCK_STREAM | SY_SOCK_NONBLOCK | SY_SOCK_CLOEXEC, 0)
         guard s >= 0 else { throw ListenError(description: "socket(): \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -140,7 +140,7 @@ final class Listener {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let c = withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                    accept4(fd, $0, &length, SY_SOCK_NONBLOCK | SY_SOCK_CLOEXEC)
                 }
             }
             if c < 0 {
@@ -191,14 +191,14 @@ final class Listener {
     func dial(host: String, port: Int, handler: ConnectionHandler, tls: TLSContext? = nil, error: inout String) -> Connection? {
         var hints = addrinfo()
         hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = SY_SOCK_STREAM
         var result: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else {
             error = "\(host) is not a numeric address"
             return nil
         }
         defer { freeaddrinfo(result) }
-        let c = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let c = socket(info.pointee.ai_family, SY_SOCK_STREAM | SY_SOCK_NONBLOCK | SY_SOCK_CLOEXEC, 0)
         guard c >= 0 else {
             error = "socket(): \(String(cString: strerror(errno)))"
             return nil
