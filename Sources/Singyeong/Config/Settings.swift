@@ -16,6 +16,8 @@ struct Settings: Sendable {
     var identifyMaxSize: Int
     var maxFrameSize: Int
     var maxPendingBytes: Int
+    /// SO_SNDBUF for client sockets; 0 leaves the kernel's autotuning on.
+    var sendBufferSize: Int
     var maxBodySize: Int
     var shutdownTimeout: Int
     var logLevel: String
@@ -109,6 +111,7 @@ struct Settings: Sendable {
             identifyMaxSize: try integer("IDENTIFY_MAX_SIZE"),
             maxFrameSize: try integer("MAX_FRAME_SIZE"),
             maxPendingBytes: try integer("MAX_PENDING_BYTES"),
+            sendBufferSize: try integer("SEND_BUFFER_SIZE"),
             maxBodySize: try integer("MAX_BODY_SIZE"),
             shutdownTimeout: try integer("SHUTDOWN_TIMEOUT"),
             logLevel: try validated("LOG_LEVEL")!,

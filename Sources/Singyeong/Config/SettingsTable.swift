@@ -53,6 +53,8 @@ enum SettingsTable {
               help: "largest accepted WebSocket message, bytes (larger: close 1009)"),
         .init(name: "MAX_PENDING_BYTES", defaultValue: "33554432", kind: .integer(65536...4_294_967_296),
               help: "unsent output one connection may queue before it is closed as a slow consumer, bytes"),
+        .init(name: "SEND_BUFFER_SIZE", defaultValue: "0", kind: .integer(0...67_108_864),
+              help: "kernel send buffer of each client socket (SO_SNDBUF), bytes; 0 = the kernel's autotuning"),
         .init(name: "MAX_BODY_SIZE", defaultValue: "1048576", kind: .integer(0...1_073_741_824),
               help: "largest accepted HTTP request body, bytes (larger: 413)"),
         .init(name: "SHUTDOWN_TIMEOUT", defaultValue: "5000", kind: .integer(0...600_000),

@@ -69,7 +69,8 @@ final class SingyeongNode {
             maxPendingBytes: settings.maxPendingBytes,
             handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
             idleTimeout: Double(settings.idleTimeout) / 1000,
-            lingerTimeout: 2
+            lingerTimeout: 2,
+            socketSendBuffer: settings.sendBufferSize
         )
         var makeHandler: () -> ConnectionHandler = { fatalError("node not ready") }
         listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeHandler() }

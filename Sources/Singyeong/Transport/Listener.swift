@@ -13,6 +13,10 @@ struct TransportLimits {
     var idleTimeout = 60.0
     /// Seconds to wait for the peer's FIN after our half-close.
     var lingerTimeout = 2.0
+    /// SO_SNDBUF of accepted sockets; 0 = the kernel's autotuning. Caps what
+    /// the kernel holds for a peer that does not read, on top of
+    /// `maxPendingBytes` (autotuning lets that grow to tcp_wmem's maximum).
+    var socketSendBuffer = 0
 }
 
 /// Error opening the listening socket, with the failing step in the message.
@@ -158,6 +162,10 @@ final class Listener {
             }
             var one: Int32 = 1
             setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            if limits.socketSendBuffer > 0 {
+                var size = Int32(limits.socketSendBuffer)
+                setsockopt(c, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            }
             var session: TLSSession?
             if let tlsContext {
                 session = TLSSession(context: tlsContext, fd: c)
