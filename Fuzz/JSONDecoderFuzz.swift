@@ -30,12 +30,29 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for k in size..<(size + padding) { buffer[k] = 0 }
     let input = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
 
+    // The lazy decode (SEND payloads validated, not decoded) must accept
+    // exactly what the full decode accepts.
+    var lazy = DocumentTape()
+    let lazyAccepted = (try? JSONTapeDecoder.decode(input, into: &lazy, lazyPayload: true)) != nil
     var tape = DocumentTape()
     do {
         try JSONTapeDecoder.decode(input, into: &tape)
     } catch {
+        precondition(!lazyAccepted, "lazy decode accepted what the full decode refuses: \(error)")
+        var streamed: [UInt8] = []
+        precondition(!StreamingTranscoder.appendMessagePack(fromJSON: input, to: &streamed) && streamed.isEmpty,
+                     "streaming transcoder accepted invalid JSON")
         return 0
     }
+    precondition(lazyAccepted, "lazy decode refused a valid document")
+    checkUnexpanded(lazy, full: tape)
+
+    // The tape-free transcoder gives exactly the tape encoder's bytes.
+    var streamed: [UInt8] = []
+    precondition(StreamingTranscoder.appendMessagePack(fromJSON: input, to: &streamed), "streaming transcoder refused valid JSON")
+    var fromTape: [UInt8] = []
+    tape.appendMessagePack(0, to: &fromTape)
+    precondition(streamed == fromTape, "streamed MessagePack differs from the tape's")
     precondition(tape.next(0) == tape.nodeCount)
     var keys = Set<Int>()
     for i in 0..<tape.nodeCount {
@@ -85,4 +102,23 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     precondition(canonical(fromJSON.value(0)) == value, "MessagePack → JSON changed the value")
     return 0
+}
+
+/// An unexpanded node sits where the full tape has "d" → "payload" holding a
+/// container, with the same span; everything else is node for node the same.
+func checkUnexpanded(_ lazy: DocumentTape, full: DocumentTape) {
+    var i = 0, j = 0
+    while i < lazy.nodeCount {
+        precondition(j < full.nodeCount, "lazy tape longer than the full one")
+        precondition(lazy.span(i) == full.span(j), "spans differ at lazy node \(i)")
+        if lazy.kind(i) == .unexpanded {
+            precondition(full.kind(j) == .array || full.kind(j) == .object, "unexpanded scalar")
+            j = full.next(j)
+        } else {
+            precondition(lazy.kind(i) == full.kind(j), "kinds differ at lazy node \(i)")
+            j += 1
+        }
+        i += 1
+    }
+    precondition(j == full.nodeCount, "lazy tape shorter than the full one")
 }

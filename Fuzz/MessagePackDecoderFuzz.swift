@@ -21,13 +21,41 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
+    var lazy = DocumentTape()
+    let lazyAccepted = (try? MessagePackTapeDecoder.decode(input, into: &lazy, lazyPayload: true)) != nil
     var tape = DocumentTape()
     do {
         try MessagePackTapeDecoder.decode(input, into: &tape)
     } catch {
         precondition(tape.nodeCount == 0, "tape not cleared after an error")
+        precondition(!lazyAccepted, "lazy decode accepted what the full decode refuses: \(error)")
+        var streamed: [UInt8] = [1]
+        precondition(!StreamingTranscoder.appendJSON(fromMessagePack: input, to: &streamed) && streamed == [1],
+                     "streaming transcoder accepted invalid MessagePack")
         return 0
     }
+    precondition(lazyAccepted, "lazy decode refused a valid document")
+    // Unexpanded nodes: where the full tape has a container, same span.
+    var i = 0, j = 0
+    while i < lazy.nodeCount {
+        precondition(lazy.span(i) == tape.span(j), "spans differ at lazy node \(i)")
+        if lazy.kind(i) == .unexpanded {
+            precondition(tape.kind(j) == .array || tape.kind(j) == .object, "unexpanded scalar")
+            j = tape.next(j)
+        } else {
+            precondition(lazy.kind(i) == tape.kind(j), "kinds differ at lazy node \(i)")
+            j += 1
+        }
+        i += 1
+    }
+    precondition(j == tape.nodeCount, "lazy tape shorter than the full one")
+
+    // The tape-free transcoder gives exactly the tape encoder's bytes.
+    var streamed: [UInt8] = []
+    precondition(StreamingTranscoder.appendJSON(fromMessagePack: input, to: &streamed), "streaming transcoder refused valid MessagePack")
+    var fromTape: [UInt8] = []
+    tape.appendJSON(0, to: &fromTape)
+    precondition(streamed == fromTape, "streamed JSON differs from the tape's")
     checkTapeShape(tape, inputCount: size)
     let value = tape.value(0)
 

@@ -20,6 +20,8 @@
 #include <simdjson.h>
 #include <cstring>
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 using namespace simdjson;
 
@@ -39,6 +41,71 @@ namespace {
 
 static inline bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+// MessagePack output for sy_json_to_msgpack. Containers get a 5-byte
+// placeholder header (the count is known only at their end); `compact`
+// then rewrites every header in its smallest form in one forward pass.
+struct MsgpackOut {
+    std::vector<uint8_t> bytes;
+    struct Header { size_t position; uint32_t count; bool map; };
+    std::vector<Header> headers;
+
+    // The buffers live as long as the thread; one huge payload must not
+    // pin its size forever.
+    void clear() {
+        if (bytes.capacity() > (size_t(1) << 20)) std::vector<uint8_t>().swap(bytes);
+        if (headers.capacity() > (size_t(1) << 16)) std::vector<Header>().swap(headers);
+        bytes.clear();
+        headers.clear();
+    }
+    void byte(uint8_t b) { bytes.push_back(b); }
+    template <typename T> void big_endian(T v) {
+        for (int shift = int(sizeof(T)) * 8 - 8; shift >= 0; shift -= 8) bytes.push_back(uint8_t(uint64_t(v) >> shift));
+    }
+    void uint(uint64_t v) {
+        if (v < 128) byte(uint8_t(v));
+        else if (v <= 0xFF) { byte(0xCC); byte(uint8_t(v)); }
+        else if (v <= 0xFFFF) { byte(0xCD); big_endian(uint16_t(v)); }
+        else if (v <= 0xFFFFFFFFu) { byte(0xCE); big_endian(uint32_t(v)); }
+        else { byte(0xCF); big_endian(v); }
+    }
+    void integer(int64_t v) {
+        if (v >= 0) return uint(uint64_t(v));
+        if (v >= -32) byte(uint8_t(int8_t(v)));
+        else if (v >= -128) { byte(0xD0); byte(uint8_t(int8_t(v))); }
+        else if (v >= -32768) { byte(0xD1); big_endian(uint16_t(int16_t(v))); }
+        else if (v >= -2147483648LL) { byte(0xD2); big_endian(uint32_t(int32_t(v))); }
+        else { byte(0xD3); big_endian(uint64_t(v)); }
+    }
+    void string(std::string_view s) {
+        size_t n = s.size();
+        if (n < 32) byte(uint8_t(0xA0 | n));
+        else if (n <= 0xFF) { byte(0xD9); byte(uint8_t(n)); }
+        else if (n <= 0xFFFF) { byte(0xDA); big_endian(uint16_t(n)); }
+        else { byte(0xDB); big_endian(uint32_t(n)); }
+        bytes.insert(bytes.end(), s.begin(), s.end());
+    }
+    size_t begin(bool map) {
+        headers.push_back({bytes.size(), 0, map});
+        bytes.insert(bytes.end(), 5, 0);
+        return headers.size() - 1;
+    }
+    void compact() {
+        size_t write = 0, read = 0;
+        for (const Header &h : headers) {
+            std::memmove(bytes.data() + write, bytes.data() + read, h.position - read);
+            write += h.position - read;
+            uint8_t *p = bytes.data() + write;
+            uint32_t n = h.count;
+            if (n < 16) { p[0] = uint8_t((h.map ? 0x80 : 0x90) | n); write += 1; }
+            else if (n <= 0xFFFF) { p[0] = h.map ? 0xDE : 0xDC; p[1] = uint8_t(n >> 8); p[2] = uint8_t(n); write += 3; }
+            else { p[0] = h.map ? 0xDF : 0xDD; p[1] = uint8_t(n >> 24); p[2] = uint8_t(n >> 16); p[3] = uint8_t(n >> 8); p[4] = uint8_t(n); write += 5; }
+            read = h.position + 5;
+        }
+        std::memmove(bytes.data() + write, bytes.data() + read, bytes.size() - read);
+        bytes.resize(write + bytes.size() - read);
+    }
+};
+
 struct Walker {
     const uint8_t *base;
     size_t length;
@@ -49,8 +116,36 @@ struct Walker {
     size_t string_capacity;
     size_t string_used = 0;
     const char *message = nullptr; // set for errors detected here
+    bool lazy_payload = false;
+    // While walking an unexpanded payload: nothing is written or counted;
+    // `dry_start` catches the payload's own start offset (its first node).
+    bool dry = false;
+    uint32_t dry_start = 0;
+    // Set for sy_json_to_msgpack: values go here instead of into nodes.
+    MsgpackOut *emit = nullptr;
+
+    // Where a value sits, for SY_JSON_LAZY_PAYLOAD: the root, the root's
+    // "d", or anywhere else.
+    enum Role { ROOT, D, OTHER };
 
     uint32_t add(uint8_t kind, uint32_t start, uint32_t end, uint64_t bits, uint32_t string_length) {
+        if (dry) {
+            if (dry_start == UINT32_MAX) dry_start = start;
+            return UINT32_MAX;  // >= node_capacity: callers skip their fix-ups
+        }
+        if (emit) {
+            switch (kind) {
+            case SY_KIND_NULL: emit->byte(0xC0); break;
+            case SY_KIND_BOOL: emit->byte(bits ? 0xC3 : 0xC2); break;
+            case SY_KIND_INT: emit->integer(int64_t(bits)); break;
+            case SY_KIND_UINT: emit->uint(bits); break;
+            case SY_KIND_DOUBLE: emit->byte(0xCB); emit->big_endian(bits); break;
+            case SY_KIND_OBJECT: return uint32_t(emit->begin(true));
+            case SY_KIND_ARRAY: return uint32_t(emit->begin(false));
+            default: break;  // strings: add_string
+            }
+            return UINT32_MAX;
+        }
         uint32_t index = node_count++;
         if (index < node_capacity) {
             sy_tape_node &n = nodes[index];
@@ -67,6 +162,8 @@ struct Walker {
     }
 
     uint32_t add_string(std::string_view s, uint32_t start, uint32_t end) {
+        if (dry) return add(SY_KIND_STRING, start, end, 0, 0);
+        if (emit) { emit->string(s); return UINT32_MAX; }
         size_t offset = string_used;
         string_used += s.size();
         if (string_used <= string_capacity && !s.empty()) std::memcpy(strings + offset, s.data(), s.size());
@@ -207,7 +304,19 @@ struct Walker {
         }
     }
 
-    error_code walk(ondemand::value &v, int depth, uint32_t &end) {
+    // Validates a container without writing nodes, then adds one
+    // UNEXPANDED node with its span.
+    error_code walk_unexpanded(ondemand::value &v, int depth, uint32_t &end) {
+        dry = true;
+        dry_start = UINT32_MAX;
+        auto error = walk(v, depth, end, OTHER);
+        dry = false;
+        if (error) return error;
+        add(SY_KIND_UNEXPANDED, dry_start, end, 0, 0);
+        return SUCCESS;
+    }
+
+    error_code walk(ondemand::value &v, int depth, uint32_t &end, Role role) {
         ondemand::json_type type;
         auto error = v.type().get(type);
         if (error) return error;
@@ -229,7 +338,24 @@ struct Walker {
                 std::string_view key;
                 if ((error = field.unescaped_key().get(key))) return error;
                 add_string(key, key_start, key_end);
-                if ((error = walk(field.value(), depth + 1, last_end))) return error;
+                Role child = OTHER;
+                if (lazy_payload && !dry) {
+                    if (role == ROOT && key == "d") child = D;
+                    else if (role == D && key == "payload") {
+                        ondemand::value value = field.value();
+                        ondemand::json_type value_type;
+                        if ((error = value.type().get(value_type))) return error;
+                        if (value_type == ondemand::json_type::object || value_type == ondemand::json_type::array) {
+                            error = walk_unexpanded(value, depth + 1, last_end);
+                        } else {
+                            error = walk(value, depth + 1, last_end, OTHER);
+                        }
+                        if (error) return error;
+                        count++;
+                        continue;
+                    }
+                }
+                if ((error = walk(field.value(), depth + 1, last_end, child))) return error;
                 count++;
             }
             if ((error = close(last_end, '}', end))) return error;
@@ -239,10 +365,14 @@ struct Walker {
             for (auto element : array) {
                 ondemand::value child;
                 if ((error = element.get(child))) return error;
-                if ((error = walk(child, depth + 1, last_end))) return error;
+                if ((error = walk(child, depth + 1, last_end, OTHER))) return error;
                 count++;
             }
             if ((error = close(last_end, ']', end))) return error;
+        }
+        if (emit) {
+            emit->headers[index].count = count;
+            return SUCCESS;
         }
         if (index < node_capacity) {
             nodes[index].count = count;
@@ -286,10 +416,10 @@ static bool brackets_balance(const uint8_t *input, size_t length) {
     return depth == 0 && !in_string;
 }
 
-extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
-                                  sy_tape_node *nodes, size_t node_capacity,
-                                  uint8_t *strings, size_t string_capacity,
-                                  sy_json_result *result) {
+// Walks one document with `w` (which writes nodes or emits MessagePack).
+// Returns SY_JSON_OK or SY_JSON_INVALID (with `result` filled in).
+static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t length, Walker &w,
+                         sy_json_result *result) {
     result->node_count = 0;
     result->string_bytes = 0;
     result->simdjson_error = 0;
@@ -301,7 +431,6 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
         static thread_local sy_json_parser thread_parser;
         parser = &thread_parser;
     }
-    Walker w{input, length, nodes, node_capacity, 0, strings, string_capacity};
     error_code error = SUCCESS;
     ondemand::document doc;
     error = parser->parser.iterate(padded_string_view(input, length, length + SIMDJSON_PADDING)).get(doc);
@@ -328,7 +457,7 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
             } else {
                 ondemand::value root;
                 error = doc.get_value().get(root);
-                if (!error) error = w.walk(root, 0, end);
+                if (!error) error = w.walk(root, 0, end, Walker::ROOT);
             }
         }
         // Only whitespace may follow the root value.
@@ -343,8 +472,34 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
         result->message = w.message ? w.message : error_message(error);
         return SY_JSON_INVALID;
     }
+    return SY_JSON_OK;
+}
+
+extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
+                                  uint32_t flags,
+                                  sy_tape_node *nodes, size_t node_capacity,
+                                  uint8_t *strings, size_t string_capacity,
+                                  sy_json_result *result) {
+    Walker w{input, length, nodes, node_capacity, 0, strings, string_capacity};
+    w.lazy_payload = (flags & SY_JSON_LAZY_PAYLOAD) != 0;
+    int status = walk_document(parser, input, length, w, result);
+    if (status != SY_JSON_OK) return status;
     result->node_count = w.node_count;
     result->string_bytes = uint32_t(w.string_used);
     if (w.node_count > node_capacity || w.string_used > string_capacity) return SY_JSON_NEED_CAPACITY;
+    return SY_JSON_OK;
+}
+
+extern "C" int sy_json_to_msgpack(const uint8_t *input, size_t length,
+                                  const uint8_t **out, size_t *out_length, sy_json_result *result) {
+    static thread_local MsgpackOut output;
+    output.clear();
+    Walker w{input, length, nullptr, 0, 0, nullptr, 0};
+    w.emit = &output;
+    int status = walk_document(nullptr, input, length, w, result);
+    if (status != SY_JSON_OK) return status;
+    output.compact();
+    *out = output.bytes.data();
+    *out_length = output.bytes.size();
     return SY_JSON_OK;
 }

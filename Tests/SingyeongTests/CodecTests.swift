@@ -447,3 +447,214 @@ private func randomValue(_ rng: inout SplitMix64, depth: Int) -> Value {
         return .object(o)
     }
 }
+
+// MARK: Lazy payloads
+
+/// `lazyPayload`: a container at root → "d" → "payload" is validated by the
+/// same rules but becomes one `.unexpanded` node with its span; nothing else
+/// changes. Both decoders.
+private func lazyJSON(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeError> {
+    let padded = bytes + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+    var tape = DocumentTape()
+    let error: DocumentDecodeError? = padded.withUnsafeBytes { raw in
+        do throws(DocumentDecodeError) {
+            try JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<bytes.count]), into: &tape, lazyPayload: true)
+            return nil
+        } catch { return error }
+    }
+    if let error { return .failure(error) }
+    return .success(tape)
+}
+
+private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeError> {
+    var tape = DocumentTape()
+    let error: DocumentDecodeError? = bytes.withUnsafeBytes { raw in
+        do throws(DocumentDecodeError) {
+            try MessagePackTapeDecoder.decode(raw, into: &tape, lazyPayload: true)
+            return nil
+        } catch { return error }
+    }
+    if let error { return .failure(error) }
+    return .success(tape)
+}
+
+@Suite struct LazyPayloadTests {
+    /// (frame, whether the payload is unexpanded)
+    static let jsonCases: [(String, Bool)] = [
+        (#"{"op":4,"t":"SEND","d":{"target":{},"payload":{"a":[1,{"b":2}]},"nonce":1}}"#, true),
+        (#"{"d":{"payload":[]}}"#, true),
+        (#"{"d":{"payload":"text"}}"#, false),          // scalars stay decoded
+        (#"{"d":{"payload":null}}"#, false),
+        (#"{"payload":{"a":1}}"#, false),               // not under "d"
+        (#"{"d":{"x":{"payload":{"a":1}}}}"#, false),   // deeper
+        (#"{"x":{"d":{"payload":{"a":1}}}}"#, false),   // "d" not at the root
+        (#"[{"d":{"payload":{"a":1}}}]"#, false),       // root not an object
+    ]
+
+    @Test(arguments: jsonCases)
+    func json(_ text: String, unexpanded: Bool) throws {
+        let full = try decodeJSON(text)
+        let lazyTape = try lazyJSON(Array(text.utf8)).get()
+        #expect(lazyTape.hasUnexpanded == unexpanded)
+        #expect(!full.hasUnexpanded)
+        Self.compare(lazy: lazyTape, full: full, source: Array(text.utf8))
+    }
+
+    static let msgpackCases: [([UInt8], Bool)] = [
+        // {"d": {"payload": {"a": [1]}}}
+        ([0x81, 0xA1, 0x64, 0x81, 0xA7] + Array("payload".utf8) + [0x81, 0xA1, 0x61, 0x91, 0x01], true),
+        // {"d": {"payload": [] (array16)}}
+        ([0x81, 0xA1, 0x64, 0x81, 0xA7] + Array("payload".utf8) + [0xDC, 0x00, 0x00], true),
+        // {"d": {"payload": 5}}
+        ([0x81, 0xA1, 0x64, 0x81, 0xA7] + Array("payload".utf8) + [0x05], false),
+        // {"payload": {}}
+        ([0x81, 0xA7] + Array("payload".utf8) + [0x80], false),
+    ]
+
+    @Test(arguments: msgpackCases)
+    func msgpack(_ bytes: [UInt8], unexpanded: Bool) throws {
+        let full = try decodeMP(bytes)
+        let lazy = try lazyMP(bytes).get()
+        #expect(lazy.hasUnexpanded == unexpanded)
+        Self.compare(lazy: lazy, full: full, source: bytes)
+    }
+
+    /// Errors inside a lazy payload are the full decoder's errors.
+    static let invalidJSON: [String] = [
+        #"{"d":{"payload":[1,tru]}}"#,
+        #"{"d":{"payload":{"a" 1}}}"#,
+        #"{"d":{"payload":[1,]}}"#,
+        #"{"d":{"payload":["\x"]}}"#,
+        #"{"d":{"payload":[01]}}"#,
+        #"{"d":{"payload":"# + String(repeating: "[", count: 70) + String(repeating: "]", count: 70) + "}}",
+    ]
+
+    @Test(arguments: invalidJSON)
+    func invalidJSONIsRefusedTheSame(_ text: String) {
+        var lazyError: DocumentDecodeError?
+        if case .failure(let e) = lazyJSON(Array(text.utf8)) { lazyError = e }
+        var fullError: DocumentDecodeError?
+        do throws(DocumentDecodeError) { _ = try decodeJSON(text) } catch { fullError = error }
+        #expect(fullError != nil)
+        #expect(lazyError?.description == fullError?.description)
+    }
+
+    static let invalidMessagePack: [[UInt8]] = [
+        [0xC1],                      // invalid byte
+        [0xD4, 0x01, 0x02],          // ext
+        [0xA2, 0xFF, 0xFE],          // not UTF-8
+        [0x92, 0x01],                // truncated
+        [0x81, 0xC0, 0x01],          // nil key
+        Array(repeating: 0x91, count: 70) + [0x01],  // too deep
+    ]
+
+    @Test(arguments: invalidMessagePack)
+    func invalidMessagePackIsRefusedTheSame(_ payload: [UInt8]) {
+        // {"d": {"payload": [payload]}} — wrapped in an array so the payload is a container.
+        let frame: [UInt8] = [0x81, 0xA1, 0x64, 0x81, 0xA7] + Array("payload".utf8) + [0x91] + payload
+        var lazyError: DocumentDecodeError?
+        if case .failure(let e) = lazyMP(frame) { lazyError = e }
+        var fullError: DocumentDecodeError?
+        do throws(DocumentDecodeError) { _ = try decodeMP(frame) } catch { fullError = error }
+        #expect(fullError != nil)
+        #expect(lazyError?.description == fullError?.description)
+    }
+
+    /// Node for node the same, except that an unexpanded node stands for the
+    /// full tape's whole container, with the same span.
+    static func compare(lazy: DocumentTape, full: DocumentTape, source: [UInt8]) {
+        var i = 0, j = 0
+        while i < lazy.nodeCount && j < full.nodeCount {
+            #expect(lazy.span(i) == full.span(j))
+            if lazy.kind(i) == .unexpanded {
+                #expect(full.kind(j) == .object || full.kind(j) == .array)
+                j = full.next(j)
+            } else {
+                #expect(lazy.kind(i) == full.kind(j))
+                j += 1
+            }
+            i += 1
+        }
+        #expect(i == lazy.nodeCount && j == full.nodeCount)
+    }
+}
+
+// MARK: Streaming transcoders
+
+/// The tape-free transcoders produce exactly the tape encoders' bytes, and
+/// refuse exactly what the decoders refuse.
+@Suite struct StreamingTranscoderTests {
+    static let documents: [String] = [
+        #"{"a":[1,-1,-33,-129,-32769,-2147483649,127,128,256,65536,4294967296,9223372036854775807,18446744073709551615]}"#,
+        #"[1.5,-0.0,1e300,2.5e-5,0,true,false,null,"","é\n\"\\😀"]"#,
+        #"{"a":1,"a":2,"nested":{"x":[[],{}],"y":{"z":[{"k":"v"}]}}}"#,
+        #""just a string""#,
+        "123456789012345678901234567890",
+        "[" + (0..<20).map(String.init).joined(separator: ",") + "]",             // array16
+        "{" + (0..<70_000).map { "\"k\($0)\":\($0 % 3)" }.joined(separator: ",") + "}",  // map32
+        "[" + (0..<17).map { _ in "{\"a\":[1,2,3]}" }.joined(separator: ",") + "]",
+        " [ 1 , { \"b\" : null } ] ",
+    ]
+
+    @Test(arguments: documents)
+    func jsonToMessagePackMatchesTheTape(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        let tape = try decodeJSON(bytes: bytes)
+        var expected: [UInt8] = []
+        tape.appendMessagePack(tape.root, to: &expected)
+        let padded = bytes + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+        var streamed: [UInt8] = []
+        let ok = padded.withUnsafeBytes { StreamingTranscoder.appendMessagePack(fromJSON: UnsafeRawBufferPointer(rebasing: $0[0..<bytes.count]), to: &streamed) }
+        #expect(ok)
+        #expect(streamed == expected)
+        // And back: MessagePack → JSON equals the tape's JSON of that MessagePack.
+        let mpTape = try decodeMP(expected)
+        var json: [UInt8] = []
+        mpTape.appendJSON(mpTape.root, to: &json)
+        var streamedJSON: [UInt8] = []
+        #expect(expected.withUnsafeBytes { StreamingTranscoder.appendJSON(fromMessagePack: $0, to: &streamedJSON) })
+        #expect(streamedJSON == json)
+    }
+
+    static let messagePack: [[UInt8]] = [
+        [0x82, 0x05, 0xA1, 0x61, 0xFF, 0xC4, 0x01, 0x62],           // integer keys, bin value
+        [0x81, 0xCF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xC0],
+        [0x92, 0xCA, 0x3F, 0xC0, 0x00, 0x00, 0xCB, 0x7F, 0xF8, 0, 0, 0, 0, 0, 0],  // float32, NaN → null
+        [0xDC, 0x00, 0x02, 0xD3, 0x80, 0, 0, 0, 0, 0, 0, 0, 0xCF, 0x80, 0, 0, 0, 0, 0, 0, 0],
+    ]
+
+    @Test(arguments: messagePack)
+    func messagePackToJSONMatchesTheTape(_ bytes: [UInt8]) throws {
+        let tape = try decodeMP(bytes)
+        var expected: [UInt8] = []
+        tape.appendJSON(tape.root, to: &expected)
+        var streamed: [UInt8] = []
+        #expect(bytes.withUnsafeBytes { StreamingTranscoder.appendJSON(fromMessagePack: $0, to: &streamed) })
+        #expect(streamed == expected)
+    }
+
+    static let invalidMessagePack: [[UInt8]] = [
+        [], [0xC1], [0xD4, 0x01, 0x02], [0xA2, 0xFF, 0xFE], [0x92, 0x01], [0x81, 0xC0, 0x01],
+        [0x01, 0x02],  // trailing bytes
+        Array(repeating: 0x91, count: 70) + [0x01],
+    ]
+
+    @Test(arguments: invalidMessagePack)
+    func invalidMessagePackIsRefused(_ bytes: [UInt8]) {
+        var out: [UInt8] = [7]
+        #expect(!bytes.withUnsafeBytes { StreamingTranscoder.appendJSON(fromMessagePack: $0, to: &out) })
+        #expect(out == [7])
+    }
+
+    static let invalidJSON: [String] = ["[1,tru]", "{\"a\" 1}", "[1,]", "[01]", "", "[1] x", String(repeating: "[", count: 70) + String(repeating: "]", count: 70)]
+
+    @Test(arguments: invalidJSON)
+    func invalidJSONIsRefused(_ text: String) {
+        let bytes = Array(text.utf8)
+        let padded = bytes + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+        var out: [UInt8] = []
+        let ok = padded.withUnsafeBytes { StreamingTranscoder.appendMessagePack(fromJSON: UnsafeRawBufferPointer(rebasing: $0[0..<bytes.count]), to: &out) }
+        #expect(!ok)
+        #expect(out.isEmpty)
+    }
+}

@@ -219,8 +219,9 @@ class Node:
         self.host = host
         self.cookie = cookie
         self.user = user
-        self.port = port or free_port()
-        self.cluster_port = cluster_port or free_port()
+        self.fixed_ports = port is not None or cluster_port is not None
+        self.port = port or free_port(host)
+        self.cluster_port = cluster_port or free_port(host)
         self.extra = extra
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -267,6 +268,15 @@ class Node:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
+                # A port picked free can be taken before the node binds it
+                # (by another test's connection): a first start tries others.
+                if (self.generation == 1 and not self.fixed_ports and "Address already in use" in self.log()
+                        and getattr(self, "_port_retries", 0) < 3):
+                    self._port_retries = getattr(self, "_port_retries", 0) + 1
+                    self.port, self.cluster_port = free_port(self.host), free_port(self.host)
+                    self.generation = 0
+                    self.log_paths.pop()
+                    return self.start(timeout)
                 raise AssertionError(f"node {self.name} exited with {self.proc.returncode} at start:\n{self.log()}")
             if self.node_id is None:
                 m = re.search(r"node=([0-9a-f]{32})\b[^\n]*\bclustering\b", self.log())

@@ -22,9 +22,9 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port

@@ -25,7 +25,17 @@ enum {
     SY_KIND_DOUBLE = 4,  /* bits: IEEE-754 binary64 */
     SY_KIND_STRING = 5,  /* bits: arena offset; string_length: byte count */
     SY_KIND_ARRAY = 6,   /* count: elements */
-    SY_KIND_OBJECT = 7   /* count: members (each a key string node + a value node) */
+    SY_KIND_OBJECT = 7,  /* count: members (each a key string node + a value node) */
+    SY_KIND_UNEXPANDED = 8 /* a container validated but not decoded: only its span is set */
+};
+
+/* Flags for sy_json_build_tape. */
+enum {
+    /* The value of "payload" inside the root object's "d", when it is an
+     * array or object, is validated but not decoded: one UNEXPANDED node
+     * holds its span. A SEND's payload is forwarded as bytes, so a frame of
+     * millions of small keys costs a walk, not millions of nodes. */
+    SY_JSON_LAZY_PAYLOAD = 1
 };
 
 /* One node, 32 bytes. `next` is the index just past the node's subtree (for a
@@ -75,9 +85,20 @@ void sy_json_parser_free(sy_json_parser *parser);
  * exact sizes needed) or SY_JSON_INVALID. Inputs of 4 GiB or more are
  * INVALID (offsets are 32-bit). */
 int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
+                       uint32_t flags,
                        sy_tape_node *nodes, size_t node_capacity,
                        uint8_t *strings, size_t string_capacity,
                        sy_json_result *result);
+
+/* Transcodes one JSON value (same rules and checks as sy_json_build_tape,
+ * same padding requirement) straight to MessagePack, encoded exactly as
+ * DocumentTape.appendMessagePack encodes a decoded tape (smallest integer
+ * and header forms, strings as str, non-integers as float64), without
+ * building a tape: a payload of millions of members costs its bytes, not
+ * 32 bytes per node. On SY_JSON_OK, *out / *out_length hold the bytes in a
+ * buffer owned by the calling thread, valid until its next call. */
+int sy_json_to_msgpack(const uint8_t *input, size_t length,
+                       const uint8_t **out, size_t *out_length, sy_json_result *result);
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,14 @@ struct DocumentTape {
     /// Node kinds. Raw values match `SY_KIND_*` in csimdjson.h.
     enum Kind: UInt8 {
         case null = 0, bool, int, uint, double, string, array, object
+        /// A container that was validated but not decoded (a lazily decoded
+        /// SEND payload, see `DecodeOptions.lazyPayload`): only its span is
+        /// meaningful. Forward its bytes, or decode the span to look inside.
+        case unexpanded
     }
+
+    /// Whether a decoder left an `.unexpanded` node in this tape.
+    private(set) var hasUnexpanded = false
 
     /// One node, 32 bytes, laid out exactly like `sy_tape_node` (csimdjson.h)
     /// so the JSON decoder writes nodes straight into the tape's storage.
@@ -57,6 +64,7 @@ struct DocumentTape {
     mutating func removeAll() {
         nodeCount = 0
         stringCount = 0
+        hasUnexpanded = false
     }
 
     /// Releases storage beyond the given sizes (after an unusually large frame).
@@ -238,6 +246,8 @@ struct DocumentTape {
             var object = ValueObject()
             for (k, v) in members(of: i) { object[string(k)] = value(v) }
             return .object(object)
+        case .unexpanded:
+            preconditionFailure("converting an unexpanded node: decode its span first")
         }
     }
 
@@ -245,13 +255,29 @@ struct DocumentTape {
 
     /// Ensures storage for at least `nodes` nodes and `stringBytes` arena bytes
     /// (used by the JSON decoder, which writes through pointers).
+    ///
+    /// New storage is left uninitialized (both element types are trivial,
+    /// and only what a decoder writes below `nodeCount`/`stringCount` is ever
+    /// read): the JSON decoder reserves the whole input's length for strings,
+    /// and filling that with zeros touched every page of it even when the
+    /// frame's strings were a few bytes (a lazily decoded payload).
     mutating func reserveStorage(nodes: Int, stringBytes: Int) {
         if nodeStorage.count < nodes {
-            let filler = Node(kind: .null, count: 0, next: 0, spanStart: 0, spanEnd: 0, stringLength: 0, bits: 0)
-            nodeStorage.append(contentsOf: repeatElement(filler, count: max(nodes, nodeStorage.count * 2) - nodeStorage.count))
+            nodeStorage = Self.grown(nodeStorage, keeping: nodeCount, to: max(nodes, nodeStorage.count * 2))
         }
         if stringStorage.count < stringBytes {
-            stringStorage.append(contentsOf: repeatElement(0, count: max(stringBytes, stringStorage.count * 2) - stringStorage.count))
+            stringStorage = Self.grown(stringStorage, keeping: stringCount, to: max(stringBytes, stringStorage.count * 2))
+        }
+    }
+
+    /// A copy of `old`'s first `keeping` elements in storage of `count`
+    /// elements, the rest uninitialized.
+    private static func grown<T: BitwiseCopyable>(_ old: [T], keeping: Int, to count: Int) -> [T] {
+        [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            old.withUnsafeBufferPointer { source in
+                if keeping > 0 { buffer.baseAddress!.update(from: source.baseAddress!, count: keeping) }
+            }
+            initialized = count
         }
     }
 
@@ -267,6 +293,7 @@ struct DocumentTape {
     /// Sets the logical sizes after a decoder wrote into `withStorage`.
     mutating func setCounts(nodes: Int, stringBytes: Int) {
         precondition(nodes <= nodeStorage.count && stringBytes <= stringStorage.count)
+        hasUnexpanded = nodeStorage[0..<nodes].contains { $0.kind == .unexpanded }
         nodeCount = nodes
         stringCount = stringBytes
     }
@@ -281,6 +308,12 @@ struct DocumentTape {
         if i < nodeStorage.count { nodeStorage[i] = node } else { nodeStorage.append(node) }
         nodeCount = i + 1
         return i
+    }
+
+    /// Appends an `.unexpanded` node for the value at `span`.
+    mutating func appendUnexpanded(spanStart: Int, spanEnd: Int) {
+        _ = appendNode(.unexpanded, spanStart: spanStart, spanEnd: spanEnd)
+        hasUnexpanded = true
     }
 
     /// Completes a container node once its subtree has been appended.

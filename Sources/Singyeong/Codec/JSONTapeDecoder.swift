@@ -19,7 +19,8 @@ enum JSONTapeDecoder {
     /// Decodes `input`. The caller guarantees `padding` readable bytes after
     /// `input.count` (their content is irrelevant). Uses a parser owned by
     /// the calling thread. On error the tape is left empty.
-    static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape) throws(DocumentDecodeError) {
+    static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape,
+                       lazyPayload: Bool = false) throws(DocumentDecodeError) {
         tape.removeAll()
         // Unescaped strings never exceed the input length; nodes start modest.
         tape.reserveStorage(nodes: 16, stringBytes: input.count)
@@ -28,7 +29,8 @@ enum JSONTapeDecoder {
             let base = input.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyInput
             let status = tape.withStorage { nodes, strings -> Int32 in
                 nodes.withMemoryRebound(to: sy_tape_node.self) { cNodes in
-                    sy_json_build_tape(nil, base, input.count, cNodes.baseAddress, cNodes.count,
+                    sy_json_build_tape(nil, base, input.count, lazyPayload ? UInt32(SY_JSON_LAZY_PAYLOAD) : 0,
+                                       cNodes.baseAddress, cNodes.count,
                                        strings.baseAddress, strings.count, &result)
                 }
             }

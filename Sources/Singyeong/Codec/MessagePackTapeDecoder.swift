@@ -18,17 +18,23 @@
 ///   lengths fail fast and never cause a large allocation or an over-read.
 ///
 /// Spans are the encoded bytes of each value (header included). Stdlib only.
+///
+/// With `lazyPayload`, a container under the root map's "d" → "payload" is
+/// validated by the same rules but not decoded (one `.unexpanded` node), as
+/// the JSON decoder does (SY_JSON_LAZY_PAYLOAD): a SEND's payload is
+/// forwarded as bytes, so its size, not its member count, sets the cost.
 enum MessagePackTapeDecoder {
     static let maxDepth = 64
 
     /// Decodes `input` into `tape` (which is cleared first; left empty on error).
-    static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape) throws(DocumentDecodeError) {
+    static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape,
+                       lazyPayload: Bool = false) throws(DocumentDecodeError) {
         tape.removeAll()
         guard input.count < Int(UInt32.max) else { throw .invalidMessagePack(detail: "frame too large") }
         guard let base = input.baseAddress, input.count > 0 else { throw .invalidMessagePack(detail: "empty input") }
         var reader = Reader(base: base, count: input.count)
         do throws(DocumentDecodeError) {
-            try decodeValue(&reader, into: &tape, depth: 0)
+            try decodeValue(&reader, into: &tape, depth: 0, role: lazyPayload ? .root : .other)
             if reader.position != reader.count { throw DocumentDecodeError.invalidMessagePack(detail: "trailing bytes after the value") }
         } catch {
             tape.removeAll()
@@ -83,7 +89,11 @@ enum MessagePackTapeDecoder {
 
     static let truncated = DocumentDecodeError.invalidMessagePack(detail: "truncated input")
 
-    private static func decodeValue(_ r: inout Reader, into tape: inout DocumentTape, depth: Int) throws(DocumentDecodeError) {
+    /// Where a value sits, for `lazyPayload`.
+    private enum Role { case root, d, other }
+
+    private static func decodeValue(_ r: inout Reader, into tape: inout DocumentTape, depth: Int,
+                                    role: Role = .other) throws(DocumentDecodeError) {
         let start = r.position
         let b = try r.byte()
         switch b {
@@ -92,7 +102,7 @@ enum MessagePackTapeDecoder {
         case 0xE0...0xFF:
             _ = tape.appendNode(.int, spanStart: start, spanEnd: r.position, bits: UInt64(bitPattern: Int64(Int8(bitPattern: b))))
         case 0x80...0x8F:
-            try decodeMap(&r, count: Int(b & 0x0F), start: start, into: &tape, depth: depth)
+            try decodeMap(&r, count: Int(b & 0x0F), start: start, into: &tape, depth: depth, role: role)
         case 0x90...0x9F:
             try decodeArray(&r, count: Int(b & 0x0F), start: start, into: &tape, depth: depth)
         case 0xA0...0xBF:
@@ -118,8 +128,8 @@ enum MessagePackTapeDecoder {
             _ = tape.appendNode(isUnsigned ? .uint : .int, spanStart: start, spanEnd: r.position, bits: bits)
         case 0xDC: try decodeArray(&r, count: Int(try r.read(UInt16.self)), start: start, into: &tape, depth: depth)
         case 0xDD: try decodeArray(&r, count: Int(try r.read(UInt32.self)), start: start, into: &tape, depth: depth)
-        case 0xDE: try decodeMap(&r, count: Int(try r.read(UInt16.self)), start: start, into: &tape, depth: depth)
-        case 0xDF: try decodeMap(&r, count: Int(try r.read(UInt32.self)), start: start, into: &tape, depth: depth)
+        case 0xDE: try decodeMap(&r, count: Int(try r.read(UInt16.self)), start: start, into: &tape, depth: depth, role: role)
+        case 0xDF: try decodeMap(&r, count: Int(try r.read(UInt32.self)), start: start, into: &tape, depth: depth, role: role)
         case 0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8:
             throw .invalidMessagePack(detail: "ext types are not supported")
         default:  // 0xC1
@@ -159,16 +169,89 @@ enum MessagePackTapeDecoder {
         tape.finishContainer(index, count: count, spanEnd: r.position)
     }
 
-    private static func decodeMap(_ r: inout Reader, count: Int, start: Int, into tape: inout DocumentTape, depth: Int) throws(DocumentDecodeError) {
+    private static func decodeMap(_ r: inout Reader, count: Int, start: Int, into tape: inout DocumentTape, depth: Int,
+                                  role: Role = .other) throws(DocumentDecodeError) {
         guard depth < maxDepth else { throw .invalidMessagePack(detail: "nesting too deep") }
         // Every member takes at least two bytes.
         guard count <= r.remaining / 2 else { throw truncated }
         let index = tape.appendNode(.object, spanStart: start)
         for _ in 0..<count {
             try decodeKey(&r, into: &tape)
-            try decodeValue(&r, into: &tape, depth: depth + 1)
+            var child = Role.other
+            if role == .root && tape.isString(tape.nodeCount - 1, equalTo: "d") {
+                child = .d
+            } else if role == .d && tape.isString(tape.nodeCount - 1, equalTo: "payload") && r.remaining > 0 {
+                let head = r.base.load(fromByteOffset: r.position, as: UInt8.self)
+                if (0x80...0x9F).contains(head) || (0xDC...0xDF).contains(head) {
+                    let valueStart = r.position
+                    try skipValue(&r, depth: depth + 1)
+                    tape.appendUnexpanded(spanStart: valueStart, spanEnd: r.position)
+                    continue
+                }
+            }
+            try decodeValue(&r, into: &tape, depth: depth + 1, role: child)
         }
         tape.finishContainer(index, count: count, spanEnd: r.position)
+    }
+
+    // MARK: Validating without decoding (lazy payloads)
+
+    /// Checks one value by exactly the rules `decodeValue` applies, writing
+    /// nothing: same errors, same limits.
+    private static func skipValue(_ r: inout Reader, depth: Int) throws(DocumentDecodeError) {
+        let b = try r.byte()
+        switch b {
+        case 0x00...0x7F, 0xE0...0xFF, 0xC0, 0xC2, 0xC3: return
+        case 0x80...0x8F: try skipMap(&r, count: Int(b & 0x0F), depth: depth)
+        case 0x90...0x9F: try skipArray(&r, count: Int(b & 0x0F), depth: depth)
+        case 0xA0...0xBF: try skipString(&r, length: Int(b & 0x1F))
+        case 0xC4, 0xD9: try skipString(&r, length: Int(try r.read(UInt8.self)))
+        case 0xC5, 0xDA: try skipString(&r, length: Int(try r.read(UInt16.self)))
+        case 0xC6, 0xDB: try skipString(&r, length: Int(try r.read(UInt32.self)))
+        case 0xCC, 0xD0: _ = try r.bytes(1)
+        case 0xCD, 0xD1: _ = try r.bytes(2)
+        case 0xCA, 0xCE, 0xD2: _ = try r.bytes(4)
+        case 0xCB, 0xCF, 0xD3: _ = try r.bytes(8)
+        case 0xDC: try skipArray(&r, count: Int(try r.read(UInt16.self)), depth: depth)
+        case 0xDD: try skipArray(&r, count: Int(try r.read(UInt32.self)), depth: depth)
+        case 0xDE: try skipMap(&r, count: Int(try r.read(UInt16.self)), depth: depth)
+        case 0xDF: try skipMap(&r, count: Int(try r.read(UInt32.self)), depth: depth)
+        case 0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8:
+            throw .invalidMessagePack(detail: "ext types are not supported")
+        default:  // 0xC1
+            throw .invalidMessagePack(detail: "invalid MessagePack byte 0xc1")
+        }
+    }
+
+    private static func skipString(_ r: inout Reader, length: Int) throws(DocumentDecodeError) {
+        guard UTF8Validation.isValid(try r.bytes(length)) else { throw .invalidMessagePack(detail: "string is not valid UTF-8") }
+    }
+
+    private static func skipArray(_ r: inout Reader, count: Int, depth: Int) throws(DocumentDecodeError) {
+        guard depth < maxDepth else { throw .invalidMessagePack(detail: "nesting too deep") }
+        guard count <= r.remaining else { throw truncated }
+        for _ in 0..<count { try skipValue(&r, depth: depth + 1) }
+    }
+
+    private static func skipMap(_ r: inout Reader, count: Int, depth: Int) throws(DocumentDecodeError) {
+        guard depth < maxDepth else { throw .invalidMessagePack(detail: "nesting too deep") }
+        guard count <= r.remaining / 2 else { throw truncated }
+        for _ in 0..<count {
+            let b = try r.byte()
+            switch b {
+            case 0xA0...0xBF: try skipString(&r, length: Int(b & 0x1F))
+            case 0xC4, 0xD9: try skipString(&r, length: Int(try r.read(UInt8.self)))
+            case 0xC5, 0xDA: try skipString(&r, length: Int(try r.read(UInt16.self)))
+            case 0xC6, 0xDB: try skipString(&r, length: Int(try r.read(UInt32.self)))
+            case 0x00...0x7F, 0xE0...0xFF: break
+            case 0xCC, 0xD0: _ = try r.bytes(1)
+            case 0xCD, 0xD1: _ = try r.bytes(2)
+            case 0xCE, 0xD2: _ = try r.bytes(4)
+            case 0xCF, 0xD3: _ = try r.bytes(8)
+            default: throw .invalidMessagePack(detail: "map key must be a string or an integer")
+            }
+            try skipValue(&r, depth: depth + 1)
+        }
     }
 
     private static func decodeKey(_ r: inout Reader, into tape: inout DocumentTape) throws(DocumentDecodeError) {

@@ -40,6 +40,8 @@ extension DocumentTape {
                 appendJSON(v, to: &out)
             }
             out.append(UInt8(ascii: "}"))
+        case .unexpanded:
+            preconditionFailure("transcoding an unexpanded node: decode its span first")
         }
     }
 
@@ -63,6 +65,8 @@ extension DocumentTape {
                 withStringBytes(k) { MessagePackEmitter.appendString($0, to: &out) }
                 appendMessagePack(v, to: &out)
             }
+        case .unexpanded:
+            preconditionFailure("transcoding an unexpanded node: decode its span first")
         }
     }
 }

@@ -27,10 +27,7 @@ enum DispatchFrame {
             nonceRange = start..<scratch.count
         }
         let payloadStart = scratch.count
-        switch encoding {
-        case .json: message.tape.appendJSON(payload, to: &scratch)
-        case .msgpack: message.tape.appendMessagePack(payload, to: &scratch)
-        }
+        message.appendTranscoded(payload, as: encoding, to: &scratch)
         let payloadRange = payloadStart..<scratch.count
         return scratch.withUnsafeBytes { all in
             assemble(event: event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
@@ -48,23 +45,14 @@ enum DispatchFrame {
             return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts)
         }
         scratch.removeAll(keepingCapacity: true)
-        var tape = DocumentTape()
+        // Straight from the bytes, no tape (MessagePackToJSON.swift, JSONToMessagePack.swift).
         func transcode(_ piece: UnsafeRawBufferPointer) -> Range<Int>? {
-            do {
-                switch message.encoding {
-                case .json: try JSONTapeDecoder.decode(piece, into: &tape)
-                case .msgpack: try MessagePackTapeDecoder.decode(piece, into: &tape)
-                }
-            } catch {
-                return nil
-            }
-            guard !tape.isEmpty else { return nil }
             let start = scratch.count
-            switch encoding {
-            case .json: tape.appendJSON(tape.root, to: &scratch)
-            case .msgpack: tape.appendMessagePack(tape.root, to: &scratch)
+            let transcoded = switch message.encoding {
+            case .json: StreamingTranscoder.appendMessagePack(fromJSON: piece, to: &scratch)
+            case .msgpack: StreamingTranscoder.appendJSON(fromMessagePack: piece, to: &scratch)
             }
-            return start..<scratch.count
+            return transcoded ? start..<scratch.count : nil
         }
         var nonceRange: Range<Int>?
         if let nonce = message.nonce {

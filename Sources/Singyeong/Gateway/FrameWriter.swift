@@ -144,10 +144,7 @@ struct FrameWriter {
         if message.encoding == encoding {
             raw(UnsafeRawBufferPointer(rebasing: message.source[message.tape.span(node)]))
         } else {
-            switch encoding {
-            case .json: message.tape.appendJSON(node, to: &bytes)
-            case .msgpack: message.tape.appendMessagePack(node, to: &bytes)
-            }
+            message.appendTranscoded(node, as: encoding, to: &bytes)
         }
     }
 
@@ -174,4 +171,27 @@ struct DecodedMessage {
     let tape: DocumentTape
     let source: UnsafeRawBufferPointer
     let encoding: WebSocketHandshake.Encoding
+
+    /// Appends node `i` in `target` encoding (the caller has checked that it
+    /// differs from this message's). An `.unexpanded` node (a lazily decoded
+    /// payload) is transcoded straight from its bytes, which the lazy decode
+    /// validated by the same rules (its span lies inside `source`, whose
+    /// padding follows it, as the JSON side needs).
+    func appendTranscoded(_ i: Int, as target: WebSocketHandshake.Encoding, to out: inout [UInt8]) {
+        guard tape.kind(i) == .unexpanded else {
+            switch target {
+            case .json: tape.appendJSON(i, to: &out)
+            case .msgpack: tape.appendMessagePack(i, to: &out)
+            }
+            return
+        }
+        let piece = UnsafeRawBufferPointer(rebasing: source[tape.span(i)])
+        let transcoded: Bool
+        switch (encoding, target) {
+        case (.json, .msgpack): transcoded = StreamingTranscoder.appendMessagePack(fromJSON: piece, to: &out)
+        case (.msgpack, .json): transcoded = StreamingTranscoder.appendJSON(fromMessagePack: piece, to: &out)
+        default: out.append(contentsOf: piece); transcoded = true
+        }
+        precondition(transcoded, "a validated payload failed to transcode")
+    }
 }

@@ -141,10 +141,21 @@ final class GatewaySession {
             tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
             gateway.tape = tape
         }
+        // A SEND/BROADCAST payload is validated, not decoded: it is
+        // forwarded as bytes, and a frame of millions of tiny members must
+        // not cost millions of nodes (issue 10). Any other frame with an
+        // unexpanded "payload" (a metadata key of that name) is decoded again
+        // in full.
         do {
             switch encoding {
-            case .json: try JSONTapeDecoder.decode(payload, into: &tape)
-            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape)
+            case .json: try JSONTapeDecoder.decode(payload, into: &tape, lazyPayload: true)
+            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, lazyPayload: true)
+            }
+            if tape.hasUnexpanded && !Self.isRoutedEvent(tape) {
+                switch encoding {
+                case .json: try JSONTapeDecoder.decode(payload, into: &tape)
+                case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape)
+                }
             }
         } catch {
             fatal("decode: \(error.description)")
@@ -152,6 +163,13 @@ final class GatewaySession {
         }
         let message = DecodedMessage(tape: tape, source: payload, encoding: encoding)
         handle(message)
+    }
+
+    /// Whether the frame is a SEND or BROADCAST, the events whose payload is
+    /// only ever forwarded.
+    private static func isRoutedEvent(_ tape: DocumentTape) -> Bool {
+        guard let root = tape.rootObject, let t = tape.member(of: root, named: "t") else { return false }
+        return tape.isString(t, equalTo: "SEND") || tape.isString(t, equalTo: "BROADCAST")
     }
 
     private func handle(_ m: DecodedMessage) {
