@@ -684,3 +684,31 @@ def test_key_after_ops(latency_clients):
     # A..E, key user-42 -> index 4 -> E
     send(s, {"application": a, "key": "user-42", "ops": []}, "k2")
     assert rs["E"].recv_frame()["d"]["payload"] == "k2"
+
+
+# ---------------------------------------------------------------- lazily decoded payloads
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_metadata_key_named_payload_is_decoded_in_full(clients, encoding):
+    """SEND payloads are validated but left undecoded; an UPDATE_METADATA
+    whose key is "payload" is the same shape (d.payload an object) and must
+    still be decoded and applied."""
+    a = app()
+    c = clients.identified(a, "m", encoding=encoding)
+    c.update_metadata({"payload": {"type": "integer", "value": 7}})
+    c.sync()
+    q = clients.identified(uid("q"))
+    assert q.query_ids({"application": a, "ops": [{"path": "/payload", "op": "$eq", "to": {"value": 7}}]}) == {"m"}
+
+
+@pytest.mark.parametrize("payload", ['[1,tru]', '{"a" 1}', '[1,]', '["\\x"]', '[01]'])
+def test_send_with_invalid_json_inside_the_payload_is_refused(clients, payload):
+    """The payload is not decoded, but it is validated by the same rules:
+    a SEND whose payload is not valid JSON is a decode error, nothing is
+    delivered."""
+    a = app()
+    r = clients.identified(a)
+    s = clients.identified(uid("s"))
+    s.send_raw('{"op":4,"t":"SEND","d":{"target":{"application":"%s"},"payload":%s}}' % (a, payload))
+    assert s.expect_error_close()["error"].startswith("decode:")
+    r.expect_no_frame(0.3)
