@@ -98,12 +98,12 @@ class RawConn:
 
     @classmethod
     def open(cls, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None,
-             server_hostname: str | None = None, rcvbuf: int | None = None) -> "RawConn":
+             server_hostname: str | None = None, rcvbuf: int | None = None, host: str = HOST) -> "RawConn":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
-        sock.connect((HOST, port))
+        sock.connect((host, port))
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=server_hostname or HOST)
         return cls(sock)
@@ -281,9 +281,9 @@ def new_key() -> str:
 
 
 def open_ws(port: int, path: str = "/gateway/websocket", tls: ssl.SSLContext | None = None,
-            rcvbuf: int | None = None) -> tuple[RawConn, Response, Frame]:
+            rcvbuf: int | None = None, host: str = HOST) -> tuple[RawConn, Response, Frame]:
     """Raw WebSocket: handshake, check 101, read the HELLO frame."""
-    conn = RawConn.open(port, tls=tls, rcvbuf=rcvbuf)
+    conn = RawConn.open(port, tls=tls, rcvbuf=rcvbuf, host=host)
     key = new_key()
     conn.send(upgrade_request(path, key=key))
     resp = conn.read_response()

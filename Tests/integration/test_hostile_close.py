@@ -22,10 +22,17 @@ sends A one more frame. The tests build it exactly:
    op 7, which crosses the bound.
 
 Several offsets are tried so that the frame that crosses is the trigger's
-whatever its exact cost; the test is void (and fails) unless at least one
-trial crossed there. Before the fix (a close completed inside the call that
-decided it) the release build died in the takeover with "Attempted to read
-an unowned reference but object ... was already destroyed"."""
+whatever its exact cost; each test is void (and fails) unless at least one
+trial crossed there. Triggers: a takeover (reconnect), SIGTERM's GOODBYE,
+load balancing's GOODBYE when a peer joins, and a READY sent after the
+peers heard of a new application (the client filled its queue with pongs).
+
+Against the code before the fix (a close completed inside the call that
+decided it): the takeover, load-balancing and random tests killed the node
+("Attempted to read an unowned reference but object ... was already
+destroyed"); the READY test found the closed client left registered; the
+shutdown test passed there too (shutdown walked a copied array of
+connections, which kept them alive)."""
 
 from __future__ import annotations
 
@@ -37,13 +44,18 @@ import socket
 import struct
 import time
 
+from cluster_fixtures import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import GatewayClient, uid
-from sy_helpers import OP_TEXT, Closed, RawConn, open_ws, wait_for, ws_frame
+from sy_helpers import HOST, OP_TEXT, Closed, RawConn, open_ws, wait_for, ws_frame
 
 MAX_FRAME = 16_384
 MAX_PENDING = 131_072
 # Payload of the deliveries that fill A's kernel buffers, four per round.
 FILL = 10_000
+
+
+def host_of(server) -> str:
+    return getattr(server, "host", HOST)
 
 
 def frame(obj) -> bytes:
@@ -59,8 +71,8 @@ def read_json(conn: RawConn, timeout: float = 3.0) -> dict:
             return json.loads(f.payload)
 
 
-def raw_identified(port: int, app: str, client_id: str, rcvbuf: int | None = None, **fields) -> RawConn:
-    conn, _, _ = open_ws(port, rcvbuf=rcvbuf)
+def raw_identified(server, app: str, client_id: str, rcvbuf: int | None = None, **fields) -> RawConn:
+    conn, _, _ = open_ws(server.port, rcvbuf=rcvbuf, host=host_of(server))
     d = {"application_id": app, "client_id": client_id, **fields}
     conn.send(frame({"op": 1, "d": d}))
     ready = read_json(conn)
@@ -110,7 +122,7 @@ def cut_off_by(server, senders: list[RawConn], sizes: list[int]) -> bool:
     """Does a flood of `sizes` alone, handled in one turn, push a fresh
     client over the bound? (Each probe uses a new client.)"""
     app = uid("probe")
-    victim = raw_identified(server.port, app, "v")
+    victim = raw_identified(server, app, "v")
     before = slow_consumer_count(server)
     in_one_turn(server, *flood(senders, app, sizes))
     round_trips(senders)
@@ -161,7 +173,7 @@ class Costs:
 
     def __init__(self, server, senders: list[RawConn]):
         app = uid("measure")
-        probe = raw_identified(server.port, app, "p")
+        probe = raw_identified(server, app, "p")
         senders[0].send(send_batch(app, [1000]))
         f = probe.read_frame()
         assert f.opcode == OP_TEXT and json.loads(f.payload)["t"] == "SEND"
@@ -227,7 +239,7 @@ def prepared_victim(server, senders: list[RawConn], costs: Costs, offset: int) -
     """A client that stopped reading, with its queue `offset` bytes under the
     bound."""
     app = uid("victim")
-    a = raw_identified(server.port, app, "a", rcvbuf=4096)
+    a = raw_identified(server, app, "a", rcvbuf=4096)
     # A partly written delivery still holds (and is charged) all its bytes.
     held = sum(costs.charge(n) for n in fill_kernel(server, senders, costs, app, a))
     flood_total = MAX_PENDING - offset - held
@@ -236,12 +248,15 @@ def prepared_victim(server, senders: list[RawConn], costs: Costs, offset: int) -
     return app, a
 
 
+# A fixed kernel send buffer: autotuning would let the kernel take more of
+# A's queue at any moment.
+BOUND_FLAGS = ("--max-frame-size", str(MAX_FRAME), "--max-pending-bytes", str(MAX_PENDING),
+               "--send-buffer-size", "16384")
+
+
 def start(spawn):
-    # A fixed kernel send buffer: autotuning would let the kernel take more
-    # of A's queue at any moment.
-    s = spawn("--max-frame-size", str(MAX_FRAME), "--max-pending-bytes", str(MAX_PENDING),
-              "--send-buffer-size", "16384")
-    senders = [raw_identified(s.port, uid("sender"), "s") for _ in range(5)]
+    s = spawn(*BOUND_FLAGS)
+    senders = [raw_identified(s, uid("sender"), "s") for _ in range(5)]
     return s, senders, Costs(s, senders)
 
 
@@ -257,7 +272,7 @@ def test_takeover_of_a_client_just_under_the_bound(spawn):
     for offset in OFFSETS:
         app, a = prepared_victim(s, senders, costs, offset)
         before = slow_consumer_count(s)
-        b, _, _ = open_ws(s.port)
+        b, _, _ = open_ws(s.port, host=host_of(s))
         b.send(frame({"op": 1, "d": {"application_id": app, "client_id": "a", "reconnect": True}}))
         ready = read_json(b)
         assert s.alive(), f"node died in the takeover:\n{s.stderr()[-3000:]}"
@@ -289,6 +304,96 @@ def test_shutdown_goodbye_to_clients_just_under_the_bound(spawn):
         v.close()
 
 
+class NodeServer:
+    """A cluster node seen through the surface the helpers above use."""
+
+    def __init__(self, node):
+        self.node = node
+
+    port = property(lambda self: self.node.port)
+    host = property(lambda self: self.node.host)
+    pid = property(lambda self: self.node.proc.pid)
+
+    def signal(self, sig: int):
+        self.node.proc.send_signal(sig)
+
+    def stderr(self) -> str:
+        return self.node.log()
+
+    def alive(self) -> bool:
+        return self.node.alive()
+
+
+def test_load_balancing_goodbye_to_clients_just_under_the_bound(cluster_factory):
+    """Node A alone prepares its newest clients a few bytes under the bound;
+    then an empty node B joins, and A's next tick sends GOODBYE to its newest
+    excess clients (cluster.md §5), which crosses the bound for some. A keeps
+    balancing and serving. (Prepared while A is alone: balancing is skipped
+    without peers, and routing stays synchronous.)"""
+    cluster = cluster_factory(0)
+    a = cluster.add(extra=BOUND_FLAGS)
+    s = NodeServer(a)
+    senders = [raw_identified(s, uid("sender"), "s") for _ in range(5)]
+    costs = Costs(s, senders)
+    victims = [prepared_victim(s, senders, costs, offset)[1] for offset in OFFSETS]
+    before = slow_consumer_count(s)
+    cluster.wait_mesh([a, cluster.add(extra=BOUND_FLAGS)])
+    assert wait_for(lambda: "load balancing: sending GOODBYE" in s.stderr(), 10), cluster.dump()
+    time.sleep(0.5)
+    assert s.alive(), f"node died balancing:\n{s.stderr()[-3000:]}"
+    assert slow_consumer_count(s) > before, "no GOODBYE crossed the bound: the test proved nothing"
+    for v in victims:
+        v.close()
+    a.identified("after", "x").heartbeat()
+
+
+def test_ready_after_peers_to_a_client_just_under_the_bound(cluster_factory):
+    """A client of a new application waits for its READY until the peers
+    have heard of the application (a later loop turn). Before that it can
+    be sent only pongs: its pings fill the kernel, then more pings put its
+    queue a few bytes under the bound, and the READY crosses it."""
+    cluster = cluster_factory(2, extra=BOUND_FLAGS)
+    s = NodeServer(cluster.nodes[0])
+    pong = 2 + 125  # wire bytes of a pong to a 125-byte ping
+    charge = pong + 64
+    crossed = 0
+    for offset in OFFSETS:
+        conn, _, _ = open_ws(s.port, rcvbuf=4096, host=s.host)
+        port = conn.sock.getsockname()[1]
+        sent, last_tx, steady = 0, -1, 0
+        while steady < 3:  # as fill_kernel, with pongs; no round trip: C never reads
+            n = 300 if sent == 0 else 1
+            conn.send(ws_frame(9, b"p" * 125) * n)
+            sent += n
+            time.sleep(0.05)
+            tx, _ = tcp_queues(s.port, port)
+            _, rx = tcp_queues(port, s.port)
+            left = sent * pong - tx - rx
+            steady = steady + 1 if left > 0 and tx == last_tx else 0
+            last_tx = tx
+        held = -(-left // pong) * charge
+        # Pings whose pongs cost exactly `room`: 125-byte ones, then one or two smaller.
+        room = MAX_PENDING - offset - held
+        k, r = divmod(room, charge)
+        if r < 66:
+            k, r = k - 1, r + charge
+        tail = [r - 66] if r - 66 <= 125 else [(r - 132) // 2, r - 132 - (r - 132) // 2]
+        pings = ws_frame(9, b"p" * 125) * k + b"".join(ws_frame(9, b"q" * n) for n in tail)
+        before = slow_consumer_count(s)
+        app = uid("new-app")
+        conn.send(pings + frame({"op": 1, "d": {"application_id": app, "client_id": "c"}}))
+        wait_for(lambda: not s.alive() or slow_consumer_count(s) > before, 2)
+        assert s.alive(), f"node died sending READY:\n{s.stderr()[-3000:]}"
+        if slow_consumer_count(s) > before:
+            crossed += 1
+            # The client closed by its own READY is not left registered.
+            q = cluster.nodes[1].identified(uid("q"))
+            assert q.query_ids({"application": app, "optional": True, "ops": []}) == set()
+        conn.close()
+    assert crossed >= 1, "no READY crossed the bound: the test proved nothing"
+    cluster.nodes[0].identified("after", "x").heartbeat()
+
+
 def test_random_mix_of_takeovers_slow_consumers_and_closes(spawn):
     """A seeded random mix for ~12 s: clients that never read joining three
     applications with six client ids (takeovers with and without
@@ -303,7 +408,7 @@ def test_random_mix_of_takeovers_slow_consumers_and_closes(spawn):
               "--send-buffer-size", "8192")
     apps = [uid("app") for _ in range(3)]
     ids = [f"c{i}" for i in range(6)]
-    senders = [raw_identified(s.port, uid("sender"), "s") for _ in range(3)]
+    senders = [raw_identified(s, uid("sender"), "s") for _ in range(3)]
     live: list[RawConn] = []
     identifies = 0
     deadline = time.monotonic() + 12
@@ -313,7 +418,7 @@ def test_random_mix_of_takeovers_slow_consumers_and_closes(spawn):
             r = rng.random()
             if r < 0.3 or not live:
                 try:
-                    conn, _, _ = open_ws(s.port, rcvbuf=4096)
+                    conn, _, _ = open_ws(s.port, rcvbuf=4096, host=host_of(s))
                 except (OSError, Closed):
                     time.sleep(0.2)
                     assert s.alive(), f"node died (STRESS_SEED={seed}):\n{s.stderr()[-3000:]}"
