@@ -25,7 +25,7 @@ struct DocumentTape {
     enum Kind: UInt8 {
         case null = 0, bool, int, uint, double, string, array, object
         /// A container that was validated but not decoded (a lazily decoded
-        /// SEND payload, see `DecodeOptions.lazyPayload`): only its span is
+        /// SEND payload, see the decoders' `lazyPayload`): only its span is
         /// meaningful. Forward its bytes, or decode the span to look inside.
         case unexpanded
     }
