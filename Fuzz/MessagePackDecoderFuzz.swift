@@ -35,20 +35,7 @@ public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         return 0
     }
     precondition(lazyAccepted, "lazy decode refused a valid document")
-    // Unexpanded nodes: where the full tape has a container, same span.
-    var i = 0, j = 0
-    while i < lazy.nodeCount {
-        precondition(lazy.span(i) == tape.span(j), "spans differ at lazy node \(i)")
-        if lazy.kind(i) == .unexpanded {
-            precondition(tape.kind(j) == .array || tape.kind(j) == .object, "unexpanded scalar")
-            j = tape.next(j)
-        } else {
-            precondition(lazy.kind(i) == tape.kind(j), "kinds differ at lazy node \(i)")
-            j += 1
-        }
-        i += 1
-    }
-    precondition(j == tape.nodeCount, "lazy tape shorter than the full one")
+    checkUnexpanded(lazy, full: tape)
 
     // The tape-free transcoder gives exactly the tape encoder's bytes.
     var streamed: [UInt8] = []

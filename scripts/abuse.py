@@ -242,7 +242,7 @@ def hostile_broadcaster(port: int, rng: random.Random):
     try:
         for _ in range(20):
             conn.send(data)
-            drain(conn)
+            conn.discard_pending()
     except OSError:
         pass
     conn.close()
@@ -296,17 +296,6 @@ HOSTILE = [hostile_big_identify, hostile_trickle, hostile_non_reader, hostile_br
            hostile_ping_flood, hostile_garbage, hostile_rest]
 
 
-def drain(conn: RawConn):
-    conn.sock.setblocking(False)
-    try:
-        while conn.sock.recv(1 << 16):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-    finally:
-        conn.sock.setblocking(True)
-
-
 def hostile_worker(port: int, seed: int, until: float, counts):
     rng = random.Random(seed)
     while time.time() < until:
@@ -357,7 +346,7 @@ def normal_pair(port: int, seconds: float, rate: int) -> tuple[list[float], int]
         sent[n] = time.perf_counter()
         sender.send(frame({"op": 4, "t": "SEND", "d": {"target": target, "payload": {"n": n}}}))
         n += 1
-        drain(sender)
+        sender.discard_pending()
         time.sleep(max(0.0, start + n * interval - time.perf_counter()))
     done.set()
     t.join(10)

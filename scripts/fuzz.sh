@@ -26,9 +26,9 @@ json_extra="-I $out/csimdjson-module $out/csimdjson-fuzz.o -lsimdjson -lstdc++"
 declare -A extra=([json]="$json_extra" [rest]="$json_extra")
 declare -A sources=(
   [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/Codec/DocumentTape.swift Fuzz/QueryParserFuzz.swift"
-  [msgpack]="$codec Sources/Singyeong/Codec/MessagePackToJSON.swift Fuzz/FuzzCanonicalValue.swift Fuzz/MessagePackDecoderFuzz.swift"
+  [msgpack]="$codec Sources/Singyeong/Codec/MessagePackToJSON.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="$codec Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
-  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Fuzz/FuzzCanonicalValue.swift Fuzz/JSONDecoderFuzz.swift"
+  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/JSONDecoderFuzz.swift"
   [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift $(ls Sources/Singyeong/Metadata/*.swift | grep -v /Value.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/HTTP/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Sources/Singyeong/Routing/QueryCache.swift Fuzz/RESTRequestFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/WebSocket/UTF8Validator.swift Fuzz/WebSocketFrameDecoderFuzz.swift"

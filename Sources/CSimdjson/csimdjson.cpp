@@ -121,6 +121,7 @@ struct Walker {
     // `dry_start` catches the payload's own start offset (its first node).
     bool dry = false;
     uint32_t dry_start = 0;
+    uint32_t unexpanded_count = 0;
     // Set for sy_json_to_msgpack: values go here instead of into nodes.
     MsgpackOut *emit = nullptr;
 
@@ -313,6 +314,7 @@ struct Walker {
         dry = false;
         if (error) return error;
         add(SY_KIND_UNEXPANDED, dry_start, end, 0, 0);
+        unexpanded_count++;
         return SUCCESS;
     }
 
@@ -424,6 +426,7 @@ static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t le
     result->string_bytes = 0;
     result->simdjson_error = 0;
     result->message = nullptr;
+    result->unexpanded_count = 0;
     if (length >= 0xFFFFFFFFu) { result->message = "document too large"; return SY_JSON_INVALID; }
 
     if (parser == nullptr) {
@@ -486,6 +489,7 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
     if (status != SY_JSON_OK) return status;
     result->node_count = w.node_count;
     result->string_bytes = uint32_t(w.string_used);
+    result->unexpanded_count = w.unexpanded_count;
     if (w.node_count > node_capacity || w.string_used > string_capacity) return SY_JSON_NEED_CAPACITY;
     return SY_JSON_OK;
 }

@@ -220,6 +220,7 @@ class Node:
         self.cookie = cookie
         self.user = user
         self.fixed_ports = port is not None or cluster_port is not None
+        self.port_retries = 0
         self.port = port or free_port(host)
         self.cluster_port = cluster_port or free_port(host)
         self.extra = extra
@@ -271,8 +272,8 @@ class Node:
                 # A port picked free can be taken before the node binds it
                 # (by another test's connection): a first start tries others.
                 if (self.generation == 1 and not self.fixed_ports and "Address already in use" in self.log()
-                        and getattr(self, "_port_retries", 0) < 3):
-                    self._port_retries = getattr(self, "_port_retries", 0) + 1
+                        and self.port_retries < 3):
+                    self.port_retries += 1
                     self.port, self.cluster_port = free_port(self.host), free_port(self.host)
                     self.generation = 0
                     self.log_paths.pop()

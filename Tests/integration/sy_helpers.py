@@ -123,6 +123,19 @@ class RawConn:
     def send(self, data: bytes):
         self.sock.sendall(data)
 
+    def discard_pending(self):
+        """Reads and drops whatever the server has sent so far, without
+        blocking (frame boundaries are lost: only for connections whose
+        input is never parsed again)."""
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(1 << 16):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self.sock.setblocking(True)
+
     def _fill(self, deadline: float):
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -451,7 +451,7 @@ def test_random_mix_of_takeovers_slow_consumers_and_closes(spawn):
         else:
             write_all(writes)
         for sender in senders:
-            discard_input(sender)
+            sender.discard_pending()
         if len(live) > 200:
             for conn in live[:100]:
                 conn.close()
@@ -473,15 +473,3 @@ def write_all(writes: list[tuple[RawConn, bytes]]):
             conn.sock.sendall(data)
         except OSError:
             pass  # the node closed it (slow consumer, replaced): expected
-
-
-def discard_input(conn: RawConn):
-    """Reads and drops what is waiting (errors, ACKs), without blocking."""
-    conn.sock.setblocking(False)
-    try:
-        while conn.sock.recv(1 << 16):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-    finally:
-        conn.sock.setblocking(True)

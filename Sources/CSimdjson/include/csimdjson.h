@@ -64,6 +64,7 @@ typedef struct sy_json_result {
     uint32_t string_bytes; /* arena bytes written / needed */
     int32_t simdjson_error; /* simdjson::error_code, 0 for the checks done here */
     const char *message;   /* static text, set when INVALID */
+    uint32_t unexpanded_count; /* UNEXPANDED nodes written (SY_JSON_LAZY_PAYLOAD) */
 } sy_json_result;
 
 /* Nesting depth limit: more than this many nested arrays/objects is INVALID. */

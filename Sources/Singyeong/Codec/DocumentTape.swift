@@ -32,6 +32,10 @@ struct DocumentTape {
 
     /// Whether a decoder left an `.unexpanded` node in this tape.
     private(set) var hasUnexpanded = false
+    /// While set, appends are dropped: the MessagePack decoder validates a
+    /// lazy payload by decoding it with nothing written (as the JSON walker
+    /// does with its `dry` flag), so both paths apply the very same rules.
+    var dropsAppends = false
 
     /// One node, 32 bytes, laid out exactly like `sy_tape_node` (csimdjson.h)
     /// so the JSON decoder writes nodes straight into the tape's storage.
@@ -65,6 +69,7 @@ struct DocumentTape {
         nodeCount = 0
         stringCount = 0
         hasUnexpanded = false
+        dropsAppends = false
     }
 
     /// Releases storage beyond the given sizes (after an unusually large frame).
@@ -291,9 +296,9 @@ struct DocumentTape {
     }
 
     /// Sets the logical sizes after a decoder wrote into `withStorage`.
-    mutating func setCounts(nodes: Int, stringBytes: Int) {
+    mutating func setCounts(nodes: Int, stringBytes: Int, hasUnexpanded: Bool) {
         precondition(nodes <= nodeStorage.count && stringBytes <= stringStorage.count)
-        hasUnexpanded = nodeStorage[0..<nodes].contains { $0.kind == .unexpanded }
+        self.hasUnexpanded = hasUnexpanded
         nodeCount = nodes
         stringCount = stringBytes
     }
@@ -301,6 +306,7 @@ struct DocumentTape {
     /// Appends a node; returns its index.
     @inline(__always)
     mutating func appendNode(_ kind: Kind, spanStart: Int, spanEnd: Int = 0, bits: UInt64 = 0, stringLength: Int = 0) -> Int {
+        if dropsAppends { return -1 }
         let i = nodeCount
         let node = Node(kind: kind, count: 0, next: UInt32(truncatingIfNeeded: i + 1),
                         spanStart: UInt32(truncatingIfNeeded: spanStart), spanEnd: UInt32(truncatingIfNeeded: spanEnd),
@@ -319,6 +325,7 @@ struct DocumentTape {
     /// Completes a container node once its subtree has been appended.
     @inline(__always)
     mutating func finishContainer(_ i: Int, count: Int, spanEnd: Int) {
+        if dropsAppends { return }
         nodeStorage[i].count = UInt32(truncatingIfNeeded: count)
         nodeStorage[i].next = UInt32(truncatingIfNeeded: nodeCount)
         nodeStorage[i].spanEnd = UInt32(truncatingIfNeeded: spanEnd)
@@ -327,6 +334,7 @@ struct DocumentTape {
     /// Copies string bytes into the arena; returns their offset.
     @inline(__always)
     mutating func appendStringBytes(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if dropsAppends { return 0 }
         let offset = stringCount
         let end = offset + bytes.count
         if end > stringStorage.count {

@@ -36,7 +36,8 @@ enum JSONTapeDecoder {
             }
             switch status {
             case Int32(SY_JSON_OK):
-                tape.setCounts(nodes: Int(result.node_count), stringBytes: Int(result.string_bytes))
+                tape.setCounts(nodes: Int(result.node_count), stringBytes: Int(result.string_bytes),
+                               hasUnexpanded: result.unexpanded_count > 0)
                 return
             case Int32(SY_JSON_NEED_CAPACITY):
                 tape.reserveStorage(nodes: Int(result.node_count), stringBytes: Int(result.string_bytes))

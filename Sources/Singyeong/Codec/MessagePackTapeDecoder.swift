@@ -184,7 +184,9 @@ enum MessagePackTapeDecoder {
                 let head = r.base.load(fromByteOffset: r.position, as: UInt8.self)
                 if (0x80...0x9F).contains(head) || (0xDC...0xDF).contains(head) {
                     let valueStart = r.position
-                    try skipValue(&r, depth: depth + 1)
+                    tape.dropsAppends = true
+                    try decodeValue(&r, into: &tape, depth: depth + 1)
+                    tape.dropsAppends = false
                     tape.appendUnexpanded(spanStart: valueStart, spanEnd: r.position)
                     continue
                 }
@@ -192,66 +194,6 @@ enum MessagePackTapeDecoder {
             try decodeValue(&r, into: &tape, depth: depth + 1, role: child)
         }
         tape.finishContainer(index, count: count, spanEnd: r.position)
-    }
-
-    // MARK: Validating without decoding (lazy payloads)
-
-    /// Checks one value by exactly the rules `decodeValue` applies, writing
-    /// nothing: same errors, same limits.
-    private static func skipValue(_ r: inout Reader, depth: Int) throws(DocumentDecodeError) {
-        let b = try r.byte()
-        switch b {
-        case 0x00...0x7F, 0xE0...0xFF, 0xC0, 0xC2, 0xC3: return
-        case 0x80...0x8F: try skipMap(&r, count: Int(b & 0x0F), depth: depth)
-        case 0x90...0x9F: try skipArray(&r, count: Int(b & 0x0F), depth: depth)
-        case 0xA0...0xBF: try skipString(&r, length: Int(b & 0x1F))
-        case 0xC4, 0xD9: try skipString(&r, length: Int(try r.read(UInt8.self)))
-        case 0xC5, 0xDA: try skipString(&r, length: Int(try r.read(UInt16.self)))
-        case 0xC6, 0xDB: try skipString(&r, length: Int(try r.read(UInt32.self)))
-        case 0xCC, 0xD0: _ = try r.bytes(1)
-        case 0xCD, 0xD1: _ = try r.bytes(2)
-        case 0xCA, 0xCE, 0xD2: _ = try r.bytes(4)
-        case 0xCB, 0xCF, 0xD3: _ = try r.bytes(8)
-        case 0xDC: try skipArray(&r, count: Int(try r.read(UInt16.self)), depth: depth)
-        case 0xDD: try skipArray(&r, count: Int(try r.read(UInt32.self)), depth: depth)
-        case 0xDE: try skipMap(&r, count: Int(try r.read(UInt16.self)), depth: depth)
-        case 0xDF: try skipMap(&r, count: Int(try r.read(UInt32.self)), depth: depth)
-        case 0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8:
-            throw .invalidMessagePack(detail: "ext types are not supported")
-        default:  // 0xC1
-            throw .invalidMessagePack(detail: "invalid MessagePack byte 0xc1")
-        }
-    }
-
-    private static func skipString(_ r: inout Reader, length: Int) throws(DocumentDecodeError) {
-        guard UTF8Validation.isValid(try r.bytes(length)) else { throw .invalidMessagePack(detail: "string is not valid UTF-8") }
-    }
-
-    private static func skipArray(_ r: inout Reader, count: Int, depth: Int) throws(DocumentDecodeError) {
-        guard depth < maxDepth else { throw .invalidMessagePack(detail: "nesting too deep") }
-        guard count <= r.remaining else { throw truncated }
-        for _ in 0..<count { try skipValue(&r, depth: depth + 1) }
-    }
-
-    private static func skipMap(_ r: inout Reader, count: Int, depth: Int) throws(DocumentDecodeError) {
-        guard depth < maxDepth else { throw .invalidMessagePack(detail: "nesting too deep") }
-        guard count <= r.remaining / 2 else { throw truncated }
-        for _ in 0..<count {
-            let b = try r.byte()
-            switch b {
-            case 0xA0...0xBF: try skipString(&r, length: Int(b & 0x1F))
-            case 0xC4, 0xD9: try skipString(&r, length: Int(try r.read(UInt8.self)))
-            case 0xC5, 0xDA: try skipString(&r, length: Int(try r.read(UInt16.self)))
-            case 0xC6, 0xDB: try skipString(&r, length: Int(try r.read(UInt32.self)))
-            case 0x00...0x7F, 0xE0...0xFF: break
-            case 0xCC, 0xD0: _ = try r.bytes(1)
-            case 0xCD, 0xD1: _ = try r.bytes(2)
-            case 0xCE, 0xD2: _ = try r.bytes(4)
-            case 0xCF, 0xD3: _ = try r.bytes(8)
-            default: throw .invalidMessagePack(detail: "map key must be a string or an integer")
-            }
-            try skipValue(&r, depth: depth + 1)
-        }
     }
 
     private static func decodeKey(_ r: inout Reader, into tape: inout DocumentTape) throws(DocumentDecodeError) {

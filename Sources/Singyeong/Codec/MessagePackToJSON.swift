@@ -92,26 +92,17 @@ enum StreamingTranscoder {
     /// A key: a string, or an integer as its decimal text in quotes.
     private static func jsonKey(_ r: inout MessagePackTapeDecoder.Reader, to out: inout [UInt8]) throws(DocumentDecodeError) {
         let b = try r.byte()
-        var digits: [UInt8] = []
         switch b {
         case 0xA0...0xBF: return try jsonString(&r, length: Int(b & 0x1F), to: &out)
         case 0xC4, 0xD9: return try jsonString(&r, length: Int(try r.read(UInt8.self)), to: &out)
         case 0xC5, 0xDA: return try jsonString(&r, length: Int(try r.read(UInt16.self)), to: &out)
         case 0xC6, 0xDB: return try jsonString(&r, length: Int(try r.read(UInt32.self)), to: &out)
-        case 0x00...0x7F: JSONEmitter.appendInt(Int64(b), to: &digits)
-        case 0xE0...0xFF: JSONEmitter.appendInt(Int64(Int8(bitPattern: b)), to: &digits)
-        case 0xCC: JSONEmitter.appendInt(Int64(try r.read(UInt8.self)), to: &digits)
-        case 0xCD: JSONEmitter.appendInt(Int64(try r.read(UInt16.self)), to: &digits)
-        case 0xCE: JSONEmitter.appendInt(Int64(try r.read(UInt32.self)), to: &digits)
-        case 0xCF: JSONEmitter.appendUInt(try r.read(UInt64.self), to: &digits)
-        case 0xD0: JSONEmitter.appendInt(Int64(try r.read(Int8.self)), to: &digits)
-        case 0xD1: JSONEmitter.appendInt(Int64(try r.read(Int16.self)), to: &digits)
-        case 0xD2: JSONEmitter.appendInt(Int64(try r.read(Int32.self)), to: &digits)
-        case 0xD3: JSONEmitter.appendInt(try r.read(Int64.self), to: &digits)
+        case 0x00...0x7F, 0xE0...0xFF, 0xCC...0xD3:
+            out.append(UInt8(ascii: "\""))
+            r.position -= 1
+            try jsonValue(&r, depth: 0, to: &out)  // an integer: its digits
+            out.append(UInt8(ascii: "\""))
         default: throw invalid
         }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: digits)
-        out.append(UInt8(ascii: "\""))
     }
 }
