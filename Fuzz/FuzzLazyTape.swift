@@ -17,3 +17,25 @@ func checkUnexpanded(_ lazy: DocumentTape, full: DocumentTape) {
     }
     precondition(j == full.nodeCount, "lazy tape shorter than the full one")
 }
+
+/// The node bound (MAX_FRAME_VALUES): a decode limited to exactly the
+/// document's node count succeeds with the same tape; one fewer is
+/// `.tooManyValues`. `decode(limit)` decodes with that bound.
+func checkNodeLimit(_ tape: DocumentTape, decode: (Int) throws(DocumentDecodeError) -> DocumentTape) {
+    let n = tape.nodeCount
+    do {
+        let same = try decode(n)
+        precondition(same.nodeCount == n, "node count differs under a limit of exactly \(n)")
+    } catch {
+        fatalError("a limit of exactly \(n) nodes refused the document: \(error)")
+    }
+    guard n >= 2 else { return }  // a root scalar or empty container: nothing to stop
+    do {
+        _ = try decode(n - 1)
+        fatalError("a limit of \(n - 1) nodes accepted a document of \(n)")
+    } catch .tooManyValues(let limit) {
+        precondition(limit == n - 1)
+    } catch {
+        fatalError("a limit of \(n - 1) nodes gave \(error), not tooManyValues")
+    }
+}

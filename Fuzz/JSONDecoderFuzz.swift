@@ -46,6 +46,22 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     precondition(lazyAccepted, "lazy decode refused a valid document")
     checkUnexpanded(lazy, full: tape)
+    for lazyPayload in [false, true] {
+        checkNodeLimit(lazyPayload ? lazy : tape) { limit throws(DocumentDecodeError) in
+            var limited = DocumentTape()
+            try JSONTapeDecoder.decode(input, into: &limited, lazyPayload: lazyPayload, maxNodes: limit)
+            return limited
+        }
+    }
+    // An unexpanded span transcodes the same with the bracket scan skipped
+    // (SY_JSON_VALIDATED_SPAN) as without.
+    for i in 0..<lazy.nodeCount where lazy.kind(i) == .unexpanded {
+        let span = UnsafeRawBufferPointer(rebasing: input[lazy.span(i)])
+        var checked: [UInt8] = [], trusted: [UInt8] = []
+        precondition(StreamingTranscoder.appendMessagePack(fromJSON: span, to: &checked), "a validated span failed to transcode")
+        precondition(StreamingTranscoder.appendMessagePack(fromJSON: span, validatedSpan: true, to: &trusted) && trusted == checked,
+                     "SY_JSON_VALIDATED_SPAN changed the transcoding")
+    }
 
     // The tape-free transcoder gives exactly the tape encoder's bytes.
     var streamed: [UInt8] = []

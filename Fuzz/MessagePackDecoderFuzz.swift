@@ -36,6 +36,22 @@ public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     precondition(lazyAccepted, "lazy decode refused a valid document")
     checkUnexpanded(lazy, full: tape)
+    // An unexpanded span transcodes the same without the UTF-8 checks
+    // (`validated`) as with them.
+    for i in 0..<lazy.nodeCount where lazy.kind(i) == .unexpanded {
+        let span = UnsafeRawBufferPointer(rebasing: input[lazy.span(i)])
+        var checked: [UInt8] = [], trusted: [UInt8] = []
+        precondition(StreamingTranscoder.appendJSON(fromMessagePack: span, to: &checked), "a validated span failed to transcode")
+        precondition(StreamingTranscoder.appendJSON(fromMessagePack: span, validated: true, to: &trusted) && trusted == checked,
+                     "validated: true changed the transcoding")
+    }
+    for lazyPayload in [false, true] {
+        checkNodeLimit(lazyPayload ? lazy : tape) { limit throws(DocumentDecodeError) in
+            var limited = DocumentTape()
+            try MessagePackTapeDecoder.decode(input, into: &limited, lazyPayload: lazyPayload, maxNodes: limit)
+            return limited
+        }
+    }
 
     // The tape-free transcoder gives exactly the tape encoder's bytes.
     var streamed: [UInt8] = []

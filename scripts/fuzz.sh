@@ -14,7 +14,7 @@ seconds="${FUZZ_SECONDS:-60}"
 out=.build-fuzz
 mkdir -p "$out"
 
-codec="Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/TapeEncoders.swift Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Metadata/Value.swift"
+codec="Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/TapeEncoders.swift Sources/Singyeong/Codec/ByteSink.swift Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Metadata/Value.swift"
 
 # The JSON decoder calls simdjson through the CSimdjson C API: compile that
 # C++ shim with the fuzzer's instrumentation and give swiftc a module map.

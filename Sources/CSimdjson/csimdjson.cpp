@@ -124,6 +124,18 @@ struct Walker {
     uint32_t unexpanded_count = 0;
     // Set for sy_json_to_msgpack: values go here instead of into nodes.
     MsgpackOut *emit = nullptr;
+    // More nodes than this stops the walk (SY_JSON_TOO_MANY_VALUES): a
+    // hostile frame costs at most this many nodes, not one per value.
+    uint32_t max_nodes = UINT32_MAX;
+    bool too_many = false;
+
+    // True (and the walk ends) once the node limit is passed.
+    bool over_limit() {
+        if (node_count <= max_nodes) return false;
+        too_many = true;
+        message = "too many values";
+        return true;
+    }
 
     // Where a value sits, for SY_JSON_LAZY_PAYLOAD: the root, the root's
     // "d", or anywhere else.
@@ -186,10 +198,18 @@ struct Walker {
     }
 
     // [start, end) of a string token: from its opening quote to just past
-    // the closing one.
-    void string_span(std::string_view token, uint32_t &start, uint32_t &end) const {
+    // the closing one; `escaped` says whether it holds a backslash.
+    void string_span(std::string_view token, uint32_t &start, uint32_t &end, bool &escaped) const {
         start = offset_of(token.data());
-        end = string_end(token.data() + 1);
+        end = string_end(token.data() + 1, escaped);
+    }
+
+    // A string's contents [start + 1, end - 1) as they stand in the input.
+    // Only for a string without a backslash: then unescaping cannot fail
+    // (stage 1 already checked its UTF-8 and control characters) and would
+    // only copy it, one virtual call per string, so it is skipped.
+    std::string_view verbatim(uint32_t start, uint32_t end) const {
+        return std::string_view(reinterpret_cast<const char *>(base) + start + 1, end - start - 2);
     }
 
     // Whether base[start, end) is exactly `word`.
@@ -202,12 +222,14 @@ struct Walker {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' || c == '-' || c == '.';
     }
 
-    // Offset just past the closing quote of the string whose contents start at p.
-    uint32_t string_end(const char *p) const {
+    // Offset just past the closing quote of the string whose contents start
+    // at p; `escaped` is set if a backslash occurs in it.
+    uint32_t string_end(const char *p, bool &escaped) const {
         const uint8_t *q = reinterpret_cast<const uint8_t *>(p);
         const uint8_t *limit = base + length;
+        escaped = false;
         while (q < limit) {
-            if (*q == '\\') { q += 2; continue; }
+            if (*q == '\\') { escaped = true; q += 2; continue; }
             if (*q == '"') return uint32_t(q + 1 - base);
             q++;
         }
@@ -272,7 +294,9 @@ struct Walker {
         case ondemand::json_type::number:
             return number(v, token, end);
         case ondemand::json_type::string: {
-            string_span(token, start, end);
+            bool escaped;
+            string_span(token, start, end, escaped);
+            if (!escaped) { add_string(verbatim(start, end), start, end); return SUCCESS; }
             std::string_view s;
             auto error = v.get_string().get(s);
             if (error) return error;
@@ -336,9 +360,11 @@ struct Walker {
                 if ((error = std::move(member).get(field))) return error;
                 const char *raw = field.key().raw();
                 uint32_t key_start = offset_of(raw) - 1;
-                uint32_t key_end = string_end(raw);
+                bool escaped;
+                uint32_t key_end = string_end(raw, escaped);
                 std::string_view key;
-                if ((error = field.unescaped_key().get(key))) return error;
+                if (!escaped) key = verbatim(key_start, key_end);
+                else if ((error = field.unescaped_key().get(key))) return error;
                 add_string(key, key_start, key_end);
                 Role child = OTHER;
                 if (lazy_payload && !dry) {
@@ -354,11 +380,13 @@ struct Walker {
                         }
                         if (error) return error;
                         count++;
+                        if (over_limit()) return TAPE_ERROR;
                         continue;
                     }
                 }
                 if ((error = walk(field.value(), depth + 1, last_end, child))) return error;
                 count++;
+                if (over_limit()) return TAPE_ERROR;
             }
             if ((error = close(last_end, '}', end))) return error;
         } else {
@@ -369,6 +397,7 @@ struct Walker {
                 if ((error = element.get(child))) return error;
                 if ((error = walk(child, depth + 1, last_end, OTHER))) return error;
                 count++;
+                if (over_limit()) return TAPE_ERROR;
             }
             if ((error = close(last_end, ']', end))) return error;
         }
@@ -420,8 +449,10 @@ static bool brackets_balance(const uint8_t *input, size_t length) {
 
 // Walks one document with `w` (which writes nodes or emits MessagePack).
 // Returns SY_JSON_OK or SY_JSON_INVALID (with `result` filled in).
+// `balanced`: the caller knows the brackets balance (a span this file's walk
+// already validated), so the rare-case scan below can be skipped.
 static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t length, Walker &w,
-                         sy_json_result *result) {
+                         bool balanced, sy_json_result *result) {
     result->node_count = 0;
     result->string_bytes = 0;
     result->simdjson_error = 0;
@@ -454,7 +485,7 @@ static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t le
             // end the input, and if the byte after the input could be read as
             // a closing bracket, the brackets must balance.
             if (!root_closes_input(input, length) ||
-                ((input[length] == '}' || input[length] == ']') && !brackets_balance(input, length))) {
+                (!balanced && (input[length] == '}' || input[length] == ']') && !brackets_balance(input, length))) {
                 w.message = "unterminated container";
                 error = TAPE_ERROR;
             } else {
@@ -471,21 +502,22 @@ static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t le
         }
     }
     if (error) {
-        result->simdjson_error = int32_t(error);
+        result->simdjson_error = w.too_many ? 0 : int32_t(error);
         result->message = w.message ? w.message : error_message(error);
-        return SY_JSON_INVALID;
+        return w.too_many ? SY_JSON_TOO_MANY_VALUES : SY_JSON_INVALID;
     }
     return SY_JSON_OK;
 }
 
 extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
-                                  uint32_t flags,
+                                  uint32_t flags, uint32_t max_nodes,
                                   sy_tape_node *nodes, size_t node_capacity,
                                   uint8_t *strings, size_t string_capacity,
                                   sy_json_result *result) {
     Walker w{input, length, nodes, node_capacity, 0, strings, string_capacity};
     w.lazy_payload = (flags & SY_JSON_LAZY_PAYLOAD) != 0;
-    int status = walk_document(parser, input, length, w, result);
+    w.max_nodes = max_nodes;
+    int status = walk_document(parser, input, length, w, (flags & SY_JSON_VALIDATED_SPAN) != 0, result);
     if (status != SY_JSON_OK) return status;
     result->node_count = w.node_count;
     result->string_bytes = uint32_t(w.string_used);
@@ -494,13 +526,17 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
     return SY_JSON_OK;
 }
 
-extern "C" int sy_json_to_msgpack(const uint8_t *input, size_t length,
+extern "C" int sy_json_to_msgpack(const uint8_t *input, size_t length, uint32_t flags,
                                   const uint8_t **out, size_t *out_length, sy_json_result *result) {
     static thread_local MsgpackOut output;
     output.clear();
     Walker w{input, length, nullptr, 0, 0, nullptr, 0};
     w.emit = &output;
-    int status = walk_document(nullptr, input, length, w, result);
+    // Typical payloads shrink as MessagePack: the input's length is room
+    // enough, and growing a 16 MiB vector by doubling copies and faults in
+    // twice the memory.
+    output.bytes.reserve(length + 64);
+    int status = walk_document(nullptr, input, length, w, (flags & SY_JSON_VALIDATED_SPAN) != 0, result);
     if (status != SY_JSON_OK) return status;
     output.compact();
     *out = output.bytes.data();

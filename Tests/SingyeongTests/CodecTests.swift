@@ -579,6 +579,73 @@ private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeErro
     }
 }
 
+// MARK: Node limit (MAX_FRAME_VALUES)
+
+/// `maxNodes`: a document needing more nodes is `.tooManyValues`; an
+/// unexpanded payload counts as one node. Both decoders, the MessagePack
+/// side on the same documents transcoded.
+@Suite struct NodeLimitTests {
+    /// (document, lazyPayload, limit, node count when accepted / nil when refused)
+    static let cases: [(String, Bool, Int, Int?)] = [
+        ("[1,2,3]", false, 4, 4),
+        ("[1,2,3]", false, 3, nil),
+        ("[1,2,3]", false, 1, nil),
+        (#"{"a":1,"b":[true,null]}"#, false, 7, 7),       // object, 2 keys, 1, array, 2 scalars
+        (#"{"a":1,"b":[true,null]}"#, false, 6, nil),
+        ("[[[[[]]]]]", false, 5, 5),
+        ("[[[[[]]]]]", false, 4, nil),                      // stopped inside the nesting
+        ("7", false, 1, 1),
+        ("{}", false, 1, 1),
+        // 1 + (d key, d object) + (payload key, unexpanded) = 5 nodes, however large the payload.
+        (#"{"d":{"payload":[1,2,3,4,5,6,7,8,9,10]}}"#, true, 5, 5),
+        (#"{"d":{"payload":[1,2,3,4,5,6,7,8,9,10]}}"#, true, 4, nil),
+        (#"{"d":{"payload":[1,2,3,4,5,6,7,8,9,10]}}"#, false, 15, 15),
+        (#"{"d":{"payload":[1,2,3,4,5,6,7,8,9,10]}}"#, false, 14, nil),
+        // Values elsewhere in the frame count in full.
+        (#"{"d":{"payload":[1],"junk":[1,2,3,4,5,6,7,8]}}"#, true, 15, 15),
+        (#"{"d":{"payload":[1],"junk":[1,2,3,4,5,6,7,8]}}"#, true, 14, nil),
+    ]
+
+    @Test(arguments: cases)
+    func json(_ text: String, lazy: Bool, limit: Int, expected: Int?) {
+        let bytes = Array(text.utf8)
+        let padded = bytes + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+        var tape = DocumentTape()
+        let outcome: Result<Int, DocumentDecodeError> = padded.withUnsafeBytes { raw in
+            do throws(DocumentDecodeError) {
+                try JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<bytes.count]), into: &tape,
+                                           lazyPayload: lazy, maxNodes: limit)
+                return .success(tape.nodeCount)
+            } catch { return .failure(error) }
+        }
+        Self.check(outcome, limit: limit, expected: expected)
+        if expected == nil { #expect(tape.isEmpty) }
+    }
+
+    @Test(arguments: cases)
+    func msgpack(_ text: String, lazy: Bool, limit: Int, expected: Int?) throws {
+        let full = try decodeJSON(text)
+        var bytes: [UInt8] = []
+        full.appendMessagePack(full.root, to: &bytes)
+        var tape = DocumentTape()
+        let outcome: Result<Int, DocumentDecodeError> = bytes.withUnsafeBytes { raw in
+            do throws(DocumentDecodeError) {
+                try MessagePackTapeDecoder.decode(raw, into: &tape, lazyPayload: lazy, maxNodes: limit)
+                return .success(tape.nodeCount)
+            } catch { return .failure(error) }
+        }
+        Self.check(outcome, limit: limit, expected: expected)
+    }
+
+    static func check(_ outcome: Result<Int, DocumentDecodeError>, limit: Int, expected: Int?) {
+        switch (outcome, expected) {
+        case (.success(let n), let e?): #expect(n == e)
+        case (.failure(let error), nil): #expect(error == .tooManyValues(limit: limit))
+        default: Issue.record("got \(outcome), expected \(expected.map { "\($0) nodes" } ?? "tooManyValues")")
+        }
+    }
+}
+
 // MARK: Streaming transcoders
 
 /// The tape-free transcoders produce exactly the tape encoders' bytes, and
@@ -621,6 +688,9 @@ private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeErro
         [0x81, 0xCF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xC0],
         [0x92, 0xCA, 0x3F, 0xC0, 0x00, 0x00, 0xCB, 0x7F, 0xF8, 0, 0, 0, 0, 0, 0],  // float32, NaN → null
         [0xDC, 0x00, 0x02, 0xD3, 0x80, 0, 0, 0, 0, 0, 0, 0, 0xCF, 0x80, 0, 0, 0, 0, 0, 0, 0],
+        // Strings longer than the transcoder's 16 KiB output chunk, between short values.
+        [0x93, 0x01, 0xDA, 0x9C, 0x40] + Array(repeating: 0x61, count: 39_999) + [0x0A, 0xDA, 0x4E, 0x20]
+            + (0..<20_000).map { UInt8(0x20 + $0 % 90) },
     ]
 
     @Test(arguments: messagePack)

@@ -54,6 +54,18 @@ import Testing
         #expect(Settings.defaults().proxyMaxResponseSize == 16_777_216)
     }
 
+    /// MAX_FRAME_VALUES never refuses a metadata update the budget accepts:
+    /// it is raised to what METADATA_MAX_SIZE and METADATA_MAX_KEYS need.
+    @Test func frameValueLimitCoversTheMetadataBudget() throws {
+        #expect(Settings.defaults().maxFrameValues == 131_072)
+        let raised = try Settings.resolve(flags: [:], environment: ["METADATA_MAX_SIZE": "16777216"], file: [:])
+        #expect(raised.maxFrameValues == 16_777_216 / 12 + 6 * 1024 + 4096)
+        let kept = try Settings.resolve(flags: ["MAX_FRAME_VALUES": "2000000"], environment: ["METADATA_MAX_SIZE": "16777216"], file: [:])
+        #expect(kept.maxFrameValues == 2_000_000)
+        let low = try Settings.resolve(flags: ["MAX_FRAME_VALUES": "1024"], environment: [:], file: [:])
+        #expect(low.maxFrameValues == 1_048_576 / 12 + 6 * 1024 + 4096)
+    }
+
     @Test func invalidFlagSaysItCameFromTheFlag() {
         do {
             _ = try Settings.resolve(flags: ["IDLE_TIMEOUT": "soon"], environment: [:], file: [:])

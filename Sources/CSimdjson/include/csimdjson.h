@@ -35,7 +35,11 @@ enum {
      * array or object, is validated but not decoded: one UNEXPANDED node
      * holds its span. A SEND's payload is forwarded as bytes, so a frame of
      * millions of small keys costs a walk, not millions of nodes. */
-    SY_JSON_LAZY_PAYLOAD = 1
+    SY_JSON_LAZY_PAYLOAD = 1,
+    /* The input is a span that sy_json_build_tape already validated inside
+     * a larger document (an UNEXPANDED node's span): its brackets are known
+     * to balance, so that scan is skipped. Never set for other input. */
+    SY_JSON_VALIDATED_SPAN = 2
 };
 
 /* One node, 32 bytes. `next` is the index just past the node's subtree (for a
@@ -57,6 +61,7 @@ enum {
     SY_JSON_OK = 0,
     SY_JSON_NEED_CAPACITY = 1, /* node_count / string_bytes say how much is needed; call again */
     SY_JSON_INVALID = 2,       /* message says why */
+    SY_JSON_TOO_MANY_VALUES = 3, /* more than max_nodes nodes; the walk stopped there */
 };
 
 typedef struct sy_json_result {
@@ -83,10 +88,12 @@ void sy_json_parser_free(sy_json_parser *parser);
  * `strings` (capacity `string_capacity`). Exactly one JSON value, optionally
  * surrounded by whitespace; UTF-8 is validated. Returns SY_JSON_OK,
  * SY_JSON_NEED_CAPACITY (nothing usable was written; the result holds the
- * exact sizes needed) or SY_JSON_INVALID. Inputs of 4 GiB or more are
- * INVALID (offsets are 32-bit). */
+ * exact sizes needed), SY_JSON_INVALID, or SY_JSON_TOO_MANY_VALUES once the
+ * document needs more than `max_nodes` nodes (checked as they are counted,
+ * so such a document costs about max_nodes nodes of work, whatever its
+ * size). Inputs of 4 GiB or more are INVALID (offsets are 32-bit). */
 int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t length,
-                       uint32_t flags,
+                       uint32_t flags, uint32_t max_nodes,
                        sy_tape_node *nodes, size_t node_capacity,
                        uint8_t *strings, size_t string_capacity,
                        sy_json_result *result);
@@ -96,9 +103,9 @@ int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t leng
  * DocumentTape.appendMessagePack encodes a decoded tape (smallest integer
  * and header forms, strings as str, non-integers as float64), without
  * building a tape: a payload of millions of members costs its bytes, not
- * 32 bytes per node. On SY_JSON_OK, *out / *out_length hold the bytes in a
+ * 32 bytes per node. `flags`: 0 or SY_JSON_VALIDATED_SPAN. On SY_JSON_OK, *out / *out_length hold the bytes in a
  * buffer owned by the calling thread, valid until its next call. */
-int sy_json_to_msgpack(const uint8_t *input, size_t length,
+int sy_json_to_msgpack(const uint8_t *input, size_t length, uint32_t flags,
                        const uint8_t **out, size_t *out_length, sy_json_result *result);
 
 #ifdef __cplusplus

@@ -357,11 +357,15 @@ enum DocumentDecodeError: Error, Equatable, CustomStringConvertible {
     /// checks made by csimdjson itself, e.g. the depth limit).
     case invalidJSON(code: Int32, detail: String)
     case invalidMessagePack(detail: String)
+    /// The document needs more than `limit` nodes (the caller's bound on
+    /// what one input may cost); decoding stopped there.
+    case tooManyValues(limit: Int)
 
     var detail: String {
         switch self {
         case .invalidJSON(_, let d): return d
         case .invalidMessagePack(let d): return d
+        case .tooManyValues(let limit): return "more than \(limit) values"
         }
     }
 

@@ -18,9 +18,11 @@ enum JSONTapeDecoder {
 
     /// Decodes `input`. The caller guarantees `padding` readable bytes after
     /// `input.count` (their content is irrelevant). Uses a parser owned by
-    /// the calling thread. On error the tape is left empty.
+    /// the calling thread. On error the tape is left empty. More than
+    /// `maxNodes` nodes is `.tooManyValues` (an unexpanded payload is one
+    /// node), found while counting, so it costs about `maxNodes` nodes.
     static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape,
-                       lazyPayload: Bool = false) throws(DocumentDecodeError) {
+                       lazyPayload: Bool = false, maxNodes: Int = Int(UInt32.max)) throws(DocumentDecodeError) {
         tape.removeAll()
         // Unescaped strings never exceed the input length; nodes start modest.
         tape.reserveStorage(nodes: 16, stringBytes: input.count)
@@ -30,7 +32,7 @@ enum JSONTapeDecoder {
             let status = tape.withStorage { nodes, strings -> Int32 in
                 nodes.withMemoryRebound(to: sy_tape_node.self) { cNodes in
                     sy_json_build_tape(nil, base, input.count, lazyPayload ? UInt32(SY_JSON_LAZY_PAYLOAD) : 0,
-                                       cNodes.baseAddress, cNodes.count,
+                                       UInt32(clamping: maxNodes), cNodes.baseAddress, cNodes.count,
                                        strings.baseAddress, strings.count, &result)
                 }
             }
@@ -41,6 +43,9 @@ enum JSONTapeDecoder {
                 return
             case Int32(SY_JSON_NEED_CAPACITY):
                 tape.reserveStorage(nodes: Int(result.node_count), stringBytes: Int(result.string_bytes))
+            case Int32(SY_JSON_TOO_MANY_VALUES):
+                tape.removeAll()
+                throw .tooManyValues(limit: maxNodes)
             default:
                 let detail = result.message.map { String(cString: $0) } ?? "invalid JSON"
                 throw .invalidJSON(code: result.simdjson_error, detail: detail)

@@ -26,13 +26,16 @@
 enum MessagePackTapeDecoder {
     static let maxDepth = 64
 
-    /// Decodes `input` into `tape` (which is cleared first; left empty on error).
+    /// Decodes `input` into `tape` (which is cleared first; left empty on
+    /// error). More than `maxNodes` nodes is `.tooManyValues`, found as they
+    /// are appended (an unexpanded payload is one node).
     static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape,
-                       lazyPayload: Bool = false) throws(DocumentDecodeError) {
+                       lazyPayload: Bool = false, maxNodes: Int = .max) throws(DocumentDecodeError) {
         tape.removeAll()
         guard input.count < Int(UInt32.max) else { throw .invalidMessagePack(detail: "frame too large") }
         guard let base = input.baseAddress, input.count > 0 else { throw .invalidMessagePack(detail: "empty input") }
         var reader = Reader(base: base, count: input.count)
+        reader.maxNodes = maxNodes
         do throws(DocumentDecodeError) {
             try decodeValue(&reader, into: &tape, depth: 0, role: lazyPayload ? .root : .other)
             if reader.position != reader.count { throw DocumentDecodeError.invalidMessagePack(detail: "trailing bytes after the value") }
@@ -58,6 +61,8 @@ enum MessagePackTapeDecoder {
         let base: UnsafeRawPointer
         let count: Int
         var position = 0
+        /// The decoder's node bound (`decode`'s `maxNodes`).
+        var maxNodes = Int.max
 
         init(base: UnsafeRawPointer, count: Int) { self.base = base; self.count = count }
 
@@ -165,7 +170,10 @@ enum MessagePackTapeDecoder {
         // Every element takes at least one byte.
         guard count <= r.remaining else { throw truncated }
         let index = tape.appendNode(.array, spanStart: start)
-        for _ in 0..<count { try decodeValue(&r, into: &tape, depth: depth + 1) }
+        for _ in 0..<count {
+            try decodeValue(&r, into: &tape, depth: depth + 1)
+            guard tape.nodeCount <= r.maxNodes else { throw .tooManyValues(limit: r.maxNodes) }
+        }
         tape.finishContainer(index, count: count, spanEnd: r.position)
     }
 
@@ -192,6 +200,7 @@ enum MessagePackTapeDecoder {
                 }
             }
             try decodeValue(&r, into: &tape, depth: depth + 1, role: child)
+            guard tape.nodeCount <= r.maxNodes else { throw .tooManyValues(limit: r.maxNodes) }
         }
         tape.finishContainer(index, count: count, spanEnd: r.position)
     }

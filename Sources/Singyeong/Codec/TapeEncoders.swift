@@ -71,17 +71,17 @@ extension DocumentTape {
     }
 }
 
-/// Appends JSON tokens to a byte array without `String` formatting (except
+/// Appends JSON tokens to a `ByteSink` without `String` formatting (except
 /// for doubles, see `appendDouble`).
 enum JSONEmitter {
-    static func appendNull(to out: inout [UInt8]) { out.append(contentsOf: nullLiteral) }
-    static func appendBool(_ b: Bool, to out: inout [UInt8]) { out.append(contentsOf: b ? trueLiteral : falseLiteral) }
+    static func appendNull(to out: inout some ByteSink) { appendLiteral("null", to: &out) }
+    static func appendBool(_ b: Bool, to out: inout some ByteSink) { appendLiteral(b ? "true" : "false", to: &out) }
 
-    private static let nullLiteral: [UInt8] = Array("null".utf8)
-    private static let trueLiteral: [UInt8] = Array("true".utf8)
-    private static let falseLiteral: [UInt8] = Array("false".utf8)
+    @inline(__always) private static func appendLiteral(_ s: StaticString, to out: inout some ByteSink) {
+        out.append(contentsOf: UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
 
-    static func appendInt(_ value: Int64, to out: inout [UInt8]) {
+    static func appendInt(_ value: Int64, to out: inout some ByteSink) {
         if value < 0 {
             out.append(UInt8(ascii: "-"))
             appendUInt(value.magnitude, to: &out)
@@ -90,7 +90,8 @@ enum JSONEmitter {
         }
     }
 
-    static func appendUInt(_ value: UInt64, to out: inout [UInt8]) {
+    static func appendUInt(_ value: UInt64, to out: inout some ByteSink) {
+        if value < 10 { return out.append(UInt8(ascii: "0") + UInt8(value)) }  // most small integers
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes ≥ 20 digits
         var v = value
         var n = 0
@@ -109,10 +110,10 @@ enum JSONEmitter {
     /// `1e+16`). Non-finite values become `null`. The description is a small
     /// (inline, non-allocating) String for up to 15 characters; longer
     /// forms such as `0.30000000000000004` allocate once.
-    static func appendDouble(_ value: Double, to out: inout [UInt8]) {
+    static func appendDouble(_ value: Double, to out: inout some ByteSink) {
         guard value.isFinite else { return appendNull(to: &out) }
         var text = value.description
-        text.withUTF8 { out.append(contentsOf: $0) }
+        text.withUTF8 { out.append(contentsOf: UnsafeRawBufferPointer($0)) }
     }
 
     private static let hex: StaticString = "0123456789abcdef"
@@ -120,7 +121,7 @@ enum JSONEmitter {
     /// Appends `bytes` (valid UTF-8) as a quoted JSON string: `"` and `\`
     /// escaped, control characters as `\n`, `\t`, ... or `\u00XX`; everything
     /// else (including non-ASCII) verbatim.
-    static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout some ByteSink) {
         out.append(UInt8(ascii: "\""))
         var runStart = 0
         var i = 0

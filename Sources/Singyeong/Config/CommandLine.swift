@@ -31,6 +31,7 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("identify-timeout"), help: settingHelp("IDENTIFY_TIMEOUT")) var identifyTimeout: String?
     @Option(name: .customLong("identify-max-size"), help: settingHelp("IDENTIFY_MAX_SIZE")) var identifyMaxSize: String?
     @Option(name: .customLong("max-frame-size"), help: settingHelp("MAX_FRAME_SIZE")) var maxFrameSize: String?
+    @Option(name: .customLong("max-frame-values"), help: settingHelp("MAX_FRAME_VALUES")) var maxFrameValues: String?
     @Option(name: .customLong("max-pending-bytes"), help: settingHelp("MAX_PENDING_BYTES")) var maxPendingBytes: String?
     @Option(name: .customLong("send-buffer-size"), help: settingHelp("SEND_BUFFER_SIZE")) var sendBufferSize: String?
     @Option(name: .customLong("max-body-size"), help: settingHelp("MAX_BODY_SIZE")) var maxBodySize: String?
@@ -80,6 +81,7 @@ public struct SingyeongMain: ParsableCommand {
             ("PORT", port), ("BIND", bind), ("TLS_CERT", tlsCert), ("TLS_KEY", tlsKey),
             ("HEARTBEAT_INTERVAL", heartbeatInterval), ("IDLE_TIMEOUT", idleTimeout),
             ("HANDSHAKE_TIMEOUT", handshakeTimeout), ("MAX_FRAME_SIZE", maxFrameSize),
+            ("MAX_FRAME_VALUES", maxFrameValues),
             ("MAX_PENDING_BYTES", maxPendingBytes), ("SEND_BUFFER_SIZE", sendBufferSize), ("MAX_BODY_SIZE", maxBodySize),
             ("SHUTDOWN_TIMEOUT", shutdownTimeout), ("LOG_LEVEL", logLevel), ("AUTH", auth),
             ("AUTH_FAILURES_PER_MINUTE", authFailuresPerMinute), ("METADATA_QUEUE_INTERVAL", metadataQueueInterval),

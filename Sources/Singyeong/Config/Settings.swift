@@ -15,6 +15,9 @@ struct Settings: Sendable {
     var identifyTimeout: Int
     var identifyMaxSize: Int
     var maxFrameSize: Int
+    /// Decoded values (tape nodes) one client frame may hold; an unexpanded
+    /// SEND/BROADCAST payload counts as one.
+    var maxFrameValues: Int
     var maxPendingBytes: Int
     /// SO_SNDBUF for client sockets; 0 leaves the kernel's autotuning on.
     var sendBufferSize: Int
@@ -110,6 +113,7 @@ struct Settings: Sendable {
             identifyTimeout: try integer("IDENTIFY_TIMEOUT"),
             identifyMaxSize: try integer("IDENTIFY_MAX_SIZE"),
             maxFrameSize: try integer("MAX_FRAME_SIZE"),
+            maxFrameValues: try integer("MAX_FRAME_VALUES"),
             maxPendingBytes: try integer("MAX_PENDING_BYTES"),
             sendBufferSize: try integer("SEND_BUFFER_SIZE"),
             maxBodySize: try integer("MAX_BODY_SIZE"),
@@ -155,6 +159,12 @@ struct Settings: Sendable {
         if settings.maxPendingBytes < settings.maxFrameSize + 14 + OutboundQueue.chunkOverhead {
             throw SettingsError("MAX_PENDING_BYTES (\(settings.maxPendingBytes)) must exceed MAX_FRAME_SIZE (\(settings.maxFrameSize)) plus a frame header, or no maximum-size frame could ever be queued")
         }
+        // A metadata update the budget accepts must decode: per stored value
+        // (≥ 24 bytes) at most two nodes (a map member is a key and a value),
+        // plus a key's own wrapper ({"type": …, "value": …}: six nodes).
+        let budget = settings.metadataBudget
+        let metadataNodes = budget.maxTotalSize / (MetadataBudget.nodeCost / 2) + 6 * budget.maxKeys + 4096
+        settings.maxFrameValues = max(settings.maxFrameValues, min(metadataNodes, 100_000_000))
         // Before IDENTIFY nothing larger than a regular message is accepted either.
         settings.identifyMaxSize = min(settings.identifyMaxSize, settings.maxFrameSize)
         // A relayed response is queued whole (body plus at most 64 KiB of

@@ -51,6 +51,8 @@ enum SettingsTable {
               help: "largest WebSocket message accepted before IDENTIFY, bytes (larger: close 1009)"),
         .init(name: "MAX_FRAME_SIZE", defaultValue: "16777216", kind: .integer(125...1_073_741_824),
               help: "largest accepted WebSocket message, bytes (larger: close 1009)"),
+        .init(name: "MAX_FRAME_VALUES", defaultValue: "131072", kind: .integer(1024...100_000_000),
+              help: "most values (objects, arrays, keys, scalars) one WebSocket message may hold outside a SEND/BROADCAST payload (more: op 8 and the connection is closed, as for undecodable input); raised to what METADATA_MAX_SIZE and METADATA_MAX_KEYS need"),
         .init(name: "MAX_PENDING_BYTES", defaultValue: "33554432", kind: .integer(65536...4_294_967_296),
               help: "unsent output one connection may queue before it is closed as a slow consumer, bytes"),
         .init(name: "SEND_BUFFER_SIZE", defaultValue: "0", kind: .integer(0...67_108_864),

@@ -17,6 +17,7 @@ enum DispatchFrame {
             return assemble(event: event, nonce: nonceBytes, payload: payloadBytes, encoding: encoding, ts: ts)
         }
         scratch.removeAll(keepingCapacity: true)
+        defer { releaseIfLarge(&scratch) }
         var nonceRange: Range<Int>? = nil
         if let nonce {
             let start = scratch.count
@@ -45,6 +46,7 @@ enum DispatchFrame {
             return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts)
         }
         scratch.removeAll(keepingCapacity: true)
+        defer { releaseIfLarge(&scratch) }
         // Straight from the bytes, no tape (MessagePackToJSON.swift, JSONToMessagePack.swift).
         func transcode(_ piece: UnsafeRawBufferPointer) -> Range<Int>? {
             let start = scratch.count
@@ -64,6 +66,14 @@ enum DispatchFrame {
             assemble(event: message.event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
                      payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts)
         }
+    }
+
+    /// The scratch buffer lives as long as the gateway: one transcoded
+    /// 16 MiB payload must not keep its pages for good.
+    private static func releaseIfLarge(_ scratch: inout [UInt8]) {
+        guard scratch.capacity > 1 << 20 else { return }
+        scratch = []
+        scratch.reserveCapacity(4096)
     }
 
     /// Builds the frame from already-encoded payload bytes (events the server

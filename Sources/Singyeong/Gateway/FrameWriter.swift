@@ -188,8 +188,8 @@ struct DecodedMessage {
         let piece = UnsafeRawBufferPointer(rebasing: source[tape.span(i)])
         let transcoded: Bool
         switch (encoding, target) {
-        case (.json, .msgpack): transcoded = StreamingTranscoder.appendMessagePack(fromJSON: piece, to: &out)
-        case (.msgpack, .json): transcoded = StreamingTranscoder.appendJSON(fromMessagePack: piece, to: &out)
+        case (.json, .msgpack): transcoded = StreamingTranscoder.appendMessagePack(fromJSON: piece, validatedSpan: true, to: &out)
+        case (.msgpack, .json): transcoded = StreamingTranscoder.appendJSON(fromMessagePack: piece, validated: true, to: &out)
         default: out.append(contentsOf: piece); transcoded = true
         }
         precondition(transcoded, "a validated payload failed to transcode")

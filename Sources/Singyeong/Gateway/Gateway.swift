@@ -29,6 +29,8 @@ final class Gateway {
     weak var cluster: Cluster?
     /// Decoding state reused by every frame.
     var tape = DocumentTape()
+    /// MAX_FRAME_VALUES: the most tape nodes one client frame may decode to.
+    let maxFrameValues: Int
     /// Transcoding buffer for dispatch frames, passed inout once or twice
     /// per message: exempt from dynamic exclusivity checking (BENCHMARKS.md,
     /// "Checked release build"). No two accesses overlap: one thread, and
@@ -49,6 +51,7 @@ final class Gateway {
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
         metadataInterval = settings.metadataQueueInterval
         metadataBudget = settings.metadataBudget
+        maxFrameValues = settings.maxFrameValues
         heartbeatDeadlines = DeadlineQueue(loop: loop, duration: 1.5 * Double(settings.heartbeatInterval) / 1000)
         scratch.reserveCapacity(4096)
         if metadataInterval > 0 {

@@ -145,18 +145,26 @@ final class GatewaySession {
         // forwarded as bytes, and a frame of millions of tiny members must
         // not cost millions of nodes (issue 10). Any other frame with an
         // unexpanded "payload" (a metadata key of that name) is decoded again
-        // in full.
+        // in full. Either way at most MAX_FRAME_VALUES nodes: a frame of
+        // millions of values anywhere else is refused after that many.
+        let maxNodes = gateway.maxFrameValues
         do {
             switch encoding {
-            case .json: try JSONTapeDecoder.decode(payload, into: &tape, lazyPayload: true)
-            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, lazyPayload: true)
+            case .json: try JSONTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
+            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
             }
             if tape.hasUnexpanded && !Self.isRoutedEvent(tape) {
                 switch encoding {
-                case .json: try JSONTapeDecoder.decode(payload, into: &tape)
-                case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape)
+                case .json: try JSONTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
+                case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
                 }
             }
+        } catch .tooManyValues(let limit) {
+            gateway.logger.info("frame over MAX_FRAME_VALUES; closing", metadata: [
+                "peer": "\(connection.peer.description)", "limit": "\(limit)", "bytes": "\(payload.count)",
+            ])
+            fatal("decode: more than \(limit) values outside the payload (MAX_FRAME_VALUES)")
+            return
         } catch {
             fatal("decode: \(error.description)")
             return
