@@ -10,9 +10,13 @@ Everything goes to 127.0.0.1. Two measurements:
 * `--pause`: a prober heartbeats every 2 ms (and records every round trip)
   while another client sends frames as large as MAX_FRAME_SIZE allows
   (16 MiB by default) made of small keys: a SEND whose payload is one object
-  of ~1.5 million members, the same as MessagePack, and an UPDATE_METADATA of
-  that size (refused by the metadata budget after decoding). Prints the
-  worst round trip: the longest any other client waited.
+  of ~1.9 million members, to a receiver of each encoding, and frames whose
+  values lie outside the payload (an UPDATE_METADATA, an unknown field),
+  refused by MAX_FRAME_VALUES. Prints the worst round trip per frame (the
+  longest any other client waited), over `--repeat` rounds. PAUSE_CASE=n
+  (an index into that list) runs one frame only; ABUSE_TERM=1 stops the
+  node with SIGTERM rather than SIGKILL, so a profiler wrapper passed as
+  `--binary` can write its data.
 * the default run: for `--seconds`, worker processes run hostile clients
   (listed in HOSTILE below) while a sender SENDs to a receiver at a fixed
   rate; prints the SEND latency percentiles seen by the normal pair, how
@@ -22,6 +26,7 @@ Everything goes to 127.0.0.1. Two measurements:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -146,7 +151,7 @@ def skip_frame(conn: RawConn) -> int:
     return n
 
 
-def pause_benchmark(binary: str, max_frame: int):
+def pause_benchmark(binary: str, max_frame: int, repeat: int):
     port = free_port()
     node = subprocess.Popen([binary, "--port", str(port), "--bind", HOST, "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -171,34 +176,55 @@ def pause_benchmark(binary: str, max_frame: int):
         senders = {"json": sender_json, "msgpack": sender_mp}
         cases = [(f"SEND {a} -> {b} receiver", senders[a], send(a, b), receivers[b])
                  for a, b in (("json", "json"), ("msgpack", "msgpack"), ("json", "msgpack"), ("msgpack", "json"))]
-        cases.append(("UPDATE_METADATA, JSON (refused by the budget)", sender_json,
+        serial = itertools.count()
+        # Values outside a payload count against MAX_FRAME_VALUES: these are
+        # refused (op 8, closed) after that many, each on its own connection.
+        metadata = {k: {"type": "integer", "value": v} for k, v in list(big.items())[:len(big) // 4]}
+        cases.append(("UPDATE_METADATA, JSON, refused by MAX_FRAME_VALUES", lambda: identified(port, "src", f"u{next(serial)}"),
                       ws_frame(OP_TEXT, b'{"op":4,"t":"UPDATE_METADATA","d":'
-                               + json.dumps({k: {"type": "integer", "value": v} for k, v in list(big.items())[:len(big) // 4]},
-                                            separators=(",", ":")).encode() + b"}"), None))
+                               + json.dumps(metadata, separators=(",", ":")).encode() + b"}"), None))
+        cases.append(("SEND, JSON, the object in an unknown field of d, refused by MAX_FRAME_VALUES",
+                      lambda: identified(port, "src", f"j{next(serial)}"),
+                      ws_frame(OP_TEXT, b'{"op":4,"t":"SEND","d":{"target":{"application":"sink-json","ops":[]},'
+                               b'"payload":1,"junk":' + payload_json.encode() + b"}}"), None))
+        cases.append(("SEND, MessagePack, the object in an unknown field of d, refused by MAX_FRAME_VALUES",
+                      lambda: identified(port, "src", f"k{next(serial)}", encoding="msgpack"),
+                      frame({"op": 4, "t": "SEND", "d": {"target": {"application": "sink-json", "ops": []},
+                                                         "payload": 1, "junk": big}}, binary=True), None))
         only = os.environ.get("PAUSE_CASE")
-        for name, conn, data, receiver in cases if only is None else [cases[int(only)]]:
-            assert len(data) <= max_frame + 14, (name, len(data))
-            prober = Prober(port)
-            prober.start()
-            time.sleep(0.3)
-            start = time.perf_counter()
-            conn.send(data)
-            if receiver is not None:
-                length = skip_frame(receiver)
-                assert length > max_frame // 2, length
-            else:
-                f = conn.read_frame(timeout=120)
-                reply = json.loads(f.payload) if f.opcode == OP_TEXT else msgpack.unpackb(f.payload, raw=False)
-                assert reply["op"] == 3, reply
-            done = time.perf_counter() - start
-            time.sleep(0.3)
-            during = [rtt for t0, rtt in prober.finish() if t0 + rtt >= start]
-            print(f"{name}: frame {len(data):,} bytes, answered after {done * 1000:.0f} ms (client side: "
-                  f"sending, handling, and reading it back); prober round trips meanwhile: {len(during)}, "
-                  f"worst {max(during) * 1000:.1f} ms, median {sorted(during)[len(during) // 2] * 1000:.2f} ms")
+        chosen = cases if only is None else [cases[int(only)]]
+        worst: dict[str, list[float]] = {name: [] for name, *_ in chosen}
+        for round_ in range(repeat):
+            for name, conn, data, receiver in chosen:
+                assert len(data) <= max_frame + 14, (name, len(data))
+                if callable(conn):
+                    conn = conn()  # refused frames close their connection: a new one each time
+                prober = Prober(port)
+                prober.start()
+                time.sleep(0.3)
+                start = time.perf_counter()
+                conn.send(data)
+                if receiver is not None:
+                    length = skip_frame(receiver)
+                    assert length > max_frame // 2, length
+                else:
+                    f = conn.read_frame(timeout=120)
+                    reply = json.loads(f.payload) if f.opcode == OP_TEXT else msgpack.unpackb(f.payload, raw=False)
+                    assert reply["op"] == 8 and "MAX_FRAME_VALUES" in reply["d"]["error"], reply
+                done = time.perf_counter() - start
+                time.sleep(0.3)
+                during = [rtt for t0, rtt in prober.finish() if t0 + rtt >= start]
+                worst[name].append(max(during))
+                print(f"round {round_ + 1}, {name}: frame {len(data):,} bytes, answered after {done * 1000:.0f} ms "
+                      f"(client side: sending, handling, and reading it back); prober round trips meanwhile: "
+                      f"{len(during)}, worst {max(during) * 1000:.1f} ms, median {sorted(during)[len(during) // 2] * 1000:.2f} ms")
+        print(f"\nworst pause per frame over {repeat} round(s), ms (min / median / max):")
+        for name, values in worst.items():
+            v = sorted(values)
+            print(f"  {name}: {v[0] * 1000:.0f} / {v[len(v) // 2] * 1000:.0f} / {v[-1] * 1000:.0f}")
         print(f"node peak RSS (VmHWM): {vm_hwm(node.pid) // 1024} MiB")
     finally:
-        node.kill()
+        node.terminate() if os.environ.get("ABUSE_TERM") else node.kill()
 
 
 # ---------------------------------------------------------------- the mixed run
@@ -400,7 +426,7 @@ def mixed_run(binary: str, seconds: float, workers: int, rate: int, seed: int):
               + f", failed/refused {counts[len(HOSTILE)]}")
         print(f"  node RSS: {base_rss // 1024} MiB at start, peak (VmHWM) {vm_hwm(node.pid) // 1024} MiB")
     finally:
-        node.kill()
+        node.terminate() if os.environ.get("ABUSE_TERM") else node.kill()
 
 
 def main():
@@ -412,9 +438,10 @@ def main():
     ap.add_argument("--rate", type=int, default=200, help="normal SENDs per second")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-frame", type=int, default=16 * 1024 * 1024)
+    ap.add_argument("--repeat", type=int, default=5, help="--pause: rounds over all the frames")
     args = ap.parse_args()
     if args.pause:
-        pause_benchmark(args.binary, args.max_frame)
+        pause_benchmark(args.binary, args.max_frame, args.repeat)
     else:
         mixed_run(args.binary, args.seconds, args.workers, args.rate, args.seed)
 
