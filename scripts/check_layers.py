@@ -104,6 +104,14 @@ def scan(root: Path):
     return declared, files
 
 
+def shown(path: Path) -> str:
+    """The path relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=str(Path(__file__).resolve().parent.parent / "Sources" / "Singyeong"))
@@ -115,7 +123,7 @@ def main() -> int:
     uses: dict[tuple[str, str], set[str]] = defaultdict(set)
     for path, folder, text in files:
         if folder not in LAYER_OF:
-            problems.append(f"{path}: folder {folder!r} has no layer in scripts/check_layers.py")
+            problems.append(f"{shown(path)}: folder {folder!r} has no layer in scripts/check_layers.py")
             continue
         for line_number, line in enumerate(text.splitlines(), 1):
             for name in set(WORD.findall(line)):
@@ -125,8 +133,7 @@ def main() -> int:
                 uses[(folder, owner)].add(name)
                 if owner in LAYER_OF and LAYER_OF[owner] >= LAYER_OF[folder]:
                     relation = "on the same layer as" if LAYER_OF[owner] == LAYER_OF[folder] else "above"
-                    problems.append(f"{path.relative_to(root.parent.parent) if root.is_absolute() else path}:"
-                                    f"{line_number}: uses {name} from {owner}/, which is {relation} {folder}/")
+                    problems.append(f"{shown(path)}:{line_number}: uses {name} from {owner}/, which is {relation} {folder}/")
     if args.report:
         for (user, owner), names in sorted(uses.items()):
             ok = owner in LAYER_OF and user in LAYER_OF and LAYER_OF[owner] < LAYER_OF[user]

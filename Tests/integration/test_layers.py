@@ -1,0 +1,98 @@
+"""The folder dependency order (README, "Source layout") and its checker,
+scripts/check_layers.py: the checker must fail on a use that breaks the
+order, and the tree must not break it in any new way."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKER = ROOT / "scripts" / "check_layers.py"
+SOURCES = ROOT / "Sources" / "Singyeong"
+
+# Folder pairs (user -> owner) that still break the order while issue 11 is
+# being worked through. The list may only shrink: a pair that is not here
+# fails the test, and so does a pair here that no longer occurs.
+STILL_BROKEN: set[tuple[str, str]] = {
+    ("Cluster", "Gateway"), ("Cluster", "Node"), ("Cluster", "Proxy"),
+    ("Codec", "Metadata"),
+    ("Config", "Metadata"), ("Config", "Node"), ("Config", "Proxy"),
+    ("Gateway", "Cluster"),
+    ("HTTP", "Codec"), ("HTTP", "Gateway"), ("HTTP", "Metadata"), ("HTTP", "Node"), ("HTTP", "Proxy"),
+    ("HTTP", "WebSocket"),
+    ("Metrics", "Node"),
+    ("Proxy", "Cluster"), ("Proxy", "Gateway"), ("Proxy", "Node"),
+    ("Routing", "Cluster"), ("Routing", "Gateway"),
+    ("WebSocket", "Gateway"), ("WebSocket", "Node"),
+}
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CHECKER), "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def broken_pairs(root: Path) -> set[tuple[str, str]]:
+    report = run(root, "--report")
+    assert report.returncode == 0, report.stderr
+    pairs = set()
+    for line in report.stdout.splitlines():
+        user, arrow, owner, verdict, *_ = line.split()
+        assert arrow == "->"
+        if verdict == "BAD":
+            pairs.add((user, owner))
+    return pairs
+
+
+def test_the_tree_breaks_the_order_in_no_new_way():
+    assert broken_pairs(SOURCES) == STILL_BROKEN
+
+
+def copy_of_sources(tmp_path: Path) -> Path:
+    copy = tmp_path / "Singyeong"
+    shutil.copytree(SOURCES, copy)
+    return copy
+
+
+def test_a_use_from_above_fails(tmp_path):
+    """A Loop file that names a Gateway type: the checker exits 1 and names
+    the file, the line, the type and both folders."""
+    copy = copy_of_sources(tmp_path)
+    (copy / "Loop" / "Wrong.swift").write_text(
+        "/// Deliberately wrong: the loop must not know the gateway.\n"
+        "// GatewaySession in a comment does not count, nor in \"GatewaySession\".\n"
+        "final class Wrong {\n    weak var session: GatewaySession?\n}\n")
+    result = run(copy)
+    assert result.returncode == 1
+    wrong = [line for line in result.stdout.splitlines() if "Wrong.swift" in line]
+    assert wrong == [f"{copy / 'Loop' / 'Wrong.swift'}:4: uses GatewaySession from Gateway/, which is above Loop/"]
+
+
+def test_a_use_on_the_same_layer_fails(tmp_path):
+    """Folders on one layer may not use each other: Config naming a Metrics type."""
+    copy = copy_of_sources(tmp_path)
+    (copy / "Config" / "Wrong.swift").write_text("/// Deliberately wrong.\nenum Wrong { static var m: Metrics? }\n")
+    result = run(copy)
+    assert result.returncode == 1
+    assert f"{copy / 'Config' / 'Wrong.swift'}:2: uses Metrics from Metrics/, which is on the same layer as Config/" \
+        in result.stdout.splitlines()
+
+
+def test_a_use_from_below_passes(tmp_path):
+    """Node may use anything; a new Node file adds no problem line."""
+    copy = copy_of_sources(tmp_path)
+    before = run(copy).stdout
+    (copy / "Node" / "Fine.swift").write_text("/// Fine.\nenum Fine { static var loop: EventLoop? }\n")
+    assert run(copy).stdout == before
+
+
+def test_an_unknown_folder_fails(tmp_path):
+    copy = copy_of_sources(tmp_path)
+    (copy / "Elsewhere").mkdir()
+    (copy / "Elsewhere" / "X.swift").write_text("enum X {}\n")
+    result = run(copy)
+    assert result.returncode == 1
+    assert "folder 'Elsewhere' has no layer" in result.stdout
