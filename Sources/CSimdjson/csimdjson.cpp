@@ -296,7 +296,16 @@ struct Walker {
         case ondemand::json_type::string: {
             bool escaped;
             string_span(token, start, end, escaped);
-            if (!escaped) { add_string(verbatim(start, end), start, end); return SUCCESS; }
+            if (!escaped) {
+                // The value must still be consumed: On-Demand checks what
+                // follows a value only when it is (an unconsumed string in
+                // an array let `["a":1]` through: found by the fuzzer).
+                ondemand::raw_json_string raw;
+                auto error = v.get_raw_json_string().get(raw);
+                if (error) return error;
+                add_string(verbatim(start, end), start, end);
+                return SUCCESS;
+            }
             std::string_view s;
             auto error = v.get_string().get(s);
             if (error) return error;

@@ -177,6 +177,10 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
         "\"\\ud800\"", "\"a\nb\"", "1e400", "NaN", "Infinity", "[1 2]", "{\"a\" 1}", "'a'",
         // Found by the JSON fuzz target: a NUL after a root atom.
         "null\u{0}\n", "true\u{0}", "12\u{0}", "[null\u{0}]", "nulll\n", "truex\n", "falsey ", "nul\n",
+        // Found by the JSON fuzz target: a member inside an array after a
+        // string taken verbatim (the value must still be consumed).
+        #"["a":1]"#, #"[1,"t":"x","d":{}},"x"]"#, #"{"a":[1,"t":"x","d":{"p":1}},"x",true],"b":1}"#,
+        #"{"d":{"payload":{"a":[1,"t":"x","d":{}},"x"]}}}"#,
     ]
 
     @Test(arguments: invalid)
@@ -716,7 +720,8 @@ private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeErro
         #expect(out == [7])
     }
 
-    static let invalidJSON: [String] = ["[1,tru]", "{\"a\" 1}", "[1,]", "[01]", "", "[1] x", String(repeating: "[", count: 70) + String(repeating: "]", count: 70)]
+    static let invalidJSON: [String] = ["[1,tru]", "{\"a\" 1}", "[1,]", "[01]", "", "[1] x", String(repeating: "[", count: 70) + String(repeating: "]", count: 70),
+                                        #"["a":1]"#, #"[1,"t":"x","d":{}},"x"]"#]
 
     @Test(arguments: invalidJSON)
     func invalidJSONIsRefused(_ text: String) {
