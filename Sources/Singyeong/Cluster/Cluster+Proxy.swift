@@ -1,36 +1,52 @@
+import Logging
+
 /// The HTTP proxy and discovery across nodes (cluster.md §4.5, rest.md §4
 /// and §6): a proxied request runs on the node holding the chosen client and
 /// its answer travels back; discovery asks every visible node for the
 /// applications whose clients carry the requested tags.
 extension Cluster {
-    /// A proxied request waiting for the peer that runs it.
-    final class PendingProxy {
+    /// A proxied request waiting for the peer that runs it: the upstream's
+    /// answer, 504 if the peer stays silent, 502 if its link drops.
+    final class PendingProxy: PeerRequestTable.Request {
         let link: ObjectIdentifier
         let nodeID: String
+        let logger: Logger
+        var response: HTTPResponse?
         let completion: (HTTPResponse) -> Void
-        var deadline: DeadlineEntry!
 
-        init(link: ObjectIdentifier, nodeID: String, completion: @escaping (HTTPResponse) -> Void) {
+        init(link: ObjectIdentifier, nodeID: String, logger: Logger, completion: @escaping (HTTPResponse) -> Void) {
             self.link = link
             self.nodeID = nodeID
+            self.logger = logger
             self.completion = completion
+        }
+
+        override func ended(_ ending: PeerRequestTable.Ending) {
+            switch ending {
+            case .answered:
+                completion(response ?? ProxyRequest.error("node \(nodeID) holding the client sent no answer", status: 502))
+            case .deadline:
+                logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(LogText.escape(nodeID))"])
+                completion(ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
+            case .linkLost(let reason):
+                logger.warning("proxied request lost with its peer link", metadata: ["node": "\(LogText.escape(nodeID))", "reason": "\(reason)"])
+                completion(ProxyRequest.error("node \(nodeID) holding the client went away (\(reason))", status: 502))
+            }
         }
     }
 
-    /// A discovery request waiting for peers.
-    final class PendingTags {
-        let id: UInt64
-        var waiting: Set<ObjectIdentifier>
+    /// A discovery request waiting for peers: the union of their answers
+    /// and this node's own (silent peers count as none).
+    final class PendingTags: PeerRequestTable.Request {
         var applications: Set<String>
         let completion: (Set<String>) -> Void
-        var deadline: DeadlineEntry!
 
-        init(id: UInt64, waiting: Set<ObjectIdentifier>, local: Set<String>, completion: @escaping (Set<String>) -> Void) {
-            self.id = id
-            self.waiting = waiting
+        init(local: Set<String>, completion: @escaping (Set<String>) -> Void) {
             applications = local
             self.completion = completion
         }
+
+        override func ended(_ ending: PeerRequestTable.Ending) { completion(applications) }
     }
 
     /// An upstream request this node runs for a peer.
@@ -56,13 +72,12 @@ extension Cluster {
             return nil
         }
         let linkID = ObjectIdentifier(link)
-        guard proxies.values.lazy.filter({ $0.link == linkID }).count < maxProxiesPerLink else {
+        guard requests.count(of: PendingProxy.self, waitingFor: linkID) < maxProxiesPerLink else {
             logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(LogText.escape(nodeID))", "bound": "\(maxProxiesPerLink)"])
             completion(ProxyRequest.error("too many proxied requests in flight to node \(nodeID)", status: 503))
             return nil
         }
-        let id = nextRequestID
-        nextRequestID += 1
+        let id = requests.makeID()
         var w = FrameWriter(encoding: .msgpack, capacity: 128 + request.route.utf8.count)
         w.beginObject(count: 6)
         w.key("h"); w.int(Int64(bitPattern: handle))
@@ -79,13 +94,8 @@ extension Cluster {
             completion(ProxyRequest.error("request too large to forward to node \(nodeID)", status: 413))
             return nil
         }
-        let pending = PendingProxy(link: linkID, nodeID: nodeID, completion: completion)
-        pending.deadline = DeadlineEntry { [unowned self] in
-            self.logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(LogText.escape(nodeID))"])
-            self.finishProxy(id, ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
-        }
-        proxies[id] = pending
-        proxyDeadlines.arm(pending.deadline)
+        let pending = PendingProxy(link: linkID, nodeID: nodeID, logger: logger, completion: completion)
+        requests.start(pending, id: id, waitingFor: [linkID], deadlines: proxyDeadlines)
         link.send(.proxy, requestID: id, body: body)
         return id
     }
@@ -93,8 +103,7 @@ extension Cluster {
     /// The caller of forwarded request `id` left: forget it and tell the
     /// peer to stop the upstream request.
     func cancelForwardedProxy(_ id: UInt64) {
-        guard let pending = proxies.removeValue(forKey: id) else { return }
-        pending.deadline.cancel()
+        guard let pending = requests.cancel(id) as? PendingProxy else { return }
         links.values.first { ObjectIdentifier($0) == pending.link }?.send(.proxyCancel, requestID: id, body: [])
     }
 
@@ -102,19 +111,6 @@ extension Cluster {
         servedProxies.removeValue(forKey: ServedProxyKey(link: ObjectIdentifier(link), requestID: requestID))?.cancel()
     }
 
-    func finishProxy(_ id: UInt64, _ response: HTTPResponse) {
-        guard let pending = proxies.removeValue(forKey: id) else { return }
-        pending.deadline.cancel()
-        pending.completion(response)
-    }
-
-    /// The link carrying some proxied requests went down.
-    func failProxies(on link: PeerLink, reason: String) {
-        for (id, pending) in proxies where pending.link == ObjectIdentifier(link) {
-            logger.warning("proxied request lost with its peer link", metadata: ["node": "\(LogText.escape(pending.nodeID))", "reason": "\(reason)"])
-            finishProxy(id, ProxyRequest.error("node \(pending.nodeID) holding the client went away (\(reason))", status: 502))
-        }
-    }
 
     /// A peer asks this node to run a proxied request for one of its clients.
     func receiveProxy(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
@@ -167,16 +163,16 @@ extension Cluster {
 
     /// The answer to a request this node forwarded.
     func receiveProxyResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
-        guard let pending = proxies[requestID], pending.link == ObjectIdentifier(link) else { return }
-        guard let root = tape.rootObject,
-              let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
-              let hd = tape.member(of: root, named: "hd")
-        else {
-            finishProxy(requestID, ProxyRequest.error("malformed proxied response from node \(pending.nodeID)", status: 502))
-            return
+        guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingProxy.self) else { return }
+        if let root = tape.rootObject,
+           let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
+           let hd = tape.member(of: root, named: "hd") {
+            // Filtered again: the peer is trusted, but the framing is ours.
+            pending.response = ProxyResponse.relay(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail))
+        } else {
+            pending.response = ProxyRequest.error("malformed proxied response from node \(pending.nodeID)", status: 502)
         }
-        // Filtered again: the peer is trusted, but the framing is ours.
-        finishProxy(requestID, ProxyResponse.relay(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail)))
+        requests.endIfComplete(pending)
     }
 
     /// A `proxyResult` body: status and headers as the header, the body raw.
@@ -218,25 +214,13 @@ extension Cluster {
     /// `tags`, on this node and every visible peer (silent peers count as
     /// none after CLUSTER_QUERY_TIMEOUT_MS).
     func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
-        let id = nextRequestID
-        nextRequestID += 1
+        let id = requests.makeID()
         let body = Cluster.stringList("t", tags)
-        var waiting = Set<ObjectIdentifier>()
-        for link in links.values where link.isUp {
-            link.send(.tags, requestID: id, body: body)
-            waiting.insert(ObjectIdentifier(link))
-        }
-        let query = PendingTags(id: id, waiting: waiting, local: local, completion: completion)
-        query.deadline = DeadlineEntry { [unowned self, unowned query] in self.finishTags(query) }
-        tagQueries[id] = query
-        queryDeadlines.arm(query.deadline)
-        if waiting.isEmpty { finishTags(query) }
-    }
-
-    func finishTags(_ query: PendingTags) {
-        guard tagQueries.removeValue(forKey: query.id) != nil else { return }
-        query.deadline.cancel()
-        query.completion(query.applications)
+        let asked = links.values.filter { $0.isUp }
+        let query = PendingTags(local: local, completion: completion)
+        requests.start(query, id: id, waitingFor: Set(asked.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
+        for link in asked where link.isUp { link.send(.tags, requestID: id, body: body) }
+        requests.endIfComplete(query)
     }
 
     func answerTags(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
@@ -260,10 +244,10 @@ extension Cluster {
     }
 
     func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
-        guard let query = tagQueries[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
+        guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingTags.self) else { return }
         if let root = tape.rootObject, let a = tape.member(of: root, named: "a"), tape.kind(a) == .array {
             for element in tape.elements(of: a) where tape.kind(element) == .string { query.applications.insert(tape.string(element)) }
         }
-        if query.waiting.isEmpty { finishTags(query) }
+        requests.endIfComplete(query)
     }
 }

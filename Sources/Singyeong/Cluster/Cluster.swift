@@ -34,18 +34,15 @@ final class Cluster {
     private var dialFailures: [String: (count: Int, notBefore: Double)] = [:]
     private var tickTimer: LoopTimer?
     let queryDeadlines: DeadlineQueue
-    private var pending: [UInt64: PendingQuery] = [:]
-    var nextRequestID: UInt64 = 1
-    /// Proxied requests running on peers (Cluster+Proxy.swift), bounded by
-    /// PROXY_TIMEOUT plus a margin for the link.
-    var proxies: [UInt64: PendingProxy] = [:]
+    /// Everything sent to peers that waits for an answer: announcements,
+    /// queries, forwarded routes (CLUSTER_QUERY_TIMEOUT_MS), proxied
+    /// requests (PROXY_TIMEOUT plus a margin for the link), discovery.
+    let requests = PeerRequestTable()
     let proxyDeadlines: DeadlineQueue
     /// Upstream requests this node runs for peers (cancelled with their link).
     var servedProxies: [ServedProxyKey: UpstreamTransfer] = [:]
     /// Most proxied requests waiting on one peer (see init).
     let maxProxiesPerLink: Int
-    /// Discovery requests waiting for peers (Cluster+Proxy.swift).
-    var tagQueries: [UInt64: PendingTags] = [:]
     /// Runs proxied requests that peers send here.
     weak var proxy: ProxyService?
     private var scratch: [UInt8] = []
@@ -255,19 +252,16 @@ final class Cluster {
     /// Applications whose first client is waiting for peers to acknowledge
     /// the announcement (counted per waiting client); part of every snapshot.
     private var announcing: [String: Int] = [:]
-    private var announcements: [UInt64: PendingAnnouncement] = [:]
 
     /// An announcement waiting for acknowledgements.
-    final class PendingAnnouncement {
+    final class PendingAnnouncement: PeerRequestTable.Request {
         let application: String
-        var waiting: Set<ObjectIdentifier>
-        let completion: () -> Void
-        var deadline: DeadlineEntry!
-        init(application: String, waiting: Set<ObjectIdentifier>, completion: @escaping () -> Void) {
+        let completion: (PeerRequestTable.Ending, _ missing: Int) -> Void
+        init(application: String, completion: @escaping (PeerRequestTable.Ending, Int) -> Void) {
             self.application = application
-            self.waiting = waiting
             self.completion = completion
         }
+        override func ended(_ ending: PeerRequestTable.Ending) { completion(ending, waiting.count) }
     }
 
     /// Whether identifying the first client of `application` has to wait
@@ -283,23 +277,23 @@ final class Cluster {
     /// application, so skipping never hides a client (the naive design's
     /// answers are kept).
     func announceNewApplication(_ application: String, completion: @escaping () -> Void) {
-        let id = nextRequestID
-        nextRequestID += 1
+        let id = requests.makeID()
         let body = applicationsBody(full: false, add: [application], remove: [], ack: true)
         // Everything registered before sending: a send can close a link
         // synchronously, and its `linkClosed` must find (and may finish)
         // this announcement.
         let up = links.values.filter { $0.isUp }
         announcing[application, default: 0] += 1
-        let pending = PendingAnnouncement(application: application, waiting: Set(up.map { ObjectIdentifier($0) }), completion: completion)
-        pending.deadline = DeadlineEntry { [unowned self, unowned pending] in
-            self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(LogText.escape(pending.application))", "missing": "\(pending.waiting.count)"])
-            self.finishAnnouncement(id)
+        let pending = PendingAnnouncement(application: application) { [unowned self] ending, missing in
+            if ending == .deadline {
+                self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(LogText.escape(application))", "missing": "\(missing)"])
+            }
+            if let n = self.announcing[application] { self.announcing[application] = n > 1 ? n - 1 : nil }
+            completion()
         }
-        announcements[id] = pending
-        queryDeadlines.arm(pending.deadline)
+        requests.start(pending, id: id, waitingFor: Set(up.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
         for link in up where link.isUp { link.send(.applications, requestID: id, body: body) }
-        if pending.waiting.isEmpty { finishAnnouncement(id) }
+        requests.endIfComplete(pending)
     }
 
     /// An announced application whose first client never registered (it
@@ -311,15 +305,8 @@ final class Cluster {
     }
 
     func receiveApplicationsAck(from link: PeerLink, requestID: UInt64) {
-        guard let pending = announcements[requestID], pending.waiting.remove(ObjectIdentifier(link)) != nil else { return }
-        if pending.waiting.isEmpty { finishAnnouncement(requestID) }
-    }
-
-    private func finishAnnouncement(_ id: UInt64) {
-        guard let pending = announcements.removeValue(forKey: id) else { return }
-        pending.deadline.cancel()
-        if let n = announcing[pending.application] { announcing[pending.application] = n > 1 ? n - 1 : nil }
-        pending.completion()
+        guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingAnnouncement.self) else { return }
+        requests.endIfComplete(pending)
     }
 
     /// Tells every peer at once that an application went away here (no
@@ -337,22 +324,9 @@ final class Cluster {
             links[id] = nil
             logger.warning("peer link down", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "peers": "\(links.count)"])
         }
-        // Queries and announcements waiting on this link get nothing more from it.
-        for query in pending.values where query.waiting.contains(ObjectIdentifier(link)) {
-            query.waiting.remove(ObjectIdentifier(link))
-            if query.waiting.isEmpty { finish(query) }
-        }
-        for (id, announcement) in announcements where announcement.waiting.contains(ObjectIdentifier(link)) {
-            announcement.waiting.remove(ObjectIdentifier(link))
-            if announcement.waiting.isEmpty { finishAnnouncement(id) }
-        }
-        for (id, route) in routes where route.link == ObjectIdentifier(link) { finishRoute(id, delivered: 0) }
-        failProxies(on: link, reason: reason)
+        // Requests waiting on this link get nothing more from it.
+        requests.linkLost(ObjectIdentifier(link), reason: reason)
         cancelServedProxies(for: link)
-        for query in tagQueries.values where query.waiting.contains(ObjectIdentifier(link)) {
-            query.waiting.remove(ObjectIdentifier(link))
-            if query.waiting.isEmpty { finishTags(query) }
-        }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             let count = (dialFailures[id]?.count ?? 0) + 1
             dialFailures[id] = (count, loop.now + tickSeconds * Double(1 << min(count - 1, 3)))
@@ -416,18 +390,22 @@ final class Cluster {
     // MARK: Scatter / gather (query.md §10, cluster.md §4)
 
     /// A query waiting for peers.
-    final class PendingQuery {
-        let id: UInt64
-        var waiting: Set<ObjectIdentifier>
+    final class PendingQuery: PeerRequestTable.Request {
         var matches: [Candidate] = []
         var fallback: [Candidate] = []
+        let logger: Logger
         let completion: (_ matches: [Candidate], _ fallback: [Candidate]) -> Void
-        var deadline: DeadlineEntry!
 
-        init(id: UInt64, waiting: Set<ObjectIdentifier>, completion: @escaping ([Candidate], [Candidate]) -> Void) {
-            self.id = id
-            self.waiting = waiting
+        init(logger: Logger, completion: @escaping ([Candidate], [Candidate]) -> Void) {
+            self.logger = logger
             self.completion = completion
+        }
+
+        override func ended(_ ending: PeerRequestTable.Ending) {
+            if ending == .deadline, !waiting.isEmpty {
+                logger.info("cluster query deadline passed; counting silent nodes as empty", metadata: ["missing": "\(waiting.count)"])
+            }
+            completion(matches, fallback)
         }
     }
 
@@ -438,8 +416,7 @@ final class Cluster {
     /// `completion` is not called: the caller checks `peers` first.
     func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: WebSocketHandshake.Encoding, application: String?, descriptors: Bool,
                  withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
-        let id = nextRequestID
-        nextRequestID += 1
+        let id = requests.makeID()
         var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + 32)
         w.beginObject(count: 4)
         w.key("enc"); w.int(encoding == .json ? 0 : 1)
@@ -449,29 +426,13 @@ final class Cluster {
         w.key("opt"); w.bool(withFallback)
         w.endObject()
         let body = w.bytes
-        var waiting = Set<ObjectIdentifier>()
         // Peers known to have no client of the application cannot match
         // (nor fall back: optional keeps the application filter).
-        for link in links.values where link.isUp && link.mayHaveClients(of: application) {
-            link.sendBatched(.query, requestID: id, body: body)
-            waiting.insert(ObjectIdentifier(link))
-        }
-        let query = PendingQuery(id: id, waiting: waiting, completion: completion)
-        query.deadline = DeadlineEntry { [unowned self, unowned query] in
-            if !query.waiting.isEmpty {
-                self.logger.info("cluster query deadline passed; counting silent nodes as empty", metadata: ["missing": "\(query.waiting.count)"])
-            }
-            self.finish(query)
-        }
-        pending[id] = query
-        queryDeadlines.arm(query.deadline)
-        if waiting.isEmpty { finish(query) }
-    }
-
-    private func finish(_ query: PendingQuery) {
-        guard pending.removeValue(forKey: query.id) != nil else { return }
-        query.deadline.cancel()
-        query.completion(query.matches, query.fallback)
+        let asked = links.values.filter { $0.isUp && $0.mayHaveClients(of: application) }
+        let query = PendingQuery(logger: logger, completion: completion)
+        requests.start(query, id: id, waitingFor: Set(asked.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
+        for link in asked where link.isUp { link.sendBatched(.query, requestID: id, body: body) }
+        requests.endIfComplete(query)
     }
 
     /// A peer asks: run the query on our clients.
@@ -527,12 +488,12 @@ final class Cluster {
 
     /// A peer's answer to one of our queries.
     func receiveQueryResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        guard let query = pending[requestID], query.waiting.remove(ObjectIdentifier(link)) != nil else { return }
+        guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingQuery.self) else { return }
         if let root = tape.rootObject {
             if let m = tape.member(of: root, named: "m") { readCandidates(m, from: link, tape: tape, body: body, into: &query.matches) }
             if let f = tape.member(of: root, named: "f") { readCandidates(f, from: link, tape: tape, body: body, into: &query.fallback) }
         }
-        if query.waiting.isEmpty { finish(query) }
+        requests.endIfComplete(query)
     }
 
     private func readCandidates(_ array: Int, from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer, into out: inout [Candidate]) {
@@ -638,18 +599,15 @@ final class Cluster {
 
     // MARK: Forwarded routing (one candidate node)
 
-    /// A forwarded SEND/BROADCAST waiting for its `routeResult`.
-    final class PendingRoute {
-        let link: ObjectIdentifier
+    /// A forwarded SEND/BROADCAST waiting for its `routeResult`: the number
+    /// of clients the peer delivered to (0 if it stays silent or its link
+    /// drops: it then counts as having no match).
+    final class PendingRoute: PeerRequestTable.Request {
+        var delivered = 0
         let completion: (_ delivered: Int) -> Void
-        var deadline: DeadlineEntry!
-        init(link: ObjectIdentifier, completion: @escaping (Int) -> Void) {
-            self.link = link
-            self.completion = completion
-        }
+        init(completion: @escaping (Int) -> Void) { self.completion = completion }
+        override func ended(_ ending: PeerRequestTable.Ending) { completion(ending == .answered ? delivered : 0) }
     }
-
-    private var routes: [UInt64: PendingRoute] = [:]
 
     /// The only peer that may hold candidates for `query`, when exactly one
     /// may (then resolving there alone gives the same answer as gathering:
@@ -668,8 +626,7 @@ final class Cluster {
     /// the link drops: the peer then counts as having no match).
     func forward(_ message: RoutedMessage, query encodedQuery: UnsafeRawBufferPointer, all: Bool, to link: PeerLink,
                  completion: @escaping (Int) -> Void) {
-        let id = nextRequestID
-        nextRequestID += 1
+        let id = requests.makeID()
         var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + message.payload.count + (message.nonce?.count ?? 0) + 48)
         w.beginObject(count: message.nonce == nil ? 5 : 6)
         w.key("t"); w.string(message.event)
@@ -679,23 +636,16 @@ final class Cluster {
         if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
         w.key("payload"); piece(message.payload, message.encoding, into: &w)
         w.endObject()
+        let pending = PendingRoute(completion: completion)
+        requests.start(pending, id: id, waitingFor: [ObjectIdentifier(link)], deadlines: queryDeadlines)
         link.send(.route, requestID: id, body: w.bytes)
-        let pending = PendingRoute(link: ObjectIdentifier(link), completion: completion)
-        pending.deadline = DeadlineEntry { [unowned self] in self.finishRoute(id, delivered: 0) }
-        routes[id] = pending
-        queryDeadlines.arm(pending.deadline)
     }
 
     func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
-        guard let pending = routes[requestID], pending.link == ObjectIdentifier(link) else { return }
+        guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingRoute.self) else { return }
         let n = tape.rootObject.flatMap { tape.member(of: $0, named: "n") }.flatMap { tape.int64($0) } ?? 0
-        finishRoute(requestID, delivered: Int(n))
-    }
-
-    private func finishRoute(_ id: UInt64, delivered: Int) {
-        guard let pending = routes.removeValue(forKey: id) else { return }
-        pending.deadline.cancel()
-        pending.completion(delivered)
+        pending.delivered = Int(n)
+        requests.endIfComplete(pending)
     }
 
     /// A peer forwarded a message whose candidates can only be here: resolve

@@ -16,10 +16,18 @@ final class EventLoop {
     private var endOfTurn: [EndOfTurnTask] = []
     private var runningEndOfTurn = false
 
-    init() {
+    /// The node's loop: libev's default loop (the one that handles signals).
+    convenience init() {
         guard let loop = sy_ev_default_loop() else {
             fatalError("libev: could not initialise the default loop (bad LIBEV_FLAGS?)")
         }
+        self.init(raw: loop)
+    }
+
+    /// A loop over `loop` (from `ev_loop_new`: unit tests give each test its
+    /// own, so tests running in parallel never share one). Never freed: the
+    /// prepare watcher must outlive every watcher started on it.
+    init(raw loop: OpaquePointer) {
         raw = loop
         prepare = .allocate(capacity: 1)
         sy_ev_prepare_init(prepare) { _, w, _ in
