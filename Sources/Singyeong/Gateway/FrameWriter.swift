@@ -7,12 +7,12 @@
 /// back); `tapeValue` copies a decoded node's source bytes when the encodings
 /// match and transcodes otherwise.
 struct FrameWriter {
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     private(set) var bytes: [UInt8] = []
     private var depth = 0
     private var hasMember: UInt64 = 0
 
-    init(encoding: WebSocketHandshake.Encoding, capacity: Int = 128) {
+    init(encoding: PayloadEncoding, capacity: Int = 128) {
         self.encoding = encoding
         bytes.reserveCapacity(capacity)
     }
@@ -170,14 +170,14 @@ struct FrameWriter {
 struct DecodedMessage {
     let tape: DocumentTape
     let source: UnsafeRawBufferPointer
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
 
     /// Appends node `i` in `target` encoding (the caller has checked that it
     /// differs from this message's). An `.unexpanded` node (a lazily decoded
     /// payload) is transcoded straight from its bytes, which the lazy decode
     /// validated by the same rules (its span lies inside `source`, whose
     /// padding follows it, as the JSON side needs).
-    func appendTranscoded(_ i: Int, as target: WebSocketHandshake.Encoding, to out: inout [UInt8]) {
+    func appendTranscoded(_ i: Int, as target: PayloadEncoding, to out: inout [UInt8]) {
         guard tape.kind(i) == .unexpanded else {
             switch target {
             case .json: tape.appendJSON(i, to: &out)

@@ -120,7 +120,7 @@ final class Gateway {
     /// it. A nil frame (a payload that cannot be transcoded) is logged and
     /// those recipients skipped.
     func deliverLocally<Recipients: Sequence<ClientRecord>>(event: Metrics.Event, to recipients: Recipients,
-                                                          frame: (WebSocketHandshake.Encoding) -> OutboundBytes?) {
+                                                          frame: (PayloadEncoding) -> OutboundBytes?) {
         var json: OutboundBytes??
         var msgpack: OutboundBytes??
         var delivered = 0
