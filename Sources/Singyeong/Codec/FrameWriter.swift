@@ -6,6 +6,11 @@
 /// are already encoded in this writer's encoding (a client's own `d`, echoed
 /// back); `tapeValue` copies a decoded node's source bytes when the encodings
 /// match and transcodes otherwise.
+///
+/// A Codec type (it only emits JSON or MessagePack) so that the cluster and
+/// the REST routes can write gateway-shaped frames without the gateway;
+/// wrapping the result in a WebSocket message is Gateway's
+/// (FrameWriter+WebSocket.swift).
 struct FrameWriter {
     let encoding: PayloadEncoding
     private(set) var bytes: [UInt8] = []
@@ -157,11 +162,6 @@ struct FrameWriter {
         if let t { string(t) } else { null() }
         key("ts"); int(ts)
         key("d")
-    }
-
-    /// The finished frame as a WebSocket message.
-    func webSocketFrame() -> OutboundBytes {
-        bytes.withUnsafeBytes { WebSocketFrames.make(opcode: encoding == .json ? .text : .binary, payload: $0) }
     }
 }
 
