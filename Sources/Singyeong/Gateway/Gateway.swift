@@ -50,7 +50,8 @@ final class Gateway {
         heartbeatInterval = settings.heartbeatInterval
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
         metadataInterval = settings.metadataQueueInterval
-        metadataBudget = settings.metadataBudget
+        metadataBudget = MetadataBudget(maxKeys: settings.metadataMaxKeys, maxValueSize: settings.metadataMaxValueSize,
+                                        maxTotalSize: settings.metadataMaxSize)
         maxFrameValues = settings.maxFrameValues
         heartbeatDeadlines = DeadlineQueue(loop: loop, duration: 1.5 * Double(settings.heartbeatInterval) / 1000)
         scratch.reserveCapacity(4096)
