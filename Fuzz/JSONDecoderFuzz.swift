@@ -10,7 +10,7 @@
 //   swiftc -O -sanitize=fuzzer,address -parse-as-library -I /tmp/csimdjson-module \
 //     Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/JSONTapeDecoder.swift \
 //     Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/TapeEncoders.swift \
-//     Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Metadata/Value.swift \
+//     Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Codec/Value.swift \
 //     Fuzz/JSONDecoderFuzz.swift /tmp/csimdjson-fuzz.o -lsimdjson -lstdc++ -o /tmp/jsonfuzz
 //   /tmp/jsonfuzz -max_total_time=60 -max_len=4096
 //

@@ -10,7 +10,7 @@
 //     Sources/Singyeong/Codec/MessagePackTapeDecoder.swift \
 //     Sources/Singyeong/Codec/TapeEncoders.swift \
 //     Sources/Singyeong/Codec/ValueEncoders.swift \
-//     Sources/Singyeong/Metadata/Value.swift \
+//     Sources/Singyeong/Codec/Value.swift \
 //     Fuzz/MessagePackDecoderFuzz.swift -o /tmp/mpfuzz
 //   /tmp/mpfuzz -max_total_time=60 -max_len=4096
 //

@@ -1,7 +1,8 @@
 // libFuzzer harness for the query parser and evaluator. Build and run
 // (standard library only):
 //   swiftc -O -sanitize=fuzzer,address -parse-as-library \
-//     Sources/Singyeong/Metadata/*.swift Fuzz/QueryParserFuzz.swift -o /tmp/queryfuzz
+//     Sources/Singyeong/Metadata/*.swift Sources/Singyeong/Codec/DocumentTape.swift \
+//     Sources/Singyeong/Codec/Value.swift Fuzz/QueryParserFuzz.swift -o /tmp/queryfuzz
 //   /tmp/queryfuzz -max_total_time=60
 
 /// Turns fuzzer bytes into a `Value`: each byte is an instruction (null,

@@ -6,7 +6,7 @@ import Testing
 /// (the default link-local / metadata rules are only ever tested here, never
 /// with a connection), IPv4-mapped addresses, and this node's own ports.
 @Suite struct EgressPolicyTests {
-    static let defaults = try! AddressBlock.parseList(EgressPolicy.defaultDeny).get()
+    static let defaults = try! AddressBlock.parseList(AddressBlock.defaultDeny).get()
 
     @Test(arguments: [
         ("169.254.0.0/16", "169.254.0.0/16"),

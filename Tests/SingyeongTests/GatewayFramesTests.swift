@@ -26,7 +26,7 @@ import Testing
     }
 
     /// Decodes `text` as a client frame and builds the SEND delivery for `encoding`.
-    private func delivery(of text: String, for encoding: WebSocketHandshake.Encoding) -> [UInt8] {
+    private func delivery(of text: String, for encoding: PayloadEncoding) -> [UInt8] {
         var tape = DocumentTape()
         var bytes = Array(text.utf8) + [UInt8](repeating: 0, count: 64)
         return bytes.withUnsafeMutableBytes { raw -> [UInt8] in

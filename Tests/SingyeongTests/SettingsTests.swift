@@ -66,6 +66,12 @@ import Testing
         #expect(low.maxFrameValues == 1_048_576 / 12 + 6 * 1024 + 4096)
     }
 
+    /// Settings sits below Metadata, so the MAX_FRAME_VALUES floor uses its
+    /// own copy of the budget's per-value cost; the two must not drift.
+    @Test func storedValueBytesMatchTheBudgetsNodeCost() {
+        #expect(Settings.storedValueBytes == MetadataBudget.nodeCost)
+    }
+
     @Test func invalidFlagSaysItCameFromTheFlag() {
         do {
             _ = try Settings.resolve(flags: ["IDLE_TIMEOUT": "soon"], environment: [:], file: [:])

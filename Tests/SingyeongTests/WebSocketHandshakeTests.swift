@@ -11,7 +11,7 @@ import Testing
     }
 
     /// Parses `request` and runs the handshake check on it.
-    private func evaluate(_ request: String) -> (status: Int?, encoding: WebSocketHandshake.Encoding?) {
+    private func evaluate(_ request: String) -> (status: Int?, encoding: PayloadEncoding?) {
         let bytes = Array(request.utf8)
         return bytes.withUnsafeBytes { buffer in
             var head = HTTPRequestHead()
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("/gateway/websocket", WebSocketHandshake.Encoding.json),
+        ("/gateway/websocket", PayloadEncoding.json),
         ("/gateway/websocket?encoding=json", .json),
         ("/gateway/websocket?encoding=msgpack", .msgpack),
         ("/gateway/websocket?encoding=msgpack&encoding=json", .json),
@@ -39,7 +39,7 @@ import Testing
         ("/gateway/websocket?foo=bar&encoding=%6Dsgpack", .msgpack),
         ("/gateway/websocket?other=1", .json),
     ])
-    func acceptedEncodings(target: String, expected: WebSocketHandshake.Encoding) {
+    func acceptedEncodings(target: String, expected: PayloadEncoding) {
         let result = evaluate(upgrade(target))
         #expect(result.status == 101)
         #expect(result.encoding == expected)

@@ -414,7 +414,7 @@ final class Cluster {
     /// the base-filter clients of peers that had no match) once all answered
     /// or CLUSTER_QUERY_TIMEOUT_MS passed. Without peers nothing is sent and
     /// `completion` is not called: the caller checks `peers` first.
-    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: WebSocketHandshake.Encoding, application: String?, descriptors: Bool,
+    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: PayloadEncoding, application: String?, descriptors: Bool,
                  withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
         let id = requests.makeID()
         var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + 32)
@@ -540,7 +540,7 @@ final class Cluster {
 
     /// A JSON piece travels as a string holding its text; a MessagePack piece
     /// is embedded as the value it is.
-    private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: WebSocketHandshake.Encoding, into w: inout FrameWriter) {
+    private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: PayloadEncoding, into w: inout FrameWriter) {
         if encoding == .json { w.string(utf8: bytes) } else { w.raw(bytes) }
     }
 
@@ -574,7 +574,7 @@ final class Cluster {
     /// so then they are first copied into padded storage.
     private func deliverPieces(event: StaticString, isJSON: Bool, nonce: Int?, payload: Int, tape: DocumentTape,
                                body: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
-        let encoding: WebSocketHandshake.Encoding = isJSON ? .json : .msgpack
+        let encoding: PayloadEncoding = isJSON ? .json : .msgpack
         func piece<R>(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> R) -> R {
             if isJSON {
                 guard tape.kind(node) == .string else { return use(nil) }

@@ -26,7 +26,11 @@ struct Settings: Sendable {
     var logLevel: String
     var auth: String?
     var authFailuresPerMinute: Int
-    var metadataBudget: MetadataBudget
+    /// METADATA_MAX_KEYS, METADATA_MAX_VALUE_SIZE, METADATA_MAX_SIZE: the
+    /// per-client budget (the gateway builds its `MetadataBudget` from them).
+    var metadataMaxKeys: Int
+    var metadataMaxValueSize: Int
+    var metadataMaxSize: Int
     var metadataQueueInterval: Int
     var metadataUpdateStrategy: String
     var clustering: Bool
@@ -34,6 +38,11 @@ struct Settings: Sendable {
     var cookie: String?
     /// Shortest COOKIE accepted when clustering.
     static let minimumCookieBytes = 16
+    /// What the metadata budget counts per stored value besides its string
+    /// bytes (`MetadataBudget.nodeCost`; a unit test keeps them equal),
+    /// used for the MAX_FRAME_VALUES floor. Config sits below Metadata, so
+    /// it has its own copy.
+    static let storedValueBytes = 24
     var clusterGroup: String
     var clusterPort: Int
     var clusterAdvertise: String?
@@ -121,9 +130,9 @@ struct Settings: Sendable {
             logLevel: try validated("LOG_LEVEL")!,
             auth: try validated("AUTH"),
             authFailuresPerMinute: try integer("AUTH_FAILURES_PER_MINUTE"),
-            metadataBudget: MetadataBudget(maxKeys: try integer("METADATA_MAX_KEYS"),
-                                           maxValueSize: try integer("METADATA_MAX_VALUE_SIZE"),
-                                           maxTotalSize: try integer("METADATA_MAX_SIZE")),
+            metadataMaxKeys: try integer("METADATA_MAX_KEYS"),
+            metadataMaxValueSize: try integer("METADATA_MAX_VALUE_SIZE"),
+            metadataMaxSize: try integer("METADATA_MAX_SIZE"),
             metadataQueueInterval: try integer("METADATA_QUEUE_INTERVAL"),
             metadataUpdateStrategy: try validated("METADATA_UPDATE_STRATEGY")!,
             clustering: try validated("CLUSTERING") == "true",
@@ -162,8 +171,7 @@ struct Settings: Sendable {
         // A metadata update the budget accepts must decode: per stored value
         // (≥ 24 bytes) at most two nodes (a map member is a key and a value),
         // plus a key's own wrapper ({"type": …, "value": …}: six nodes).
-        let budget = settings.metadataBudget
-        let metadataNodes = budget.maxTotalSize / (MetadataBudget.nodeCost / 2) + 6 * budget.maxKeys + 4096
+        let metadataNodes = settings.metadataMaxSize / (Settings.storedValueBytes / 2) + 6 * settings.metadataMaxKeys + 4096
         settings.maxFrameValues = max(settings.maxFrameValues, min(metadataNodes, 100_000_000))
         // Before IDENTIFY nothing larger than a regular message is accepted either.
         settings.identifyMaxSize = min(settings.identifyMaxSize, settings.maxFrameSize)

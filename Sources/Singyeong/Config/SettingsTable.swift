@@ -101,7 +101,7 @@ enum SettingsTable {
               help: "upstream response bytes all /api/v1/proxy exchanges of this node may buffer together (past it: 503)"),
         .init(name: "PROXY_MAX_PENDING_LOOKUPS", defaultValue: "64", kind: .integer(1...4096),
               help: "/api/v1/proxy upstreams named by host name that may be resolving at once (more: 503)"),
-        .init(name: "PROXY_DENY", defaultValue: EgressPolicy.defaultDeny, kind: .addressBlocks,
+        .init(name: "PROXY_DENY", defaultValue: AddressBlock.defaultDeny, kind: .addressBlocks,
               help: "CIDR blocks /api/v1/proxy never connects to, checked after DNS and redirects (explicitly empty = none)"),
         .init(name: "LOG_LEVEL", defaultValue: "info", kind: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
               help: "least severe log level written to stderr"),

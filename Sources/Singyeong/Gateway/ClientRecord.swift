@@ -10,7 +10,7 @@ final class ClientRecord {
     /// other parts (and, later, peer nodes) use instead of the id strings.
     let handle: UInt64
     let restricted: Bool
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     /// Subscribed to CLIENT_CONNECTED / CLIENT_DISCONNECTED (never when restricted).
     let receivesClientUpdates: Bool
     /// Proxy address: identify `ip`, else the TCP peer; nil when restricted.
@@ -42,7 +42,7 @@ final class ClientRecord {
     /// In the metadata flusher's dirty list.
     var isQueuedForFlush = false
 
-    init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: WebSocketHandshake.Encoding,
+    init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: PayloadEncoding,
          receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: GatewaySession?) {
         self.applicationID = applicationID
         self.clientID = clientID

@@ -10,7 +10,7 @@
 enum DispatchFrame {
     /// Builds the frame for `encoding` from a decoded client frame.
     static func make(event: StaticString, nonce: Int?, payload: Int, of message: DecodedMessage,
-                     for encoding: WebSocketHandshake.Encoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes {
+                     for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes {
         if message.encoding == encoding {
             let nonceBytes = nonce.map { UnsafeRawBufferPointer(rebasing: message.source[message.tape.span($0)]) }
             let payloadBytes = UnsafeRawBufferPointer(rebasing: message.source[message.tape.span(payload)])
@@ -41,7 +41,7 @@ enum DispatchFrame {
     /// another encoding are decoded and re-encoded (JSON pieces must be
     /// followed by readable padding, as `OwnedRoutedMessage` and the peer
     /// read buffers are).
-    static func make(_ message: RoutedMessage, for encoding: WebSocketHandshake.Encoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes? {
+    static func make(_ message: RoutedMessage, for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes? {
         if message.encoding == encoding {
             return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts)
         }
@@ -78,12 +78,12 @@ enum DispatchFrame {
 
     /// Builds the frame from already-encoded payload bytes (events the server
     /// originates, such as CLIENT_CONNECTED).
-    static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: WebSocketHandshake.Encoding, ts: Int64) -> OutboundBytes {
+    static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: PayloadEncoding, ts: Int64) -> OutboundBytes {
         assemble(event: event, nonce: nil, payload: encodedPayload, encoding: encoding, ts: ts)
     }
 
     private static func assemble(event: StaticString, nonce: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer,
-                                 encoding: WebSocketHandshake.Encoding, ts: Int64) -> OutboundBytes {
+                                 encoding: PayloadEncoding, ts: Int64) -> OutboundBytes {
         let eventBytes = UnsafeRawBufferPointer(start: event.utf8Start, count: event.utf8CodeUnitCount)
         switch encoding {
         case .json:

@@ -50,7 +50,8 @@ final class Gateway {
         heartbeatInterval = settings.heartbeatInterval
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
         metadataInterval = settings.metadataQueueInterval
-        metadataBudget = settings.metadataBudget
+        metadataBudget = MetadataBudget(maxKeys: settings.metadataMaxKeys, maxValueSize: settings.metadataMaxValueSize,
+                                        maxTotalSize: settings.metadataMaxSize)
         maxFrameValues = settings.maxFrameValues
         heartbeatDeadlines = DeadlineQueue(loop: loop, duration: 1.5 * Double(settings.heartbeatInterval) / 1000)
         scratch.reserveCapacity(4096)
@@ -120,7 +121,7 @@ final class Gateway {
     /// it. A nil frame (a payload that cannot be transcoded) is logged and
     /// those recipients skipped.
     func deliverLocally<Recipients: Sequence<ClientRecord>>(event: Metrics.Event, to recipients: Recipients,
-                                                          frame: (WebSocketHandshake.Encoding) -> OutboundBytes?) {
+                                                          frame: (PayloadEncoding) -> OutboundBytes?) {
         var json: OutboundBytes??
         var msgpack: OutboundBytes??
         var delivered = 0

@@ -7,7 +7,7 @@ struct GatewayFrames {
 
     /// HELLO: `{"op":0,"t":null,"ts":MS,"d":{"heartbeat_interval":N}}` as a
     /// JSON text frame or the same map in MessagePack (binary frame).
-    func hello(encoding: WebSocketHandshake.Encoding, timestamp: Int64) -> OutboundBytes {
+    func hello(encoding: PayloadEncoding, timestamp: Int64) -> OutboundBytes {
         var w = FrameWriter(encoding: encoding, capacity: 80)
         w.beginFrame(op: 0, t: nil, ts: timestamp)
         w.beginObject(count: 1)

@@ -10,7 +10,7 @@ final class GatewaySession {
     unowned let gateway: Gateway
     unowned let socket: WebSocketConnectionHandler
     unowned let connection: Connection
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     private(set) var record: ClientRecord?
     /// READY was sent (the client is registered).
     var isIdentified: Bool { record != nil }
@@ -34,7 +34,7 @@ final class GatewaySession {
     static let maxTags = 64
     static let maxTagLength = 255
 
-    init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: WebSocketHandshake.Encoding) {
+    init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: PayloadEncoding) {
         self.gateway = gateway
         self.socket = socket
         self.connection = connection

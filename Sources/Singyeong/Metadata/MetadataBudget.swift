@@ -18,6 +18,7 @@ struct MetadataBudget: Sendable, Equatable {
     var maxTotalSize: Int
 
     /// What one stored value costs besides its string bytes.
+    /// (`Settings.storedValueBytes` repeats it; SettingsTests checks.)
     static let nodeCost = 24
 
     /// Settings with no practical limit (unit tests that do not test budgets).

@@ -1,13 +1,16 @@
 /// `GET /metrics` in the Prometheus text exposition format (version 0.0.4),
-/// built on request from the node's counters and its live state. A scrape is
-/// rare next to messages, so plain string building is fine here.
+/// built on request from the node's counters and its live state (read
+/// through `MetricsSource`). A scrape is rare next to messages, so plain
+/// string building is fine here.
 enum MetricsExposition {
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    static func render(_ node: SingyeongNode) -> String {
+    static func render(_ node: some MetricsSource) -> String {
         var out = ""
         out.reserveCapacity(4096)
-        let metrics = node.gateway.metrics
+        let metrics = node.metrics
+        let client = node.clientListenerGauges
+        let cluster = node.clusterGauges
 
         func family(_ name: String, _ type: String, _ help: String) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -20,16 +23,16 @@ enum MetricsExposition {
         }
 
         family("singyeong_build_info", "gauge", "Version of the running binary.")
-        sample("singyeong_build_info", "version=\"\(SingyeongVersion.string)\"", "1")
+        sample("singyeong_build_info", "version=\"\(node.buildVersion)\"", "1")
         family("singyeong_ready", "gauge", "1 when the node serves (listening; registered when clustering), 0 while starting or stopping.")
         sample("singyeong_ready", node.isReady ? "1" : "0")
 
         family("singyeong_connections", "gauge", "Open connections on the client port (HTTP and WebSocket).")
-        sample("singyeong_connections", "\(node.listener.connectionCount)")
+        sample("singyeong_connections", "\(client.connections)")
         family("singyeong_connections_accepted_total", "counter", "Connections accepted on the client port.")
-        sample("singyeong_connections_accepted_total", "\(node.listener.acceptedTotal)")
+        sample("singyeong_connections_accepted_total", "\(client.acceptedTotal)")
         family("singyeong_clients", "gauge", "Identified gateway clients on this node.")
-        sample("singyeong_clients", "\(node.gateway.store.count)")
+        sample("singyeong_clients", "\(node.identifiedClientCount)")
 
         family("singyeong_messages_routed_total", "counter", "Dispatch events accepted from clients for routing.")
         for event in Metrics.Event.allCases { sample("singyeong_messages_routed_total", "event=\"\(event.label)\"", "\(metrics.value(event, .routed))") }
@@ -46,13 +49,13 @@ enum MetricsExposition {
             sample("singyeong_messages_dropped_total", "event=\"\(event.label)\"", "\(metrics.value(event, .dropped))")
         }
 
-        let listeners = [("client", node.listener)] + (node.cluster.map { [("cluster", $0.listener)] } ?? [])
+        let listeners = [("client", client)] + (cluster.map { [("cluster", $0.listener)] } ?? [])
         family("singyeong_bytes_received_total", "counter", "Bytes read from sockets (after TLS), by listener.")
         for (name, listener) in listeners { sample("singyeong_bytes_received_total", "listener=\"\(name)\"", "\(listener.bytesIn)") }
         family("singyeong_bytes_sent_total", "counter", "Bytes written to sockets (before TLS), by listener.")
         for (name, listener) in listeners { sample("singyeong_bytes_sent_total", "listener=\"\(name)\"", "\(listener.bytesOut)") }
         family("singyeong_slow_consumer_disconnects_total", "counter", "Connections closed because their unsent output passed MAX_PENDING_BYTES.")
-        sample("singyeong_slow_consumer_disconnects_total", "\(node.listener.slowConsumerDisconnects)")
+        sample("singyeong_slow_consumer_disconnects_total", "\(client.slowConsumerDisconnects)")
 
         let h = metrics.queryEvaluation
         family("singyeong_query_evaluation_seconds", "histogram",
@@ -72,24 +75,24 @@ enum MetricsExposition {
             sample("singyeong_proxy_requests_total", "status=\"\(status)\"", "\(n)")
         }
         family("singyeong_proxy_upstream_in_flight", "gauge", "Upstream HTTP exchanges running on this node.")
-        sample("singyeong_proxy_upstream_in_flight", "\(node.proxy.upstream.activeTransfers)")
+        sample("singyeong_proxy_upstream_in_flight", "\(node.upstreamTransfersInFlight)")
 
         family("singyeong_clustering", "gauge", "1 when CLUSTERING=true.")
-        sample("singyeong_clustering", node.cluster == nil ? "0" : "1")
-        if let cluster = node.cluster {
-            let up = cluster.links.values.filter { $0.isUp }
+        sample("singyeong_clustering", cluster == nil ? "0" : "1")
+        if let cluster {
+            let up = cluster.linksUp
             family("singyeong_peer_links_up", "gauge", "Authenticated, healthy links to other nodes.")
             sample("singyeong_peer_links_up", "\(up.count)")
             family("singyeong_peer_rtt_seconds", "gauge", "Round trip of the last ping on each peer link.")
-            for link in up.sorted(by: { ($0.peerNodeID ?? "") < ($1.peerNodeID ?? "") }) {
+            for link in up.sorted(by: { ($0.nodeID ?? "") < ($1.nodeID ?? "") }) {
                 if let rtt = link.roundTripSeconds {
-                    sample("singyeong_peer_rtt_seconds", "node=\"\(escapeLabel(link.peerNodeID ?? ""))\"", "\(rtt)")
+                    sample("singyeong_peer_rtt_seconds", "node=\"\(escapeLabel(link.nodeID ?? ""))\"", "\(rtt)")
                 }
             }
             family("singyeong_redis_connected", "gauge", "1 while the registry's Redis connection is up.")
-            sample("singyeong_redis_connected", cluster.registry.isConnected ? "1" : "0")
+            sample("singyeong_redis_connected", cluster.redisConnected ? "1" : "0")
             family("singyeong_registered", "gauge", "1 once this node has written itself into the registry.")
-            sample("singyeong_registered", cluster.registry.hasRegistered ? "1" : "0")
+            sample("singyeong_registered", cluster.registered ? "1" : "0")
         }
         return out
     }

@@ -233,8 +233,3 @@ final class SingyeongNode {
         }
     }
 }
-
-/// A start-up failure with a message for the operator.
-struct StartupError: Error, CustomStringConvertible {
-    var description: String
-}

@@ -7,7 +7,7 @@
 /// read buffer is reused as soon as the frame handler returns.
 struct RoutedMessage {
     let event: StaticString
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     let nonce: UnsafeRawBufferPointer?
     let payload: UnsafeRawBufferPointer
 }
@@ -16,7 +16,7 @@ struct RoutedMessage {
 /// goes asynchronous).
 final class OwnedRoutedMessage {
     let event: StaticString
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     private let bytes: [UInt8]
     private let nonceRange: Range<Int>?
     private let payloadRange: Range<Int>
@@ -25,7 +25,7 @@ final class OwnedRoutedMessage {
 
     /// Copies a whole client frame (one copy), remembering where the nonce
     /// and payload are, so a later `no_route` can still echo the frame.
-    init(event: StaticString, encoding: WebSocketHandshake.Encoding, source: UnsafeRawBufferPointer,
+    init(event: StaticString, encoding: PayloadEncoding, source: UnsafeRawBufferPointer,
          nonce: Range<Int>?, payload: Range<Int>) {
         self.event = event
         self.encoding = encoding

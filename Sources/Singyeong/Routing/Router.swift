@@ -47,7 +47,7 @@ final class Router {
     /// with no heap-allocated closure context per message (measured with
     /// callgrind: ~1,000 instructions and a malloc per SEND when it was not).
     @inline(__always)
-    func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: WebSocketHandshake.Encoding = .json,
+    func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: PayloadEncoding = .json,
                  purpose: RoutingPurpose, completion: @escaping (ArraySlice<Candidate>) -> Void) {
         scratch.removeAll(keepingCapacity: true)
         if metrics.shouldSampleQuery() {

@@ -4,7 +4,7 @@
 /// data message to the connection's `GatewaySession`.
 final class WebSocketConnectionHandler: ConnectionHandler {
     unowned let node: SingyeongNode
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     private var assembler: WebSocketMessageAssembler
     /// We sent a close frame; nothing else may follow it.
     private var closeSent = false
@@ -25,7 +25,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// plain idle close (1000, no reason) rather than op 8.
     private var identifyDeadlineIsIdle = false
 
-    init(node: SingyeongNode, encoding: WebSocketHandshake.Encoding) {
+    init(node: SingyeongNode, encoding: PayloadEncoding) {
         self.node = node
         self.encoding = encoding
         assembler = WebSocketMessageAssembler(maxMessageSize: node.settings.identifyMaxSize)

@@ -8,14 +8,9 @@ import COpenSSL
 /// encoding (403 with an empty body). Extensions such as permessage-deflate
 /// are declined simply by not echoing them.
 enum WebSocketHandshake {
-    /// The negotiated frame encoding of a gateway connection.
-    enum Encoding: Sendable {
-        case json, msgpack
-    }
-
     /// Outcome of checking an upgrade request.
     enum Outcome {
-        case accept(key: Range<Int>, encoding: Encoding)
+        case accept(key: Range<Int>, encoding: PayloadEncoding)
         case reject(HTTPResponse)
     }
 
@@ -48,9 +43,9 @@ enum WebSocketHandshake {
 
     /// `encoding` from the query string: `json` (default) or `msgpack`; the
     /// last occurrence wins; anything else (including empty and `etf`) is nil.
-    static func encoding(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> Encoding? {
+    static func encoding(_ head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> PayloadEncoding? {
         guard let query = head.query else { return .json }
-        var result: Encoding? = .json
+        var result: PayloadEncoding? = .json
         for (name, value) in URLQuery.pairs(UnsafeRawBufferPointer(rebasing: buffer[query])) where name == "encoding" {
             result = value == "json" ? .json : value == "msgpack" ? .msgpack : nil
         }

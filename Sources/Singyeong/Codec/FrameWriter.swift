@@ -6,13 +6,18 @@
 /// are already encoded in this writer's encoding (a client's own `d`, echoed
 /// back); `tapeValue` copies a decoded node's source bytes when the encodings
 /// match and transcodes otherwise.
+///
+/// A Codec type (it only emits JSON or MessagePack) so that the cluster and
+/// the REST routes can write gateway-shaped frames without the gateway;
+/// wrapping the result in a WebSocket message is Gateway's
+/// (FrameWriter+WebSocket.swift).
 struct FrameWriter {
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
     private(set) var bytes: [UInt8] = []
     private var depth = 0
     private var hasMember: UInt64 = 0
 
-    init(encoding: WebSocketHandshake.Encoding, capacity: Int = 128) {
+    init(encoding: PayloadEncoding, capacity: Int = 128) {
         self.encoding = encoding
         bytes.reserveCapacity(capacity)
     }
@@ -158,11 +163,6 @@ struct FrameWriter {
         key("ts"); int(ts)
         key("d")
     }
-
-    /// The finished frame as a WebSocket message.
-    func webSocketFrame() -> OutboundBytes {
-        bytes.withUnsafeBytes { WebSocketFrames.make(opcode: encoding == .json ? .text : .binary, payload: $0) }
-    }
 }
 
 /// A decoded client frame: the tape plus the bytes it points into. Valid only
@@ -170,14 +170,14 @@ struct FrameWriter {
 struct DecodedMessage {
     let tape: DocumentTape
     let source: UnsafeRawBufferPointer
-    let encoding: WebSocketHandshake.Encoding
+    let encoding: PayloadEncoding
 
     /// Appends node `i` in `target` encoding (the caller has checked that it
     /// differs from this message's). An `.unexpanded` node (a lazily decoded
     /// payload) is transcoded straight from its bytes, which the lazy decode
     /// validated by the same rules (its span lies inside `source`, whose
     /// padding follows it, as the JSON side needs).
-    func appendTranscoded(_ i: Int, as target: WebSocketHandshake.Encoding, to out: inout [UInt8]) {
+    func appendTranscoded(_ i: Int, as target: PayloadEncoding, to out: inout [UInt8]) {
         guard tape.kind(i) == .unexpanded else {
             switch target {
             case .json: tape.appendJSON(i, to: &out)

@@ -5,6 +5,9 @@
 /// character would let whoever chose the text forge or split log lines, and a
 /// long string would bloat every line that names it. Every such string goes
 /// through `escape` before it reaches a logger.
+///
+/// In Loop, the bottom layer, because it is a plain logging helper that the
+/// cluster, the proxy and anything else logging foreign text all need.
 enum LogText {
     /// Longest escaped text kept (in characters of the escaped form); longer
     /// text is cut and says how many bytes the original had.

@@ -1,23 +1,14 @@
 import ArgumentParser
 import Glibc
-import Logging
 
-/// `singyeong [--config PATH] [--port N] ...`: every setting of
-/// `SettingsTable` as a flag; the same names are read from the environment and
-/// the config file (flag > environment > file > default).
-public struct SingyeongMain: ParsableCommand {
-    public static let configuration = CommandConfiguration(
-        commandName: "singyeong",
-        abstract: "Singyeong: a metadata-routed message bus (신경 wire protocol).",
-        discussion: """
-        Every setting can be given as a flag (--port 4000), an environment variable (PORT=4000) \
-        or a line in the --config file (PORT=4000). A flag beats the environment, which beats the \
-        file, which beats the default. The config file uses systemd EnvironmentFile syntax.
-        Signals: SIGTERM/SIGINT drain and exit (a second one exits at once); SIGHUP reloads TLS_CERT/TLS_KEY.
-        """,
-        version: SingyeongVersion.string
-    )
-
+/// The command line's flags: `--config PATH` and every setting of
+/// `SettingsTable` as a flag; the same names are read from the environment
+/// and the config file (flag > environment > file > default).
+///
+/// Only the flags and their resolution into `Settings` live here, in Config;
+/// the command that runs the node (`SingyeongMain`, in Node) includes them
+/// with `@OptionGroup`.
+struct SettingsArguments: ParsableArguments {
     @Option(name: .customLong("config"), help: "KEY=value settings file (systemd EnvironmentFile syntax)")
     var config: String?
 
@@ -58,8 +49,6 @@ public struct SingyeongMain: ParsableCommand {
     @Option(name: .customLong("proxy-max-pending-lookups"), help: settingHelp("PROXY_MAX_PENDING_LOOKUPS")) var proxyMaxPendingLookups: String?
     @Option(name: .customLong("proxy-deny"), help: settingHelp("PROXY_DENY")) var proxyDeny: String?
     @Option(name: .customLong("log-level"), help: settingHelp("LOG_LEVEL")) var logLevel: String?
-
-    public init() {}
 
     /// The process environment (`environ`), as ProcessInfo would give it.
     static func processEnvironment() -> [String: String] {
@@ -102,22 +91,11 @@ public struct SingyeongMain: ParsableCommand {
         return values
     }
 
-    public func run() throws {
-        let settings: Settings
-        do {
-            let file = try config.map { path throws(SettingsError) in try ConfigFile.load(path: path) } ?? [:]
-            settings = try Settings.resolve(flags: flagValues, environment: SingyeongMain.processEnvironment(), file: file)
-        } catch {
-            throw ValidationError(error.description)
-        }
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let node = try SingyeongNode(settings: settings)
-        try node.run()
+    /// The settings these flags, the process environment and the `--config`
+    /// file (if given) resolve to.
+    func resolveSettings() throws(SettingsError) -> Settings {
+        let file = try config.map { path throws(SettingsError) in try ConfigFile.load(path: path) } ?? [:]
+        return try Settings.resolve(flags: flagValues, environment: SettingsArguments.processEnvironment(), file: file)
     }
 }
 
@@ -126,9 +104,4 @@ private func settingHelp(_ name: String) -> ArgumentHelp {
     guard let definition = SettingsTable.definition(name) else { return ArgumentHelp("(unknown setting \(name))") }
     let defaultText = definition.defaultValue.map { "default \($0)" } ?? "default unset"
     return ArgumentHelp("\(definition.help) [env \(name); \(defaultText)]")
-}
-
-/// The implementation's version, reported by `--version` and `/api/version`.
-enum SingyeongVersion {
-    static let string = "0.1.0"
 }
