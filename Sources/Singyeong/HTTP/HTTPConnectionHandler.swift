@@ -116,16 +116,8 @@ final class HTTPConnectionHandler: ConnectionHandler {
     }
 
     private func upgrade(_ connection: Connection, _ buffer: UnsafeRawBufferPointer) {
-        switch WebSocketHandshake.evaluate(head, in: buffer) {
-        case .reject(let response):
-            node.logger.debug("WebSocket upgrade refused", metadata: ["peer": "\(connection.peer.description)", "status": "\(response.status)"])
-            respondAndClose(connection, response)
-        case .accept(let key, let encoding):
-            let accept = WebSocketHandshake.acceptValue(key: UnsafeRawBufferPointer(rebasing: buffer[key]))
-            connection.send(WebSocketHandshake.switchingProtocols(acceptValue: accept))
-            let session = WebSocketConnectionHandler(node: node, encoding: encoding)
-            connection.handler = session
-            session.start(connection)
+        if let refusal = node.webSockets.upgrade(connection, request: head, in: buffer) {
+            respondAndClose(connection, refusal)
         }
     }
 

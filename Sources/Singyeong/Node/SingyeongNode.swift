@@ -11,15 +11,10 @@ final class SingyeongNode {
     let loop: EventLoop
     let logger: Logger
     let listener: Listener
-    /// Pre-encoded pieces shared by every connection.
-    let frames: GatewayFrames
     /// Clients, routing, authentication.
     let gateway: Gateway
-    /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
-    let closeDelayDeadlines: DeadlineQueue
-    /// IDENTIFY_TIMEOUT after HELLO (issue 10: no deadline let a peer that
-    /// never identified hold its connection forever).
-    let identifyDeadlines: DeadlineQueue
+    /// `/gateway/websocket`: the upgrade, then one `GatewaySession` per socket.
+    let webSockets: WebSocketEndpoint
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
@@ -51,10 +46,12 @@ final class SingyeongNode {
         signal(SIGPIPE, SIG_IGN)
         SingyeongNode.raiseFileLimit(logger: logger)
         loop = EventLoop()
-        frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
         gateway = Gateway(loop: loop, logger: logger, settings: settings)
-        closeDelayDeadlines = DeadlineQueue(loop: loop, duration: 0.1)
-        identifyDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.identifyTimeout) / 1000)
+        let webSocketLimits = WebSocketEndpoint.Limits(identifyMaxSize: settings.identifyMaxSize, maxFrameSize: settings.maxFrameSize,
+                                                       identifyTimeout: settings.identifyTimeout, idleTimeout: settings.idleTimeout)
+        webSockets = WebSocketEndpoint(loop: loop, logger: logger, limits: webSocketLimits) { [gateway] socket, connection, encoding in
+            GatewaySession(gateway: gateway, socket: socket, connection: connection, encoding: encoding)
+        }
         proxy = ProxyService(gateway: gateway, loop: loop, logger: logger, settings: settings)
 
         var tls: TLSContext?
