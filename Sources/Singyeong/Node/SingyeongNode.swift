@@ -15,6 +15,8 @@ final class SingyeongNode {
     let gateway: Gateway
     /// `/gateway/websocket`: the upgrade, then one `GatewaySession` per socket.
     let webSockets: WebSocketEndpoint
+    /// What every HTTP connection on the client port serves.
+    private(set) lazy var restRoutes = RESTRoutes(node: self, gatewaySocket: webSockets)
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
@@ -72,7 +74,7 @@ final class SingyeongNode {
         var makeHandler: () -> ConnectionHandler = { fatalError("node not ready") }
         listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeHandler() }
         let httpLimits = HTTPParserLimits(maxHeadSize: 16 * 1024, maxHeaderCount: 100, maxBodySize: settings.maxBodySize)
-        makeHandler = { [unowned self] in HTTPConnectionHandler(node: self, limits: httpLimits) }
+        makeHandler = { [unowned self] in HTTPConnectionHandler(application: self.restRoutes, limits: httpLimits, logger: self.logger) }
         do {
             try listener.bind(host: settings.bind, port: settings.port)
         } catch {

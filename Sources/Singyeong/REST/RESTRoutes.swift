@@ -1,58 +1,72 @@
-/// The REST routes (rest.md §1). Only what exists in this build is routed;
-/// every other path and method gets the spec's 404 body, without
-/// authorization (§5).
-enum RESTRoutes {
+/// The REST routes (rest.md §1): the `HTTPApplication` of the client port.
+/// Only what exists in this build is routed; every other path and method
+/// gets the spec's 404 body, without authorization (§5). The gateway path
+/// leaves HTTP through `gatewaySocket` (the WebSocket endpoint).
+final class RESTRoutes: HTTPApplication {
+    unowned let node: SingyeongNode
+    /// `/gateway/websocket`: the WebSocket upgrade.
+    unowned let gatewaySocket: HTTPUpgrade
+
+    init(node: SingyeongNode, gatewaySocket: HTTPUpgrade) {
+        self.node = node
+        self.gatewaySocket = gatewaySocket
+    }
+
     /// `/gateway/websocket` or `/gateway/websocket/` (protocol.md §1.2).
     static func isGatewayPath(_ buffer: UnsafeRawBufferPointer, _ path: Range<Int>) -> Bool {
         matches(buffer, path, "/gateway/websocket") || matches(buffer, path, "/gateway/websocket/")
+    }
+
+    func upgrade(for head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPUpgrade? {
+        RESTRoutes.isGatewayPath(buffer, head.path) ? gatewaySocket : nil
     }
 
     /// The response now, or nil when it will come through `later` (a query
     /// that waits for peer nodes).
     /// `onCancel` receives what to do if the caller goes away before a
     /// later response (abort the upstream request of a proxy call).
-    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
-                        body: UnsafeRawBufferPointer, peer: PeerAddress, later: @escaping (HTTPResponse) -> Void,
-                        onCancel: (@escaping () -> Void) -> Void = { _ in }) -> HTTPResponse? {
+    func respond(to head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
+                 peer: PeerAddress, later: @escaping (HTTPResponse) -> Void,
+                 onCancel: (@escaping () -> Void) -> Void) -> HTTPResponse? {
         let method = head.method, path = head.path
         if method == .get || method == .head {
-            if matches(buffer, path, "/api/version") {
+            if Self.matches(buffer, path, "/api/version") {
                 return .json(200, "{\"api\":\"v1\",\"singyeong\":\(JSONText.quoted(SingyeongVersion.string))}")
             }
             // Probes for load balancers and orchestrators: no authorization.
-            if matches(buffer, path, "/healthz") {
+            if Self.matches(buffer, path, "/healthz") {
                 return .json(200, "{\"status\":\"ok\"}")
             }
-            if matches(buffer, path, "/readyz") {
+            if Self.matches(buffer, path, "/readyz") {
                 return node.isReady ? .json(200, "{\"status\":\"ready\"}") : .json(503, "{\"status\":\"not ready\"}")
             }
-            if matches(buffer, path, "/metrics") {
-                if let refusal = authorize(node: node, head: head, in: buffer, peer: peer, allowBearer: true) { return refusal }
+            if Self.matches(buffer, path, "/metrics") {
+                if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer, allowBearer: true) { return refusal }
                 return HTTPResponse(status: 200, headers: [("content-type", MetricsExposition.contentType)],
                                     body: Array(MetricsExposition.render(node).utf8))
             }
-            if matches(buffer, path, "/") || path.isEmpty {
+            if Self.matches(buffer, path, "/") || path.isEmpty {
                 var response = HTTPResponse(status: 302, headers: [("location", "/gateway/websocket"), ("content-type", "text/html; charset=utf-8")])
                 response.body = Array("<html><body>You are being <a href=\"/gateway/websocket\">redirected</a>.</body></html>".utf8)
                 return response
             }
         }
-        if method == .post && matches(buffer, path, "/api/v1/query") {
-            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
+        if method == .post && Self.matches(buffer, path, "/api/v1/query") {
+            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
             return RESTQuery.respond(node: node, head: head, in: buffer, body: body, later: later)
         }
-        if method == .post && matches(buffer, path, "/api/v1/proxy") {
-            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) {
+        if method == .post && Self.matches(buffer, path, "/api/v1/proxy") {
+            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) {
                 node.gateway.metrics.countProxyResponse(status: refusal.status)
                 return refusal
             }
             return RESTProxy.respond(node: node, head: head, in: buffer, body: body, peer: peer, later: later, onCancel: onCancel)
         }
-        if method == .get && matches(buffer, path, "/api/v1/discovery/tags") {
-            if let refusal = authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
+        if method == .get && Self.matches(buffer, path, "/api/v1/discovery/tags") {
+            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
             return RESTDiscovery.respond(node: node, head: head, in: buffer, later: later)
         }
-        return notFound
+        return Self.notFound
     }
 
     /// rest.md §2.1: the raw first `Authorization` header must equal AUTH

@@ -1,15 +1,15 @@
 import Logging
 
 /// What every WebSocket connection of a node shares: the limits, the two
-/// deadline queues, the logger, and how a session is made. It completes the
-/// opening handshake and puts a `WebSocketConnectionHandler` on the
-/// connection.
+/// deadline queues, the logger, and how a session is made. As the
+/// `HTTPUpgrade` of the gateway path it completes the opening handshake and
+/// puts a `WebSocketConnectionHandler` on the connection.
 ///
 /// The layer above supplies the session through `makeSession` (the node
 /// builds a `GatewaySession`), so WebSocket never names the gateway or the
 /// node. The node owns the endpoint for its whole life; each connection
 /// handler holds it `unowned`.
-final class WebSocketEndpoint {
+final class WebSocketEndpoint: HTTPUpgrade {
     /// The settings a WebSocket connection reads, as plain values.
     struct Limits {
         /// IDENTIFY_MAX_SIZE: the largest message before IDENTIFY is accepted.
@@ -46,7 +46,7 @@ final class WebSocketEndpoint {
     /// Checks the upgrade request; on success queues the 101, hands the
     /// connection to a new `WebSocketConnectionHandler` and returns nil.
     /// Otherwise returns the refusal to answer (the caller closes after it).
-    func upgrade(_ connection: Connection, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse? {
+    func takeOver(_ connection: Connection, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse? {
         switch WebSocketHandshake.evaluate(head, in: buffer) {
         case .reject(let response):
             logger.debug("WebSocket upgrade refused", metadata: ["peer": "\(connection.peer.description)", "status": "\(response.status)"])
