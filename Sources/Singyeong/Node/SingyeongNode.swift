@@ -15,8 +15,11 @@ final class SingyeongNode {
     let gateway: Gateway
     /// `/gateway/websocket`: the upgrade, then one `GatewaySession` per socket.
     let webSockets: WebSocketEndpoint
-    /// What every HTTP connection on the client port serves.
-    private(set) lazy var restRoutes = RESTRoutes(node: self, gatewaySocket: webSockets)
+    /// What every HTTP connection on the client port serves: each endpoint
+    /// gets the part of the node it needs (`RESTServiceConformances.swift`).
+    private(set) lazy var restRoutes = RESTRoutes(
+        clients: gateway, discovery: gateway, proxy: proxy, metricsText: self, readiness: self, auth: gateway.auth,
+        metrics: gateway.metrics, loop: loop, logger: logger, gatewaySocket: webSockets)
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.

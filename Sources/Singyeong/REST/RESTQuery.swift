@@ -4,9 +4,9 @@
 /// Body rules: `RESTBody` (rest.md §2.2); an empty result then fails query
 /// validation.
 enum RESTQuery {
-    static func respond(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer,
-                        later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
-        var value: Value
+    static func respond(clients: ClientQueryService, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer,
+                        body: UnsafeRawBufferPointer, later: @escaping (HTTPResponse) -> Void) -> HTTPResponse? {
+        let value: Value
         switch RESTBody.fields(head, in: buffer, body: body) {
         case .success(let fields): value = .object(fields)
         case .failure(let response): return response
@@ -15,27 +15,20 @@ enum RESTQuery {
         switch Query.parse(value, context: "query") {
         case .success(let q): query = q
         case .failure(let error):
-            var w = FrameWriter(encoding: .json)
-            w.beginObject(count: 1)
-            w.key("errors"); w.beginArray(count: 1); w.element(); w.string("invalid query: \(error.detail)"); w.endArray()
-            w.endObject()
-            return HTTPResponse(status: 400, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)
+            // {"errors":["invalid query: …"]}
+            var errorBody = Array("{\"errors\":[".utf8)
+            RESTJSON.appendString("invalid query: \(error.detail)", to: &errorBody)
+            errorBody.append(contentsOf: "]}".utf8)
+            return RESTJSON.response(400, errorBody)
         }
         var immediate: HTTPResponse?
         var synchronous = true
-        let router = node.gateway.router
-        // Peers get the query as JSON text (re-encoded: the body may have been
-        // a non-object or another content type, which counts as `{}`).
-        var encoded: [UInt8] = []
-        let askPeers = router.mustAskPeers(query)
-        if askPeers { value.appendJSON(to: &encoded) }
-        encoded.withUnsafeBytes { bytes in
-            router.resolve(query, encoded: askPeers ? bytes : nil, purpose: .list) { candidates in
-                var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
-                ClientDescriptor.writeList(candidates, into: &w)
-                let response = HTTPResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: w.bytes)
-                if synchronous { immediate = response } else { later(response) }
-            }
+        // Peers get the query as JSON text (re-encoded from `value`: the body
+        // may have been a non-object or another content type, which counts
+        // as `{}`).
+        clients.describeClients(matching: query, value: value) { descriptors in
+            let response = RESTJSON.response(200, descriptors)
+            if synchronous { immediate = response } else { later(response) }
         }
         synchronous = false
         return immediate

@@ -1,14 +1,40 @@
+import Logging
+
 /// The REST routes (rest.md §1): the `HTTPApplication` of the client port.
 /// Only what exists in this build is routed; every other path and method
 /// gets the spec's 404 body, without authorization (§5). The gateway path
 /// leaves HTTP through `gatewaySocket` (the WebSocket endpoint).
+///
+/// Each endpoint gets only the service it needs (`RESTServices.swift`).
+/// The node owns the routes and everything they hold, so all of it is held
+/// `unowned`.
 final class RESTRoutes: HTTPApplication {
-    unowned let node: SingyeongNode
+    unowned let clients: ClientQueryService
+    unowned let discovery: ApplicationDiscoveryService
+    unowned let proxy: ProxyExchangeService
+    unowned let metricsText: MetricsTextService
+    unowned let readiness: ReadinessService
+    unowned let auth: RESTAuthenticator
+    /// Counts `/api/v1/proxy` answers by status.
+    unowned let metrics: Metrics
+    /// The clock of the authentication windows.
+    unowned let loop: EventLoop
+    let logger: Logger
     /// `/gateway/websocket`: the WebSocket upgrade.
     unowned let gatewaySocket: HTTPUpgrade
 
-    init(node: SingyeongNode, gatewaySocket: HTTPUpgrade) {
-        self.node = node
+    init(clients: ClientQueryService, discovery: ApplicationDiscoveryService, proxy: ProxyExchangeService,
+         metricsText: MetricsTextService, readiness: ReadinessService, auth: RESTAuthenticator,
+         metrics: Metrics, loop: EventLoop, logger: Logger, gatewaySocket: HTTPUpgrade) {
+        self.clients = clients
+        self.discovery = discovery
+        self.proxy = proxy
+        self.metricsText = metricsText
+        self.readiness = readiness
+        self.auth = auth
+        self.metrics = metrics
+        self.loop = loop
+        self.logger = logger
         self.gatewaySocket = gatewaySocket
     }
 
@@ -38,12 +64,12 @@ final class RESTRoutes: HTTPApplication {
                 return .json(200, "{\"status\":\"ok\"}")
             }
             if Self.matches(buffer, path, "/readyz") {
-                return node.isReady ? .json(200, "{\"status\":\"ready\"}") : .json(503, "{\"status\":\"not ready\"}")
+                return readiness.isReady ? .json(200, "{\"status\":\"ready\"}") : .json(503, "{\"status\":\"not ready\"}")
             }
             if Self.matches(buffer, path, "/metrics") {
-                if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer, allowBearer: true) { return refusal }
+                if let refusal = authorize(head: head, in: buffer, peer: peer, allowBearer: true) { return refusal }
                 return HTTPResponse(status: 200, headers: [("content-type", MetricsExposition.contentType)],
-                                    body: Array(MetricsExposition.render(node).utf8))
+                                    body: Array(metricsText.metricsText().utf8))
             }
             if Self.matches(buffer, path, "/") || path.isEmpty {
                 var response = HTTPResponse(status: 302, headers: [("location", "/gateway/websocket"), ("content-type", "text/html; charset=utf-8")])
@@ -52,19 +78,20 @@ final class RESTRoutes: HTTPApplication {
             }
         }
         if method == .post && Self.matches(buffer, path, "/api/v1/query") {
-            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
-            return RESTQuery.respond(node: node, head: head, in: buffer, body: body, later: later)
+            if let refusal = authorize(head: head, in: buffer, peer: peer) { return refusal }
+            return RESTQuery.respond(clients: clients, head: head, in: buffer, body: body, later: later)
         }
         if method == .post && Self.matches(buffer, path, "/api/v1/proxy") {
-            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) {
-                node.gateway.metrics.countProxyResponse(status: refusal.status)
+            if let refusal = authorize(head: head, in: buffer, peer: peer) {
+                metrics.countProxyResponse(status: refusal.status)
                 return refusal
             }
-            return RESTProxy.respond(node: node, head: head, in: buffer, body: body, peer: peer, later: later, onCancel: onCancel)
+            return RESTProxy.respond(proxy: proxy, metrics: metrics, head: head, in: buffer, body: body, peer: peer,
+                                     later: later, onCancel: onCancel)
         }
         if method == .get && Self.matches(buffer, path, "/api/v1/discovery/tags") {
-            if let refusal = Self.authorize(node: node, head: head, in: buffer, peer: peer) { return refusal }
-            return RESTDiscovery.respond(node: node, head: head, in: buffer, later: later)
+            if let refusal = authorize(head: head, in: buffer, peer: peer) { return refusal }
+            return RESTDiscovery.respond(discovery: discovery, head: head, in: buffer, later: later)
         }
         return Self.notFound
     }
@@ -76,15 +103,14 @@ final class RESTRoutes: HTTPApplication {
     ///
     /// `allowBearer` (only `/metrics`): `Bearer <AUTH>` is accepted too,
     /// because Prometheus' `authorization` setting always sends a scheme.
-    static func authorize(node: SingyeongNode, head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, peer: PeerAddress,
-                          allowBearer: Bool = false) -> HTTPResponse? {
-        let auth = node.gateway.auth
+    func authorize(head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer, peer: PeerAddress,
+                   allowBearer: Bool = false) -> HTTPResponse? {
         guard auth.isEnabled else { return nil }
-        guard let value = head.firstValue(of: "authorization", in: buffer) else { return notAuthorized }
-        let now = node.loop.now
+        guard let value = head.firstValue(of: "authorization", in: buffer) else { return Self.notAuthorized }
+        let now = loop.now
         if auth.isBlocked(peer, now: now) {
-            node.logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(peer.host)"])
-            return notAuthorized
+            logger.warning("REST request refused: too many failed authentication attempts", metadata: ["peer": "\(peer.host)"])
+            return Self.notAuthorized
         }
         var credential = Array(UnsafeRawBufferPointer(rebasing: buffer[value]))
         if auth.matches(credential) { return nil }
@@ -93,8 +119,8 @@ final class RESTRoutes: HTTPApplication {
             if auth.matches(credential) { return nil }
         }
         auth.recordFailure(peer, now: now)
-        node.logger.info("REST request with a wrong password", metadata: ["peer": "\(peer.host)"])
-        return notAuthorized
+        logger.info("REST request with a wrong password", metadata: ["peer": "\(peer.host)"])
+        return Self.notAuthorized
     }
 
     static var notAuthorized: HTTPResponse { .json(401, "{\"status\":\"error\",\"error\":\"not authorized\"}") }
