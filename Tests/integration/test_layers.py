@@ -17,16 +17,10 @@ SOURCES = ROOT / "Sources" / "Singyeong"
 # being worked through. The list may only shrink: a pair that is not here
 # fails the test, and so does a pair here that no longer occurs.
 STILL_BROKEN: set[tuple[str, str]] = {
-    ("Cluster", "Gateway"), ("Cluster", "Node"), ("Cluster", "Proxy"),
-    ("Codec", "Metadata"),
-    ("Config", "Metadata"), ("Config", "Node"), ("Config", "Proxy"),
+    ("Cluster", "Gateway"), ("Cluster", "Proxy"),
     ("Gateway", "Cluster"),
-    ("HTTP", "Codec"), ("HTTP", "Gateway"), ("HTTP", "Metadata"), ("HTTP", "Node"), ("HTTP", "Proxy"),
-    ("HTTP", "WebSocket"),
-    ("Metrics", "Node"),
-    ("Proxy", "Cluster"), ("Proxy", "Gateway"), ("Proxy", "Node"),
+    ("Proxy", "Cluster"), ("Proxy", "Gateway"),
     ("Routing", "Cluster"), ("Routing", "Gateway"),
-    ("WebSocket", "Gateway"), ("WebSocket", "Node"),
 }
 
 

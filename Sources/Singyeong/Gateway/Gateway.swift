@@ -16,6 +16,8 @@ final class Gateway {
     let queryCache = QueryCache()
     let auth: AuthGuard
     let heartbeatInterval: Int
+    /// Pre-encoded pieces shared by every session (HELLO).
+    let frames: GatewayFrames
     let metadataStrategy: MetadataUpdateStrategy
     let metadataInterval: Int
     /// How much metadata one client may hold (METADATA_MAX_*).
@@ -48,6 +50,7 @@ final class Gateway {
         router = Router(store: store, metrics: metrics)
         auth = AuthGuard(password: settings.auth, failuresPerMinute: settings.authFailuresPerMinute)
         heartbeatInterval = settings.heartbeatInterval
+        frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
         metadataStrategy = settings.metadataUpdateStrategy == "replace" ? .replace : .merge
         metadataInterval = settings.metadataQueueInterval
         metadataBudget = MetadataBudget(maxKeys: settings.metadataMaxKeys, maxValueSize: settings.metadataMaxValueSize,

@@ -6,7 +6,10 @@
 /// next frame is looked at (§2.4). Fatal errors send op 8, clean up at once
 /// (exactly once, §5.5) and close the socket 100 ms later; frames arriving in
 /// between are discarded.
-final class GatewaySession {
+///
+/// It is the `WebSocketMessageHandler` of its connection: the WebSocket
+/// handler calls it on open, per message, on timeouts and at shutdown.
+final class GatewaySession: WebSocketMessageHandler {
     unowned let gateway: Gateway
     unowned let socket: WebSocketConnectionHandler
     unowned let connection: Connection
@@ -39,6 +42,26 @@ final class GatewaySession {
         self.socket = socket
         self.connection = connection
         self.encoding = encoding
+    }
+
+    // MARK: WebSocketMessageHandler
+
+    /// HELLO (protocol.md §3), right after the 101.
+    func opened() {
+        connection.send(gateway.frames.hello(encoding: encoding, timestamp: gateway.loop.nowMilliseconds))
+    }
+
+    /// IDENTIFY_TIMEOUT passed before IDENTIFY.
+    func identifyTimedOut() {
+        fatal("identify took too long")
+    }
+
+    /// SIGTERM: an identified client gets GOODBYE with close code 1001;
+    /// otherwise false (the socket closes with 1001 at once).
+    func serverShuttingDown() -> Bool {
+        guard isIdentified && !isClosing else { return false }
+        goodbye(reason: "server shutting down", closeCode: .goingAway)
+        return true
     }
 
     // MARK: Output

@@ -1,14 +1,19 @@
-/// HTTP/1.1 on one connection: reads request heads and bodies, answers REST
-/// routes in order (keep-alive and pipelining: every complete request in the
-/// buffer is answered in turn, and responses are queued in request order), and
-/// hands the connection to a WebSocket handler on a gateway upgrade.
+import Logging
+
+/// HTTP/1.1 on one connection: reads request heads and bodies, has the
+/// `HTTPApplication` answer them in order (keep-alive and pipelining: every
+/// complete request in the buffer is answered in turn, and responses are
+/// queued in request order), and hands the connection over on an upgrade
+/// the application routes (the gateway's WebSocket).
 ///
 /// Timing: the handshake deadline covers each request from its first byte to
 /// its last body byte (a slow-loris peer cannot hold a connection by trickling
 /// a head); between requests the idle deadline applies.
 final class HTTPConnectionHandler: ConnectionHandler {
-    unowned let node: SingyeongNode
+    /// What the requests mean (the REST routes); the node owns it.
+    unowned let application: HTTPApplication
     let limits: HTTPParserLimits
+    let logger: Logger
     private var head = HTTPRequestHead()
     /// A request has started arriving (its deadline is running).
     private var requestInProgress = false
@@ -22,9 +27,10 @@ final class HTTPConnectionHandler: ConnectionHandler {
     /// Shutdown began while a response was awaited: send it, then close.
     private var closeAfterAwaited = false
 
-    init(node: SingyeongNode, limits: HTTPParserLimits) {
-        self.node = node
+    init(application: HTTPApplication, limits: HTTPParserLimits, logger: Logger) {
+        self.application = application
         self.limits = limits
+        self.logger = logger
     }
 
     var bytesNeededHint: Int? { waitingFor }
@@ -33,7 +39,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
         if awaitingResponse {
             // Keep pipelined bytes for later, within the limits of one request.
             if bytes.count > limits.maxHeadSize + limits.maxBodySize {
-                node.logger.info("closing: too much pipelined input while a response is pending", metadata: ["peer": "\(connection.peer.description)"])
+                logger.info("closing: too much pipelined input while a response is pending", metadata: ["peer": "\(connection.peer.description)"])
                 connection.abort(reason: "pipelined input over bound")
             }
             return 0
@@ -49,7 +55,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
             case .incomplete:
                 return offset
             case .failure(let error):
-                node.logger.info("bad HTTP request", metadata: [
+                logger.info("bad HTTP request", metadata: [
                     "peer": "\(connection.peer.description)", "status": "\(error.status)", "reason": "\(error.reason)",
                 ])
                 respondAndClose(connection, .errorDetail(error.status, "\(HTTPResponse.reasonPhrase(error.status)): \(error.reason)"))
@@ -80,15 +86,16 @@ final class HTTPConnectionHandler: ConnectionHandler {
 
     /// Routes one complete request. `buffer` starts at the request's head.
     private func handle(_ connection: Connection, request buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) {
-        let path = head.path
-        if RESTRoutes.isGatewayPath(buffer, path) {
-            upgrade(connection, buffer)
+        if let upgrade = application.upgrade(for: head, in: buffer) {
+            if let refusal = upgrade.takeOver(connection, request: head, in: buffer) {
+                respondAndClose(connection, refusal)
+            }
             return
         }
         let keepAlive = head.keepAlive
         let isHead = head.method == .head
         var cancel: (() -> Void)?
-        let immediate = RESTRoutes.respond(node: node, head: head, in: buffer, body: body, peer: connection.peer, later: { [weak self, weak connection] response in
+        let immediate = application.respond(to: head, in: buffer, body: body, peer: connection.peer, later: { [weak self, weak connection] response in
             guard let self, let connection else { return }
             self.awaitingResponse = false
             self.cancelAwaited = nil
@@ -112,20 +119,6 @@ final class HTTPConnectionHandler: ConnectionHandler {
         connection.send(response.encoded(keepAlive: keepAlive))
         if !keepAlive {
             connection.closeAfterFlush(reason: "HTTP request without keep-alive")
-        }
-    }
-
-    private func upgrade(_ connection: Connection, _ buffer: UnsafeRawBufferPointer) {
-        switch WebSocketHandshake.evaluate(head, in: buffer) {
-        case .reject(let response):
-            node.logger.debug("WebSocket upgrade refused", metadata: ["peer": "\(connection.peer.description)", "status": "\(response.status)"])
-            respondAndClose(connection, response)
-        case .accept(let key, let encoding):
-            let accept = WebSocketHandshake.acceptValue(key: UnsafeRawBufferPointer(rebasing: buffer[key]))
-            connection.send(WebSocketHandshake.switchingProtocols(acceptValue: accept))
-            let session = WebSocketConnectionHandler(node: node, encoding: encoding)
-            connection.handler = session
-            session.start(connection)
         }
     }
 
@@ -154,7 +147,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
             return
         }
         if requestInProgress {
-            node.logger.info("HTTP request timed out", metadata: ["peer": "\(connection.peer.description)"])
+            logger.info("HTTP request timed out", metadata: ["peer": "\(connection.peer.description)"])
             respondAndClose(connection, .errorDetail(408, "Request Timeout: the request was not received in time"))
         } else {
             connection.closeAfterFlush(reason: "keep-alive idle timeout")

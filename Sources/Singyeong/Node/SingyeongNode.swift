@@ -11,15 +11,15 @@ final class SingyeongNode {
     let loop: EventLoop
     let logger: Logger
     let listener: Listener
-    /// Pre-encoded pieces shared by every connection.
-    let frames: GatewayFrames
     /// Clients, routing, authentication.
     let gateway: Gateway
-    /// The 100 ms pause between an op 7/8 frame and the close (protocol.md §5.4).
-    let closeDelayDeadlines: DeadlineQueue
-    /// IDENTIFY_TIMEOUT after HELLO (issue 10: no deadline let a peer that
-    /// never identified hold its connection forever).
-    let identifyDeadlines: DeadlineQueue
+    /// `/gateway/websocket`: the upgrade, then one `GatewaySession` per socket.
+    let webSockets: WebSocketEndpoint
+    /// What every HTTP connection on the client port serves: each endpoint
+    /// gets the part of the node it needs (`RESTServiceConformances.swift`).
+    private(set) lazy var restRoutes = RESTRoutes(
+        clients: gateway, discovery: gateway, proxy: proxy, metricsText: self, readiness: self, auth: gateway.auth,
+        metrics: gateway.metrics, loop: loop, logger: logger, gatewaySocket: webSockets)
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
@@ -51,10 +51,12 @@ final class SingyeongNode {
         signal(SIGPIPE, SIG_IGN)
         SingyeongNode.raiseFileLimit(logger: logger)
         loop = EventLoop()
-        frames = GatewayFrames(heartbeatInterval: settings.heartbeatInterval)
         gateway = Gateway(loop: loop, logger: logger, settings: settings)
-        closeDelayDeadlines = DeadlineQueue(loop: loop, duration: 0.1)
-        identifyDeadlines = DeadlineQueue(loop: loop, duration: Double(settings.identifyTimeout) / 1000)
+        let webSocketLimits = WebSocketEndpoint.Limits(identifyMaxSize: settings.identifyMaxSize, maxFrameSize: settings.maxFrameSize,
+                                                       identifyTimeout: settings.identifyTimeout, idleTimeout: settings.idleTimeout)
+        webSockets = WebSocketEndpoint(loop: loop, logger: logger, limits: webSocketLimits) { [gateway] socket, connection, encoding in
+            GatewaySession(gateway: gateway, socket: socket, connection: connection, encoding: encoding)
+        }
         proxy = ProxyService(gateway: gateway, loop: loop, logger: logger, settings: settings)
 
         var tls: TLSContext?
@@ -75,7 +77,7 @@ final class SingyeongNode {
         var makeHandler: () -> ConnectionHandler = { fatalError("node not ready") }
         listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeHandler() }
         let httpLimits = HTTPParserLimits(maxHeadSize: 16 * 1024, maxHeaderCount: 100, maxBodySize: settings.maxBodySize)
-        makeHandler = { [unowned self] in HTTPConnectionHandler(node: self, limits: httpLimits) }
+        makeHandler = { [unowned self] in HTTPConnectionHandler(application: self.restRoutes, limits: httpLimits, logger: self.logger) }
         do {
             try listener.bind(host: settings.bind, port: settings.port)
         } catch {

@@ -1,9 +1,14 @@
 /// A WebSocket connection after the upgrade: decodes frames in place,
 /// answers pings, runs the close handshake, enforces the idle timeout and the
-/// message size limit, sends the gateway's HELLO on open, and hands every
-/// data message to the connection's `GatewaySession`.
+/// message size limit, and hands every data message to the connection's
+/// session (a `WebSocketMessageHandler`, made by the endpoint's factory; on
+/// open the session sends its greeting).
 final class WebSocketConnectionHandler: ConnectionHandler {
-    unowned let node: SingyeongNode
+    /// Limits, deadline queues, logger and session factory shared by every
+    /// connection; the node owns it.
+    unowned let endpoint: WebSocketEndpoint
+    /// Owns this handler.
+    unowned let connection: Connection
     let encoding: PayloadEncoding
     private var assembler: WebSocketMessageAssembler
     /// We sent a close frame; nothing else may follow it.
@@ -12,7 +17,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     private var closeDelayed = false
     /// The code the delayed close will carry (1000, or 1001 on shutdown).
     private var delayedCloseCode = WebSocketCloseCode.normal
-    private(set) var session: GatewaySession!
+    private(set) var session: WebSocketMessageHandler!
     /// IDENTIFY arrived and was accepted for processing: from then on the
     /// idle deadline runs and messages may reach MAX_FRAME_SIZE. Before, the
     /// IDENTIFY_TIMEOUT deadline (armed at HELLO, never re-armed by input)
@@ -25,24 +30,26 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// plain idle close (1000, no reason) rather than op 8.
     private var identifyDeadlineIsIdle = false
 
-    init(node: SingyeongNode, encoding: PayloadEncoding) {
-        self.node = node
+    init(endpoint: WebSocketEndpoint, connection: Connection, encoding: PayloadEncoding) {
+        self.endpoint = endpoint
+        self.connection = connection
         self.encoding = encoding
-        assembler = WebSocketMessageAssembler(maxMessageSize: node.settings.identifyMaxSize)
+        assembler = WebSocketMessageAssembler(maxMessageSize: endpoint.limits.identifyMaxSize)
     }
 
-    /// Called right after the 101 response is queued.
-    func start(_ connection: Connection) {
-        session = GatewaySession(gateway: node.gateway, socket: self, connection: connection, encoding: encoding)
+    /// Called right after the 101 response is queued and this handler put on
+    /// the connection.
+    func start() {
+        session = endpoint.makeSession(self, connection, encoding)
         // Whichever of IDENTIFY_TIMEOUT and IDLE_TIMEOUT is shorter, counted
         // from HELLO and not re-armed by anything until IDENTIFY.
-        if node.settings.identifyTimeout <= node.settings.idleTimeout {
-            connection.armDeadline(in: node.identifyDeadlines)
+        if endpoint.limits.identifyTimeout <= endpoint.limits.idleTimeout {
+            connection.armDeadline(in: endpoint.identifyDeadlines)
         } else {
             identifyDeadlineIsIdle = true
             connection.startIdleDeadline()
         }
-        connection.send(node.frames.hello(encoding: encoding, timestamp: node.loop.nowMilliseconds))
+        session.opened()
     }
 
     /// The session accepted an IDENTIFY: switch to the idle deadline and the
@@ -51,7 +58,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         guard !hasIdentified else { return }
         hasIdentified = true
         raiseMessageLimit = true
-        if !closeDelayed { session.connection.startIdleDeadline() }
+        if !closeDelayed { connection.startIdleDeadline() }
     }
 
     /// protocol.md §5.4: after op 8 / op 7 the socket closes ~100 ms later
@@ -60,7 +67,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         guard !closeDelayed, !closeSent else { return }
         closeDelayed = true
         delayedCloseCode = code
-        session.connection.armDeadline(in: node.closeDelayDeadlines)
+        connection.armDeadline(in: endpoint.closeDelayDeadlines)
     }
 
     var bytesNeededHint: Int? { assembler.bytesNeededHint }
@@ -73,7 +80,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
             }
             if raiseMessageLimit {
                 raiseMessageLimit = false
-                assembler.maxMessageSize = max(assembler.maxMessageSize, node.settings.maxFrameSize)
+                assembler.maxMessageSize = max(assembler.maxMessageSize, endpoint.limits.maxFrameSize)
             }
             // Whole frames count as traffic (§5.3); bytes of a partial one do not.
             if hasIdentified && !closeDelayed && assembler.framesReceived != framesBefore {
@@ -81,7 +88,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
             }
             return consumed
         } catch {
-            node.logger.info("WebSocket protocol error; closing", metadata: [
+            endpoint.logger.info("WebSocket protocol error; closing", metadata: [
                 "peer": "\(connection.peer.description)", "code": "\(error.closeCode.rawValue)", "reason": "\(error.reason)",
             ])
             close(connection, code: error.closeCode, reason: "\(error.reason)")
@@ -115,14 +122,13 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         connection.closeAfterFlush(reason: "WebSocket close \(code.rawValue)")
     }
 
-    /// SIGTERM: an identified client gets GOODBYE (op 7, so it reconnects,
-    /// elsewhere if it can) and the close 100 ms later carries 1001; a
-    /// connection that has not identified is closed with 1001 at once.
+    /// SIGTERM: the session says goodbye if it can (the gateway: GOODBYE,
+    /// op 7, to an identified client, so it reconnects, elsewhere if it can;
+    /// the close 100 ms later carries 1001); otherwise the connection is
+    /// closed with 1001 at once.
     func connectionShouldShutDown(_ connection: Connection) {
         if closeDelayed || closeSent { return }
-        if session.isIdentified && !session.isClosing {
-            session.goodbye(reason: "server shutting down", closeCode: .goingAway)
-        } else {
+        if !session.serverShuttingDown() {
             close(connection, code: .goingAway, reason: "server shutting down")
         }
     }
@@ -132,14 +138,14 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// (§5.4: every protocol-level close is 1000).
     func connectionDeadlineExpired(_ connection: Connection) {
         if !closeDelayed && !hasIdentified && !identifyDeadlineIsIdle {
-            node.logger.info("WebSocket did not identify in time; closing", metadata: [
-                "peer": "\(connection.peer.description)", "identify_timeout_ms": "\(node.settings.identifyTimeout)",
+            endpoint.logger.info("WebSocket did not identify in time; closing", metadata: [
+                "peer": "\(connection.peer.description)", "identify_timeout_ms": "\(endpoint.limits.identifyTimeout)",
             ])
-            session.fatal("identify took too long")
+            session.identifyTimedOut()
             return
         }
         if !closeDelayed {
-            node.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
+            endpoint.logger.debug("WebSocket idle timeout", metadata: ["peer": "\(connection.peer.description)"])
         }
         close(connection, code: closeDelayed ? delayedCloseCode : .normal, reason: "")
     }
