@@ -11,10 +11,10 @@ extension Cluster {
         let link: ObjectIdentifier
         let nodeID: String
         let logger: Logger
-        var response: HTTPResponse?
-        let completion: (HTTPResponse) -> Void
+        var response: ForwardedProxyOutcome?
+        let completion: (ForwardedProxyOutcome) -> Void
 
-        init(link: ObjectIdentifier, nodeID: String, logger: Logger, completion: @escaping (HTTPResponse) -> Void) {
+        init(link: ObjectIdentifier, nodeID: String, logger: Logger, completion: @escaping (ForwardedProxyOutcome) -> Void) {
             self.link = link
             self.nodeID = nodeID
             self.logger = logger
@@ -24,13 +24,13 @@ extension Cluster {
         override func ended(_ ending: PeerRequestTable.Ending) {
             switch ending {
             case .answered:
-                completion(response ?? ProxyRequest.error("node \(nodeID) holding the client sent no answer", status: 502))
+                completion(response ?? .failed(reason: "node \(nodeID) holding the client sent no answer", status: 502))
             case .deadline:
                 logger.warning("proxied request: peer did not answer in time", metadata: ["node": "\(LogText.escape(nodeID))"])
-                completion(ProxyRequest.error("node \(nodeID) holding the client did not answer in time", status: 504))
+                completion(.failed(reason: "node \(nodeID) holding the client did not answer in time", status: 504))
             case .linkLost(let reason):
                 logger.warning("proxied request lost with its peer link", metadata: ["node": "\(LogText.escape(nodeID))", "reason": "\(reason)"])
-                completion(ProxyRequest.error("node \(nodeID) holding the client went away (\(reason))", status: 502))
+                completion(.failed(reason: "node \(nodeID) holding the client went away (\(reason))", status: 502))
             }
         }
     }
@@ -63,18 +63,23 @@ extension Cluster {
     /// hang.
     /// Returns the request id to cancel it with (nil when it failed at once).
     @discardableResult
-    func forwardProxy(_ request: ProxyRequest, handle: UInt64, callerIP: String, to link: PeerLink,
-                      completion: @escaping (HTTPResponse) -> Void) -> UInt64? {
+    func forwardProxy(_ request: ForwardedProxyRequest, handle: UInt64, callerIP: String, to node: RemoteNode,
+                      completion: @escaping (ForwardedProxyOutcome) -> Void) -> UInt64? {
+        // Every RemoteNode is a PeerLink: candidates come from this cluster.
+        guard let link = node as? PeerLink else {
+            completion(.failed(reason: "no matches", status: 400))
+            return nil
+        }
         let nodeID = link.peerNodeID ?? "?"
         // The candidate may come from a link that closed after answering.
         guard link.isUp else {
-            completion(ProxyRequest.error("node \(nodeID) holding the client went away", status: 502))
+            completion(.failed(reason: "node \(nodeID) holding the client went away", status: 502))
             return nil
         }
         let linkID = ObjectIdentifier(link)
         guard requests.count(of: PendingProxy.self, waitingFor: linkID) < maxProxiesPerLink else {
             logger.warning("proxied requests to a peer at their bound; refusing", metadata: ["node": "\(LogText.escape(nodeID))", "bound": "\(maxProxiesPerLink)"])
-            completion(ProxyRequest.error("too many proxied requests in flight to node \(nodeID)", status: 503))
+            completion(.failed(reason: "too many proxied requests in flight to node \(nodeID)", status: 503))
             return nil
         }
         let id = requests.makeID()
@@ -91,7 +96,7 @@ extension Cluster {
         // The peer would fail the whole link over an oversized frame (its
         // limit is ours when, as documented, nodes share their size settings).
         guard body.count <= maxFrameBody else {
-            completion(ProxyRequest.error("request too large to forward to node \(nodeID)", status: 413))
+            completion(.failed(reason: "request too large to forward to node \(nodeID)", status: 413))
             return nil
         }
         let pending = PendingProxy(link: linkID, nodeID: nodeID, logger: logger, completion: completion)
@@ -122,7 +127,7 @@ extension Cluster {
             if body.count > link.cluster.maxFrameBody {
                 // Cannot happen with shared limits (the body is bounded by
                 // PROXY_MAX_RESPONSE_SIZE); never let it break the link.
-                body = Cluster.proxyResultBody(ProxyRequest.error("response too large to relay between nodes", status: 502))
+                body = Cluster.proxyResultBody(HTTPResponse.errorList("response too large to relay between nodes", status: 502))
             }
             link.send(.proxyResult, requestID: requestID, body: body)
         }
@@ -134,19 +139,20 @@ extension Cluster {
               let hd = tape.member(of: root, named: "hd")
         else {
             logger.warning("malformed proxy frame from peer", metadata: ["node": "\(LogText.escape(link.peerNodeID ?? "?"))"])
-            reply(ProxyRequest.error("malformed proxied request between nodes", status: 502))
+            reply(HTTPResponse.errorList("malformed proxied request between nodes", status: 502))
             return
         }
         let hasBody = tape.member(of: root, named: "b").flatMap { tape.bool($0) } ?? false
-        guard let record = gateway.store.record(handle: UInt64(bitPattern: h)), let proxy else {
+        guard let record = store.record(handle: UInt64(bitPattern: h)), let proxyRunner else {
             // The chosen client left between the choice and now.
-            reply(ProxyRequest.error("no matches"))
+            reply(HTTPResponse.errorList("no matches"))
             return
         }
         // Completions never run inside execute, so the transfer is recorded
         // before its reply can remove it.
-        if let transfer = proxy.execute(tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
-                                        body: hasBody ? Array(tail) : nil, on: record, callerIP: tape.string(x), completion: reply) {
+        let request = ForwardedProxyRequest(method: tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
+                                            body: hasBody ? Array(tail) : nil)
+        if let transfer = proxyRunner.run(request, on: record, callerIP: tape.string(x), completion: reply) {
             servedProxies[served] = transfer
         }
     }
@@ -167,10 +173,10 @@ extension Cluster {
         if let root = tape.rootObject,
            let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
            let hd = tape.member(of: root, named: "hd") {
-            // Filtered again: the peer is trusted, but the framing is ours.
-            pending.response = ProxyResponse.relay(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail))
+            // Filtered again where it is relayed: the peer is trusted, but the framing is ours.
+            pending.response = .relayed(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail))
         } else {
-            pending.response = ProxyRequest.error("malformed proxied response from node \(pending.nodeID)", status: 502)
+            pending.response = .failed(reason: "malformed proxied response from node \(pending.nodeID)", status: 502)
         }
         requests.endIfComplete(pending)
     }
@@ -228,7 +234,7 @@ extension Cluster {
         if let root = tape.rootObject, let t = tape.member(of: root, named: "t"), tape.kind(t) == .array {
             for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
         }
-        let applications = tags.isEmpty ? [] : gateway.store.applications(withTags: tags)
+        let applications = tags.isEmpty ? [] : store.applications(withTags: tags)
         link.send(.tagsResult, requestID: requestID, body: Cluster.stringList("a", applications))
     }
 

@@ -16,7 +16,12 @@ final class Cluster {
     let cookie: String
     let advertise: String
     let logger: Logger
-    unowned let gateway: Gateway
+    /// This node's clients and their routing (Routing types shared with the gateway).
+    let store: ClientStore
+    let router: Router
+    let queryCache: QueryCache
+    /// Delivery to this node's own clients (the gateway).
+    unowned let local: LocalDelivery
     let loop: EventLoop
     let listener: Listener
     let registry: RedisRegistry
@@ -40,11 +45,11 @@ final class Cluster {
     let requests = PeerRequestTable()
     let proxyDeadlines: DeadlineQueue
     /// Upstream requests this node runs for peers (cancelled with their link).
-    var servedProxies: [ServedProxyKey: UpstreamTransfer] = [:]
+    var servedProxies: [ServedProxyKey: ProxyTransfer] = [:]
     /// Most proxied requests waiting on one peer (see init).
     let maxProxiesPerLink: Int
     /// Runs proxied requests that peers send here.
-    weak var proxy: ProxyService?
+    weak var proxyRunner: LocalProxyRunner?
     private var scratch: [UInt8] = []
     /// Failed handshakes' log lines, rate-limited per source.
     private var handshakeFailures = HandshakeFailureLog()
@@ -58,12 +63,16 @@ final class Cluster {
 
     /// `tls`: the node's server context; when set, peer links use TLS too
     /// (the same certificate on the cluster port, TLS when dialing).
-    init(settings: Settings, loop: EventLoop, logger: Logger, gateway: Gateway, tls: TLSContext?) throws {
+    init(settings: Settings, loop: EventLoop, logger: Logger, store: ClientStore, router: Router, queryCache: QueryCache,
+         local: LocalDelivery, tls: TLSContext?) throws {
         guard let cookie = settings.cookie else { throw StartupError(description: "COOKIE must be set when CLUSTERING=true") }
         self.cookie = cookie
         self.loop = loop
         self.logger = logger
-        self.gateway = gateway
+        self.store = store
+        self.router = router
+        self.queryCache = queryCache
+        self.local = local
         tickSeconds = Double(settings.clusterTick) / 1000
         loadBalance = settings.loadBalance
         // A message, a proxied request body or a proxied response, plus envelope.
@@ -119,7 +128,7 @@ final class Cluster {
             }
         }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
-        gateway.store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
+        store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
     }
 
     /// Starts registering, dialing and pinging.
@@ -234,7 +243,7 @@ final class Cluster {
         // Our applications, before anything else on this link, so the peer
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
-        let known = Set(gateway.store.applications.keys).union(announcing.keys)
+        let known = Set(store.applications.keys).union(announcing.keys)
         link.send(.applications, body: applicationsBody(full: true, add: Array(known), remove: []))
     }
 
@@ -267,7 +276,7 @@ final class Cluster {
     /// Whether identifying the first client of `application` has to wait
     /// for peers to learn of it (some peer could otherwise skip us).
     func mustAnnounce(_ application: String) -> Bool {
-        gateway.store.application(application) == nil && links.values.contains { $0.isUp }
+        store.application(application) == nil && links.values.contains { $0.isUp }
     }
 
     /// Announces a new application to every peer and calls `completion` once
@@ -300,7 +309,7 @@ final class Cluster {
     /// left, or lost a race): withdraw it if nothing here uses it now, so
     /// peers stop asking and their sets do not grow with stray ids.
     func withdrawIfUnused(_ application: String) {
-        guard gateway.store.application(application) == nil, announcing[application] == nil else { return }
+        guard store.application(application) == nil, announcing[application] == nil else { return }
         announceApplications(add: [], remove: [application])
     }
 
@@ -361,7 +370,7 @@ final class Cluster {
         }
         var w = FrameWriter(encoding: .msgpack)
         w.beginObject(count: 1)
-        w.key("n"); w.int(Int64(gateway.store.count))
+        w.key("n"); w.int(Int64(store.count))
         w.endObject()
         let body = w.bytes
         for link in links.values { link.sendPing(body: body) }
@@ -378,13 +387,13 @@ final class Cluster {
             // A peer's word, bounded so the arithmetic cannot overflow.
             counts.append(min(max(n, 0), 100_000_000))
         }
-        let excess = LoadBalancer.excess(local: gateway.store.count, peers: counts)
+        let excess = LoadBalancer.excess(local: store.count, peers: counts)
         guard excess > 0 else { return }
         var newest: [ClientRecord] = []
-        gateway.store.forEachClient { newest.append($0) }
+        store.forEachClient { newest.append($0) }
         newest.sort { $0.handle > $1.handle }
-        logger.info("load balancing: sending GOODBYE", metadata: ["clients": "\(excess)", "local": "\(gateway.store.count)", "peers": "\(counts)"])
-        for record in newest.prefix(excess) { record.session?.goodbye() }
+        logger.info("load balancing: sending GOODBYE", metadata: ["clients": "\(excess)", "local": "\(store.count)", "peers": "\(counts)"])
+        for record in newest.prefix(excess) { record.session?.goodbyeForLoadBalancing() }
     }
 
     // MARK: Scatter / gather (query.md §10, cluster.md §4)
@@ -448,8 +457,8 @@ final class Cluster {
             link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
             return
         }
-        let matches = gateway.router.collectLocalCandidates(query, ignoringOps: false)
-        let fallback = withFallback && matches.isEmpty ? gateway.router.collectLocalCandidates(query, ignoringOps: true) : []
+        let matches = router.collectLocalCandidates(query, ignoringOps: false)
+        let fallback = withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
         var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
         w.beginObject(count: 2)
         w.key("m"); writeCandidates(matches, descriptors: descriptors, into: &w)
@@ -504,14 +513,16 @@ final class Cluster {
             let selector = tape.kind(parts[3]) == .null ? nil : tape.value(parts[3])
             let descriptor = tape.kind(parts[4]) == .object ? Array(UnsafeRawBufferPointer(rebasing: body[tape.span(parts[4])])) : nil
             out.append(Candidate(applicationID: tape.string(parts[1]), clientID: tape.string(parts[2]), selectorValue: selector,
-                                 record: nil, link: link, handle: UInt64(bitPattern: handle), descriptor: descriptor))
+                                 record: nil, node: link, handle: UInt64(bitPattern: handle), descriptor: descriptor))
         }
     }
 
     // MARK: Delivery across nodes
 
     /// One `deliver` carrying all of a peer's recipients of a message.
-    func deliver(_ message: RoutedMessage, to link: PeerLink, handles: [UInt64]) {
+    func deliver(_ message: RoutedMessage, to node: RemoteNode, handles: [UInt64]) {
+        // Every RemoteNode is a PeerLink: candidates come from this cluster.
+        guard let link = node as? PeerLink else { return }
         // One frame per chunk of recipients, so even a huge fan-out stays
         // under the peer's frame-body limit (payload ≤ MAX_FRAME_SIZE, plus
         // 9 bytes per handle within the 1 MiB allowance).
@@ -559,7 +570,7 @@ final class Cluster {
         let nonce = tape.member(of: root, named: "nonce")
         var recipients: [ClientRecord] = []
         for element in tape.elements(of: to) {
-            if let h = tape.int64(element), let record = gateway.store.record(handle: UInt64(bitPattern: h)) {
+            if let h = tape.int64(element), let record = store.record(handle: UInt64(bitPattern: h)) {
                 recipients.append(record)
             }
         }
@@ -588,9 +599,9 @@ final class Cluster {
             let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
                 let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
                 if sameEncoding {
-                    self.gateway.deliverLocally(message, to: recipients)
+                    self.local.deliverLocally(message, to: recipients)
                 } else {
-                    OwnedRoutedMessage(copying: message).withMessage { self.gateway.deliverLocally($0, to: recipients) }
+                    OwnedRoutedMessage(copying: message).withMessage { self.local.deliverLocally($0, to: recipients) }
                 }
             }
             if let nonce { piece(nonce, deliver) } else { deliver(nil) }
@@ -612,7 +623,7 @@ final class Cluster {
     /// The only peer that may hold candidates for `query`, when exactly one
     /// may (then resolving there alone gives the same answer as gathering:
     /// the union of candidates is that peer's set).
-    func onlyPeer(for query: Query) -> PeerLink? {
+    func onlyPeer(for query: Query) -> RemoteNode? {
         var only: PeerLink?
         for link in links.values where link.isUp && link.mayHaveClients(of: query.application) {
             if only != nil { return nil }
@@ -624,8 +635,10 @@ final class Cluster {
     /// Sends query and message to `link` in one frame; `completion` gets the
     /// number of clients the peer delivered to (0 after the deadline or if
     /// the link drops: the peer then counts as having no match).
-    func forward(_ message: RoutedMessage, query encodedQuery: UnsafeRawBufferPointer, all: Bool, to link: PeerLink,
+    func forward(_ message: RoutedMessage, query encodedQuery: UnsafeRawBufferPointer, all: Bool, to node: RemoteNode,
                  completion: @escaping (Int) -> Void) {
+        // Every RemoteNode is a PeerLink: it came from `onlyPeer`.
+        guard let link = node as? PeerLink else { return completion(0) }
         let id = requests.makeID()
         var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + message.payload.count + (message.nonce?.count ?? 0) + 48)
         w.beginObject(count: message.nonce == nil ? 5 : 6)
@@ -668,7 +681,7 @@ final class Cluster {
         let all = tape.member(of: root, named: "all").flatMap { tape.bool($0) } ?? false
         let event: StaticString = tape.isString(t, equalTo: "BROADCAST") ? "BROADCAST" : "SEND"
         guard case .success(let query) = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body) else { return }
-        gateway.router.resolve(query, purpose: all ? .all : .one) { candidates in
+        router.resolve(query, purpose: all ? .all : .one) { candidates in
             let recipients = candidates.compactMap { $0.record }
             guard !recipients.isEmpty else { return }
             delivered = recipients.count
@@ -685,7 +698,7 @@ final class Cluster {
             // The cache is keyed by the query text; only a miss copies it
             // into a padded buffer (simdjson reads past its input).
             return tape.withStringBytes(qNode) { text in
-                gateway.queryCache.query(for: text, tag: 0) {
+                queryCache.query(for: text, tag: 0) {
                     var padded = Array(text)
                     let count = padded.count
                     padded.append(contentsOf: repeatElement(0, count: 64))
@@ -700,7 +713,7 @@ final class Cluster {
             }
         }
         let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
-        return gateway.queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
+        return queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
     }
 
     // MARK: Client events across nodes (protocol.md §8.10–8.11)
@@ -721,9 +734,9 @@ final class Cluster {
               let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
               let app = tape.member(of: root, named: "app"), tape.kind(app) == .string else { return }
         if tape.isString(t, equalTo: "CLIENT_CONNECTED") {
-            gateway.announceLocally(event: "CLIENT_CONNECTED", application: tape.string(app))
+            local.announceLocally(event: "CLIENT_CONNECTED", application: tape.string(app))
         } else if tape.isString(t, equalTo: "CLIENT_DISCONNECTED") {
-            gateway.announceLocally(event: "CLIENT_DISCONNECTED", application: tape.string(app))
+            local.announceLocally(event: "CLIENT_DISCONNECTED", application: tape.string(app))
         }
     }
 }

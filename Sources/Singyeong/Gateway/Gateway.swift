@@ -28,7 +28,8 @@ final class Gateway {
     /// or only WebSocket pings).
     let heartbeatDeadlines: DeadlineQueue
     /// Set when clustering: client events also go to every peer.
-    weak var cluster: Cluster?
+    /// The other nodes; set when clustering.
+    weak var peers: PeerNetwork?
     /// Decoding state reused by every frame.
     var tape = DocumentTape()
     /// MAX_FRAME_VALUES: the most tape nodes one client frame may decode to.
@@ -83,7 +84,7 @@ final class Gateway {
     /// and, through every peer, to the cluster's (cluster.md §4.4).
     private func announce(event: StaticString, application: String) {
         announceLocally(event: event, application: application)
-        cluster?.broadcastEvent(event, application: application)
+        peers?.broadcastEvent(event, application: application)
     }
 
     /// The event with `{"app": id}` to this node's subscribers, one frame per
@@ -152,16 +153,16 @@ final class Gateway {
     /// with one `deliver` carrying all of its recipients (cluster.md §4.3).
     func deliver(_ message: RoutedMessage, to candidates: ArraySlice<Candidate>) {
         var local: [ClientRecord] = []
-        var remote: [ObjectIdentifier: (PeerLink, [UInt64])] = [:]
+        var remote: [ObjectIdentifier: (RemoteNode, [UInt64])] = [:]
         for candidate in candidates {
             if let record = candidate.record {
                 local.append(record)
-            } else if let link = candidate.link {
-                remote[ObjectIdentifier(link), default: (link, [])].1.append(candidate.handle)
+            } else if let node = candidate.node {
+                remote[ObjectIdentifier(node), default: (node, [])].1.append(candidate.handle)
             }
         }
         if !local.isEmpty { deliverLocally(message, to: local) }
-        for (link, handles) in remote.values { cluster?.deliver(message, to: link, handles: handles) }
+        for (node, handles) in remote.values { peers?.deliver(message, to: node, handles: handles) }
     }
 
     // MARK: Metadata batching (protocol.md §7.4)

@@ -285,7 +285,7 @@ final class GatewaySession: WebSocketMessageHandler {
         if let existing = gateway.store.find(application: applicationID, client: clientID) {
             let reconnect = tape.member(of: d, named: "reconnect").flatMap { tape.bool($0) } ?? false
             if reconnect && !restricted, let old = existing.session {
-                old.fatal("replaced by a newer connection")
+                old.replacedByNewerConnection()
             } else if reconnect && !restricted {
                 gateway.deregister(existing)
             } else {
@@ -344,12 +344,12 @@ final class GatewaySession: WebSocketMessageHandler {
         self.record = record
         socket.identifyAccepted()
         gateway.heartbeatDeadlines.arm(heartbeatDeadline)
-        if let cluster = gateway.cluster, cluster.mustAnnounce(applicationID) {
+        if let peers = gateway.peers, peers.mustAnnounce(applicationID) {
             // First client of this application on the node: peers learn of
             // it before READY (see Cluster.announceNewApplication); frames
             // the client sends meanwhile wait their turn.
             awaitingAnnouncement = true
-            cluster.announceNewApplication(applicationID) { [weak self] in self?.finishIdentify(record) }
+            peers.announceNewApplication(applicationID) { [weak self] in self?.finishIdentify(record) }
         } else {
             finishIdentify(record)
         }
@@ -361,13 +361,13 @@ final class GatewaySession: WebSocketMessageHandler {
         let wasWaiting = awaitingAnnouncement
         awaitingAnnouncement = false
         guard !isClosing, !cleanedUp else {
-            if wasWaiting { gateway.cluster?.withdrawIfUnused(record.applicationID) }
+            if wasWaiting { gateway.peers?.withdrawIfUnused(record.applicationID) }
             return
         }
         if wasWaiting, gateway.store.find(application: record.applicationID, client: record.clientID) != nil {
             // Another connection registered the same ids while we waited.
             fatal("\(record.clientID): already registered for app \(record.applicationID)")
-            gateway.cluster?.withdrawIfUnused(record.applicationID)
+            gateway.peers?.withdrawIfUnused(record.applicationID)
             return
         }
         var w = FrameWriter(encoding: encoding)
@@ -576,7 +576,7 @@ final class GatewaySession: WebSocketMessageHandler {
         let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
         let copyFrame = { OwnedRoutedMessage(event: event, encoding: self.encoding, source: m.source,
                                              nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode)) }
-        if let cluster = gateway.cluster, let only = cluster.onlyPeer(for: query), !router.hasLocalCandidates(query) {
+        if let peers = gateway.peers, let only = peers.onlyPeer(for: query), !router.hasLocalCandidates(query) {
             // Every candidate is on one peer: it resolves and delivers in one
             // step (same choice as gathering, since its set is the union).
             let message = RoutedMessage(event: event, encoding: encoding,
@@ -585,7 +585,7 @@ final class GatewaySession: WebSocketMessageHandler {
             // The frame is kept only for a possible no_route echo.
             let echo = query.droppable ? nil : copyFrame()
             let metrics = gateway.metrics
-            cluster.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
+            peers.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
                 if delivered == 0 { metrics.count(counted, query.droppable ? .dropped : .noRoute) }
                 if delivered == 0, let echo { self?.noRoute(echo) }
             }

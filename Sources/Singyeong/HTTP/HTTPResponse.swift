@@ -17,6 +17,12 @@ struct HTTPResponse {
     }
 
     /// A JSON response (`application/json; charset=utf-8`, rest.md).
+    /// `{"errors":["<text>"]}`: how the proxy endpoint and the nodes that
+    /// relay for it report a failure (rest.md §4.2).
+    static func errorList(_ text: String, status: Int = 400) -> HTTPResponse {
+        .json(status, "{\"errors\":[\(JSONText.quoted(text))]}")
+    }
+
     static func json(_ status: Int, _ body: String) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("content-type", "application/json; charset=utf-8")], body: Array(body.utf8))
     }

@@ -25,8 +25,8 @@ extension Gateway: ClientQueryService {
 extension Gateway: ApplicationDiscoveryService {
     func discoverApplications(withTags tags: [String], completion: @escaping (Set<String>) -> Void) {
         let local = Set(store.applications(withTags: tags))
-        guard let cluster else { return completion(local) }
-        cluster.gatherTags(tags, local: local, completion: completion)
+        guard let peers else { return completion(local) }
+        peers.gatherTags(tags, local: local, completion: completion)
     }
 }
 
@@ -35,7 +35,7 @@ extension Gateway: ApplicationDiscoveryService {
 extension ProxyService: ProxyExchangeService {
     func startExchange(_ fields: ValueObject, callerIP: String,
                        completion: @escaping (HTTPResponse) -> Void) -> Result<RESTCancellable, HTTPResponse> {
-        switch ProxyRequest.validate(fields, cache: gateway.queryCache) {
+        switch ProxyRequest.validate(fields, cache: queryCache) {
         case .success(let request): return .success(handle(request, callerIP: callerIP, completion: completion))
         case .failure(let response): return .failure(response)
         }

@@ -57,7 +57,7 @@ final class SingyeongNode {
         webSockets = WebSocketEndpoint(loop: loop, logger: logger, limits: webSocketLimits) { [gateway] socket, connection, encoding in
             GatewaySession(gateway: gateway, socket: socket, connection: connection, encoding: encoding)
         }
-        proxy = ProxyService(gateway: gateway, loop: loop, logger: logger, settings: settings)
+        proxy = ProxyService(router: gateway.router, queryCache: gateway.queryCache, loop: loop, logger: logger, settings: settings)
 
         var tls: TLSContext?
         if let certificate = settings.tlsCertificate, let key = settings.tlsKey {
@@ -84,11 +84,12 @@ final class SingyeongNode {
             throw StartupError(description: error.description)
         }
         if settings.clustering {
-            let cluster = try Cluster(settings: settings, loop: loop, logger: logger, gateway: gateway, tls: tls)
-            gateway.cluster = cluster
-            gateway.router.cluster = cluster
-            cluster.proxy = proxy
-            proxy.cluster = cluster
+            let cluster = try Cluster(settings: settings, loop: loop, logger: logger, store: gateway.store, router: gateway.router,
+                                      queryCache: gateway.queryCache, local: gateway, tls: tls)
+            gateway.peers = cluster
+            gateway.router.peers = cluster
+            cluster.proxyRunner = proxy
+            proxy.forwarding = cluster
             self.cluster = cluster
         }
         // The bound ports (PORT=0 picks one): a proxied request must not loop back into them.

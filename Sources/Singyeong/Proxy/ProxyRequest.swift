@@ -105,7 +105,7 @@ struct ProxyRequest {
 
     /// 400 `{"errors":["<text>"]}` (rest.md §4.2).
     static func error(_ text: String, status: Int = 400) -> HTTPResponse {
-        .json(status, "{\"errors\":[\(JSONText.quoted(text))]}")
+        .errorList(text, status: status)
     }
 
     private static func quoted(_ s: String) -> String { "\"\(s)\"" }

@@ -6,14 +6,18 @@ import Logging
 /// request on the node that holds that client — here through the
 /// `UpstreamClient`, or on a peer through the link, whose answer is relayed.
 final class ProxyService {
-    unowned let gateway: Gateway
+    /// Chooses the target (the gateway's router: the same choice as SEND).
+    let router: Router
+    /// Compiled targets, shared with the gateway (request validation).
+    let queryCache: QueryCache
     let upstream: UpstreamClient
     let logger: Logger
-    /// Set when clustering.
-    weak var cluster: Cluster?
+    /// The nodes holding remote targets; set when clustering.
+    weak var forwarding: ProxyForwarding?
 
-    init(gateway: Gateway, loop: EventLoop, logger: Logger, settings: Settings) {
-        self.gateway = gateway
+    init(router: Router, queryCache: QueryCache, loop: EventLoop, logger: Logger, settings: Settings) {
+        self.router = router
+        self.queryCache = queryCache
         self.logger = logger
         upstream = UpstreamClient(loop: loop, logger: logger, totalTimeoutMilliseconds: settings.proxyTimeout,
                                   maxResponseBodyBytes: settings.proxyMaxResponseSize,
@@ -35,7 +39,7 @@ final class ProxyService {
     @discardableResult
     func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) -> ProxyExchange {
         let exchange = ProxyExchange()
-        let router = gateway.router
+        let router = self.router
         let askPeers = router.mustAskPeers(request.query)
         request.encodedQuery.withUnsafeBytes { encoded in
             router.resolve(request.query, encoded: askPeers ? encoded : nil, purpose: .one) { [weak self] candidates in
@@ -47,10 +51,17 @@ final class ProxyService {
                 if let record = chosen.record {
                     exchange.transfer = self.execute(request.method, route: request.route, headers: request.headers,
                                                      body: request.body, on: record, callerIP: callerIP, completion: completion)
-                } else if let link = chosen.link, let cluster = self.cluster {
-                    if let id = cluster.forwardProxy(request, handle: chosen.handle, callerIP: callerIP, to: link, completion: completion) {
-                        exchange.onCancel = { [weak cluster] in cluster?.cancelForwardedProxy(id) }
+                } else if let node = chosen.node, let forwarding = self.forwarding {
+                    let forwarded = ForwardedProxyRequest(method: request.method, route: request.route, headers: request.headers, body: request.body)
+                    let id = forwarding.forwardProxy(forwarded, handle: chosen.handle, callerIP: callerIP, to: node) { outcome in
+                        switch outcome {
+                        case .relayed(let status, let headers, let body):
+                            completion(ProxyResponse.relay(status: status, headers: headers, body: body))
+                        case .failed(let reason, let status):
+                            completion(ProxyRequest.error(reason, status: status))
+                        }
                     }
+                    if let id { exchange.onCancel = { [weak forwarding] in forwarding?.cancelForwardedProxy(id) } }
                 } else {
                     completion(ProxyRequest.error("no matches"))
                 }

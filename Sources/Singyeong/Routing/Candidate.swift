@@ -1,5 +1,5 @@
 /// A client that matched a query, wherever it lives: on this node (`record`)
-/// or on a peer (`link` + `handle`, with the selector value and, for
+/// or on a peer (`node` + `handle`, with the selector value and, for
 /// listings, the descriptor the peer sent back).
 struct Candidate {
     let applicationID: String
@@ -8,8 +8,8 @@ struct Candidate {
     var selectorValue: Value?
     /// The record when the client is on this node.
     let record: ClientRecord?
-    /// The link to the node holding the client, when remote.
-    var link: PeerLink? = nil
+    /// The node holding the client, when remote.
+    var node: RemoteNode? = nil
     /// The client's handle on its node, when remote.
     var handle: UInt64 = 0
     /// The client's descriptor (rest.md §3.2) as MessagePack, when remote and listed.

@@ -13,8 +13,8 @@
 /// nothing per client; matches go into a reused scratch array.
 final class Router {
     let store: ClientStore
-    /// Set when clustering.
-    weak var cluster: Cluster?
+    /// The peers to ask; set when clustering.
+    weak var peers: PeerCandidates?
     /// Samples query evaluation time.
     let metrics: Metrics
     /// Drawn from for every SEND, so exempt from dynamic exclusivity
@@ -36,8 +36,7 @@ final class Router {
     /// Whether resolving `query` has to wait for peers: some visible peer
     /// may have clients of its application.
     func mustAskPeers(_ query: Query) -> Bool {
-        guard let cluster else { return false }
-        return cluster.links.values.contains { $0.isUp && $0.mayHaveClients(of: query.application) }
+        peers?.mayHaveCandidates(ofApplication: query.application) ?? false
     }
 
     /// Resolves `query` for `purpose`. `encoded` is the query as the client
@@ -59,12 +58,12 @@ final class Router {
         if query.optional && scratch.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)
         }
-        guard let cluster, mustAskPeers(query), let encoded else {
+        guard let peers, peers.mayHaveCandidates(ofApplication: query.application), let encoded else {
             choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
             return
         }
         var matches = scratch
-        cluster.scatter(encodedQuery: encoded, encoding: encoding, application: query.application, descriptors: purpose == .list,
+        peers.scatter(encodedQuery: encoded, encoding: encoding, application: query.application, descriptors: purpose == .list,
                         withFallback: query.optional) { [weak self] remoteMatches, remoteFallback in
             guard let self else { return }
             matches.append(contentsOf: remoteMatches)

@@ -32,7 +32,7 @@ final class ClientRecord {
     /// by the metadata budget like the stored state.
     var projectedMetadata: ClientMetadata?
     /// Where messages for this client go; nil once the connection is gone.
-    weak var session: GatewaySession?
+    weak var session: ClientSession?
     /// Position in the application's client array (swap-remove bookkeeping).
     var storeIndex = -1
     /// Position in the store's subscriber array, or -1.
@@ -43,7 +43,7 @@ final class ClientRecord {
     var isQueuedForFlush = false
 
     init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: PayloadEncoding,
-         receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: GatewaySession?) {
+         receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: ClientSession?) {
         self.applicationID = applicationID
         self.clientID = clientID
         self.handle = handle

@@ -1,0 +1,5 @@
+/// The session as the client registry (`ClientRecord.session`) sees it.
+extension GatewaySession: ClientSession {
+    func goodbyeForLoadBalancing() { goodbye(reason: "load balancing", closeCode: .normal) }
+    func replacedByNewerConnection() { fatal("replaced by a newer connection") }
+}

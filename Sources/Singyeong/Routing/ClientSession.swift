@@ -1,0 +1,13 @@
+/// What the rest of the node asks of the connection behind a local client:
+/// Routing owns it so that the client registry (`ClientRecord`,
+/// `ClientStore`) can sit below the gateway and the cluster, which both use
+/// it. `GatewaySession` is the one conformer.
+protocol ClientSession: AnyObject {
+    /// Queues an encoded frame for the client (a routed message or an event).
+    func deliver(_ frame: OutboundBytes)
+    /// Asks the client to reconnect elsewhere (op 7 GOODBYE, load balancing).
+    func goodbyeForLoadBalancing()
+    /// Ends the session because a newer connection took the client over
+    /// (op 8 `replaced by a newer connection`).
+    func replacedByNewerConnection()
+}

@@ -1,0 +1,20 @@
+/// A node that holds some candidates, as routing sees it (the cluster's
+/// peer link is the one conformer). Routing only carries it from the
+/// cluster's answers to the cluster's delivery; owning the protocol here
+/// keeps Routing below Cluster.
+protocol RemoteNode: AnyObject {}
+
+/// The peers routing may ask for candidates: the cluster implements it, and
+/// the router holds it only when clustering.
+protocol PeerCandidates: AnyObject {
+    /// Whether some visible peer may hold clients of `application` (nil:
+    /// any application), so resolving must wait for peers.
+    func mayHaveCandidates(ofApplication application: String?) -> Bool
+
+    /// Sends the query (its encoded bytes in `encoding`) to every visible
+    /// peer that may have candidates and calls `completion` with their
+    /// matches (and, with `withFallback`, the base-filter clients of peers
+    /// without a match) once all answered or the deadline passed.
+    func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: PayloadEncoding, application: String?, descriptors: Bool,
+                 withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void)
+}
