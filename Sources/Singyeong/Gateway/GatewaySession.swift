@@ -562,7 +562,8 @@ final class GatewaySession: WebSocketMessageHandler {
         let counted: Metrics.Event = broadcast ? .broadcast : .send
         gateway.metrics.count(counted, .routed)
         let router = gateway.router
-        if !router.mustAskPeers(query) {
+        let plan = router.plan(query)
+        if case .local = plan {
             router.resolve(query, purpose: purpose) { candidates in
                 if candidates.isEmpty {
                     self.gateway.metrics.count(counted, query.droppable ? .dropped : .noRoute)
@@ -576,9 +577,7 @@ final class GatewaySession: WebSocketMessageHandler {
         let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
         let copyFrame = { OwnedRoutedMessage(event: event, encoding: self.encoding, source: m.source,
                                              nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode)) }
-        if let peers = gateway.peers, let only = peers.onlyPeer(for: query), !router.hasLocalCandidates(query) {
-            // Every candidate is on one peer: it resolves and delivers in one
-            // step (same choice as gathering, since its set is the union).
+        if case .forward(let only) = plan, let peers = gateway.peers {
             let message = RoutedMessage(event: event, encoding: encoding,
                                         nonce: nonceNode.map { UnsafeRawBufferPointer(rebasing: m.source[tape.span($0)]) },
                                         payload: UnsafeRawBufferPointer(rebasing: m.source[tape.span(payloadNode)]))

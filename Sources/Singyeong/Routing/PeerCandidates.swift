@@ -11,6 +11,9 @@ protocol PeerCandidates: AnyObject {
     /// any application), so resolving must wait for peers.
     func mayHaveCandidates(ofApplication application: String?) -> Bool
 
+    /// The only peer that may hold candidates for `query`, when exactly one may.
+    func onlyPeer(for query: Query) -> RemoteNode?
+
     /// Sends the query (its encoded bytes in `encoding`) to every visible
     /// peer that may have candidates and calls `completion` with their
     /// matches (and, with `withFallback`, the base-filter clients of peers

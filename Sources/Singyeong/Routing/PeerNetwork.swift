@@ -6,8 +6,6 @@
 protocol PeerNetwork: PeerCandidates {
     /// Sends `message` to clients `handles` of `node`.
     func deliver(_ message: RoutedMessage, to node: RemoteNode, handles: [UInt64])
-    /// The only peer that may hold candidates for `query`, when exactly one may.
-    func onlyPeer(for query: Query) -> RemoteNode?
     /// Sends query and message to `node`, which resolves and delivers there;
     /// `completion` gets how many clients it delivered to (0 on silence).
     func forward(_ message: RoutedMessage, query encodedQuery: UnsafeRawBufferPointer, all: Bool, to node: RemoteNode,

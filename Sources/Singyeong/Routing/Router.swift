@@ -39,6 +39,14 @@ final class Router {
         peers?.mayHaveCandidates(ofApplication: query.application) ?? false
     }
 
+    /// Where a routed message for `query` goes: the one decision between
+    /// local delivery, forwarding to one peer and scatter/gather.
+    func plan(_ query: Query) -> RoutePlan {
+        guard let peers, peers.mayHaveCandidates(ofApplication: query.application) else { return .local }
+        if let only = peers.onlyPeer(for: query), !hasLocalCandidates(query) { return .forward(to: only) }
+        return .gather
+    }
+
     /// Resolves `query` for `purpose`. `encoded` is the query as the client
     /// sent it (needed to ask peers; nil resolves locally only).
     ///
