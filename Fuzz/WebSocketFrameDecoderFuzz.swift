@@ -2,7 +2,7 @@
 //   swiftc -O -sanitize=fuzzer,address -parse-as-library \
 //     Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift \
 //     Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift \
-//     Sources/Singyeong/WebSocket/UTF8Validator.swift \
+//     Sources/Singyeong/Codec/UTF8Validator.swift \
 //     Fuzz/WebSocketFrameDecoderFuzz.swift -o /tmp/wsfuzz
 //   /tmp/wsfuzz -max_total_time=60
 
