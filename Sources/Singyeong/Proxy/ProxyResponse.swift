@@ -19,7 +19,7 @@ enum ProxyResponse {
             // Our own response writer adds the status line's framing; a value
             // with a line break would split the header (curl never yields one,
             // a peer frame might).
-            if value.utf8.contains(where: { $0 == 0x0d || $0 == 0x0a }) || !ProxyRequest.isToken(lower) { continue }
+            if value.utf8.contains(where: { $0 == 0x0d || $0 == 0x0a }) || !HTTPRequestParser.isToken(lower) { continue }
             if lower == "content-type" { hasContentType = true }
             out.append((lower, value))
         }
