@@ -641,6 +641,36 @@ private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeErro
         Self.check(outcome, limit: limit, expected: expected)
     }
 
+    /// `DocumentDecoder` picks the decoder for the encoding and passes the
+    /// limit and `lazyPayload` on: the same outcome in both encodings, and
+    /// without a limit the whole document.
+    @Test(arguments: cases)
+    func byEncoding(_ text: String, lazy: Bool, limit: Int, expected: Int?) throws {
+        let full = try decodeJSON(text)
+        var msgpack: [UInt8] = []
+        full.appendMessagePack(full.root, to: &msgpack)
+        let json = Array(text.utf8) + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+        for (encoding, bytes, count) in [(PayloadEncoding.json, json, text.utf8.count), (.msgpack, msgpack, msgpack.count)] {
+            var tape = DocumentTape()
+            let outcome: Result<Int, DocumentDecodeError> = bytes.withUnsafeBytes { raw in
+                do throws(DocumentDecodeError) {
+                    try DocumentDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), encoding: encoding,
+                                               into: &tape, lazyPayload: lazy, maxNodes: limit)
+                    return .success(tape.nodeCount)
+                } catch { return .failure(error) }
+            }
+            Self.check(outcome, limit: limit, expected: expected)
+            let unlimited: Int? = bytes.withUnsafeBytes { raw in
+                do throws(DocumentDecodeError) {
+                    try DocumentDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), encoding: encoding,
+                                               into: &tape)
+                    return tape.nodeCount
+                } catch { return nil }
+            }
+            #expect(unlimited == full.nodeCount, "\(encoding)")
+        }
+    }
+
     static func check(_ outcome: Result<Int, DocumentDecodeError>, limit: Int, expected: Int?) {
         switch (outcome, expected) {
         case (.success(let n), let e?): #expect(n == e)

@@ -172,15 +172,9 @@ final class GatewaySession: WebSocketMessageHandler {
         // millions of values anywhere else is refused after that many.
         let maxNodes = gateway.maxFrameValues
         do {
-            switch encoding {
-            case .json: try JSONTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
-            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
-            }
+            try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, lazyPayload: true, maxNodes: maxNodes)
             if tape.hasUnexpanded && !Self.isRoutedEvent(tape) {
-                switch encoding {
-                case .json: try JSONTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
-                case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
-                }
+                try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, maxNodes: maxNodes)
             }
         } catch .tooManyValues(let limit) {
             gateway.logger.info("frame over MAX_FRAME_VALUES; closing", metadata: [
@@ -621,10 +615,7 @@ final class GatewaySession: WebSocketMessageHandler {
         _ = owned.withSource { source in
             var tape = DocumentTape()
             do {
-                switch encoding {
-                case .json: try JSONTapeDecoder.decode(source, into: &tape)
-                case .msgpack: try MessagePackTapeDecoder.decode(source, into: &tape)
-                }
+                try DocumentDecoder.decode(source, encoding: encoding, into: &tape)
             } catch {
                 return
             }
