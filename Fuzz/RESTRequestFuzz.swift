@@ -15,7 +15,7 @@ nonisolated(unsafe) private let cache = QueryCache(capacity: 64)
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     // The decoders need simdjson's padding after the input.
-    let input = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 64, alignment: 16)
+    let input = UnsafeMutableRawBufferPointer.allocate(byteCount: size + InputBuffer.padding, alignment: 16)
     defer { input.deallocate() }
     input.initializeMemory(as: UInt8.self, repeating: 0)
     if size > 0 { input.baseAddress!.copyMemory(from: data, byteCount: size) }

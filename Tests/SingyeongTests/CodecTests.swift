@@ -56,6 +56,14 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
 // MARK: JSON decoding
 
 @Suite struct JSONTapeDecoderTests {
+    /// Every buffer handed to simdjson is padded with `InputBuffer.padding`
+    /// bytes; simdjson must never need more (csimdjson.cpp also checks this
+    /// at compile time).
+    @Test func paddingFitsInputBufferPadding() {
+        #expect(JSONTapeDecoder.padding > 0)
+        #expect(JSONTapeDecoder.padding <= InputBuffer.padding)
+    }
+
     static let scalars: [(String, Value)] = [
         ("1", .int(1)), ("0", .int(0)), ("-1", .int(-1)), ("-0", .int(0)),
         ("1.0", .double(1)), ("1e3", .double(1000)), ("1E3", .double(1000)), ("-0.0", .double(-0.0)),

@@ -147,7 +147,7 @@ final class GatewaySession: WebSocketMessageHandler {
                 fatal("too many frames before READY")
                 return
             }
-            held.append((opcode, Array(payload) + [UInt8](repeating: 0, count: 64)))
+            held.append((opcode, Array(payload) + [UInt8](repeating: 0, count: InputBuffer.padding)))
             return
         }
         // §2.2: the frame type must match the encoding (checked before identify too).
