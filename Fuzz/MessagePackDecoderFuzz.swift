@@ -87,7 +87,7 @@ public func fuzzMessagePack(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // JSON output must be valid UTF-8 and balanced (full JSON re-decode is in JSONDecoderFuzz).
     var json: [UInt8] = []
     tape.appendJSON(0, to: &json)
-    precondition(json.withUnsafeBytes { UTF8Validation.isValid($0) }, "JSON output is not UTF-8")
+    precondition(json.withUnsafeBytes { UTF8Validator.isValid($0) }, "JSON output is not UTF-8")
     return 0
 }
 

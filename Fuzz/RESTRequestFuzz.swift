@@ -15,7 +15,7 @@ nonisolated(unsafe) private let cache = QueryCache(capacity: 64)
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     // The decoders need simdjson's padding after the input.
-    let input = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 64, alignment: 16)
+    let input = UnsafeMutableRawBufferPointer.allocate(byteCount: size + InputBuffer.padding, alignment: 16)
     defer { input.deallocate() }
     input.initializeMemory(as: UInt8.self, repeating: 0)
     if size > 0 { input.baseAddress!.copyMemory(from: data, byteCount: size) }
@@ -30,7 +30,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard case .success(let request) = ProxyRequest.validate(fields, cache: cache) else { return 0 }
     precondition(!request.route.utf8.contains { $0 <= 0x20 || $0 == 0x7f })
     for (name, value) in request.headers {
-        precondition(ProxyRequest.isToken(name))
+        precondition(HTTPRequestParser.isToken(name))
         precondition(!value.utf8.contains { $0 == 0x0d || $0 == 0x0a })
     }
     if request.method == "GET" || request.method == "HEAD" { precondition(request.body == nil) }
@@ -43,7 +43,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = UpstreamURL.build(address: String(request.route.prefix(40)), route: request.route)
     let relayed = ProxyResponse.relay(status: 200, headers: request.headers, body: [])
     for (name, value) in relayed.headers {
-        precondition(name == name.lowercased() && ProxyRequest.isToken(name))
+        precondition(name == name.lowercased() && HTTPRequestParser.isToken(name))
         precondition(!value.utf8.contains { $0 == 0x0d || $0 == 0x0a })
     }
     _ = relayed.encoded(keepAlive: true)

@@ -1,8 +1,9 @@
-// libFuzzer target for the WebSocket decoder, built standalone (stdlib only):
+// libFuzzer target for the WebSocket decoder, built standalone (stdlib and Glibc only):
 //   swiftc -O -sanitize=fuzzer,address -parse-as-library \
 //     Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift \
 //     Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift \
-//     Sources/Singyeong/WebSocket/UTF8Validator.swift \
+//     Sources/Singyeong/Codec/UTF8Validator.swift \
+//     Sources/Singyeong/Loop/InputBuffer.swift \
 //     Fuzz/WebSocketFrameDecoderFuzz.swift -o /tmp/wsfuzz
 //   /tmp/wsfuzz -max_total_time=60
 

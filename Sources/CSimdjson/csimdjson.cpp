@@ -27,6 +27,12 @@ using namespace simdjson;
 
 extern "C" size_t sy_json_padding(void) { return SIMDJSON_PADDING; }
 
+// Swift pads every buffer it hands to simdjson with `InputBuffer.padding`
+// bytes (Sources/Singyeong/Loop/InputBuffer.swift, 64): a simdjson that reads
+// further ahead than that would read past those buffers. Raise that constant
+// (and this bound) together if this ever fails.
+static_assert(SIMDJSON_PADDING <= 64, "SIMDJSON_PADDING exceeds InputBuffer.padding (Loop/InputBuffer.swift)");
+
 struct sy_json_parser {
     ondemand::parser parser;
 };

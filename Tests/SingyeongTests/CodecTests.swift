@@ -56,6 +56,14 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
 // MARK: JSON decoding
 
 @Suite struct JSONTapeDecoderTests {
+    /// Every buffer handed to simdjson is padded with `InputBuffer.padding`
+    /// bytes; simdjson must never need more (csimdjson.cpp also checks this
+    /// at compile time).
+    @Test func paddingFitsInputBufferPadding() {
+        #expect(JSONTapeDecoder.padding > 0)
+        #expect(JSONTapeDecoder.padding <= InputBuffer.padding)
+    }
+
     static let scalars: [(String, Value)] = [
         ("1", .int(1)), ("0", .int(0)), ("-1", .int(-1)), ("-0", .int(0)),
         ("1.0", .double(1)), ("1e3", .double(1000)), ("1E3", .double(1000)), ("-0.0", .double(-0.0)),
@@ -639,6 +647,36 @@ private func lazyMP(_ bytes: [UInt8]) -> Result<DocumentTape, DocumentDecodeErro
             } catch { return .failure(error) }
         }
         Self.check(outcome, limit: limit, expected: expected)
+    }
+
+    /// `DocumentDecoder` picks the decoder for the encoding and passes the
+    /// limit and `lazyPayload` on: the same outcome in both encodings, and
+    /// without a limit the whole document.
+    @Test(arguments: cases)
+    func byEncoding(_ text: String, lazy: Bool, limit: Int, expected: Int?) throws {
+        let full = try decodeJSON(text)
+        var msgpack: [UInt8] = []
+        full.appendMessagePack(full.root, to: &msgpack)
+        let json = Array(text.utf8) + [UInt8](repeating: 0, count: JSONTapeDecoder.padding)
+        for (encoding, bytes, count) in [(PayloadEncoding.json, json, text.utf8.count), (.msgpack, msgpack, msgpack.count)] {
+            var tape = DocumentTape()
+            let outcome: Result<Int, DocumentDecodeError> = bytes.withUnsafeBytes { raw in
+                do throws(DocumentDecodeError) {
+                    try DocumentDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), encoding: encoding,
+                                               into: &tape, lazyPayload: lazy, maxNodes: limit)
+                    return .success(tape.nodeCount)
+                } catch { return .failure(error) }
+            }
+            Self.check(outcome, limit: limit, expected: expected)
+            let unlimited: Int? = bytes.withUnsafeBytes { raw in
+                do throws(DocumentDecodeError) {
+                    try DocumentDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), encoding: encoding,
+                                               into: &tape)
+                    return tape.nodeCount
+                } catch { return nil }
+            }
+            #expect(unlimited == full.nodeCount, "\(encoding)")
+        }
     }
 
     static func check(_ outcome: Result<Int, DocumentDecodeError>, limit: Int, expected: Int?) {

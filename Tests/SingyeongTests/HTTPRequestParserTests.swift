@@ -343,4 +343,21 @@ struct HTTPRequestParserTests {
         #expect(parse(Array("\r".utf8)).0 == .incomplete)
         #expect(parse(Array("\r\n\r\n".utf8)).0 == .incomplete)
     }
+
+    /// The one token check (the parser's methods and header names, and the
+    /// proxy's): exactly RFC 9110's tchar, at least one of them.
+    @Test func tokenIsRFC9110() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for b in 0...255 {
+            #expect(HTTPRequestParser.isTChar(UInt8(b)) == tchar.contains(UInt8(b)), "byte \(b)")
+            let text = String(decoding: [UInt8(b)], as: UTF8.self)
+            #expect(HTTPRequestParser.isToken(text) == tchar.contains(UInt8(b)), "byte \(b)")
+        }
+        for token in ["GET", "x-request-id", "Content-Type", "!#$%&'*+-.^_`|~", "M-SEARCH"] {
+            #expect(HTTPRequestParser.isToken(token), "\(token)")
+        }
+        for text in ["", "a b", "a:b", "x(y)", "a\r\nb", "caf\u{E9}", "a\u{0}", "\"q\""] {
+            #expect(!HTTPRequestParser.isToken(text), "\(text)")
+        }
+    }
 }

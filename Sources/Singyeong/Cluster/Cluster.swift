@@ -701,7 +701,7 @@ final class Cluster {
                 queryCache.query(for: text, tag: 0) {
                     var padded = Array(text)
                     let count = padded.count
-                    padded.append(contentsOf: repeatElement(0, count: 64))
+                    padded.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
                     return padded.withUnsafeBytes { raw in
                         var t = DocumentTape()
                         guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {

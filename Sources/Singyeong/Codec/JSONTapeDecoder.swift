@@ -12,7 +12,9 @@ import CSimdjson
 /// Numbers: see `sy_json_build_tape` (no '.'/'e'/'E' → Int64, else UInt64,
 /// else Double; with '.'/'e'/'E' → Double; `-0` is the integer 0).
 enum JSONTapeDecoder {
-    /// Bytes that must be readable after the input (simdjson reads ahead).
+    /// Bytes that must be readable after the input (simdjson reads ahead):
+    /// SIMDJSON_PADDING. Buffers are padded with `InputBuffer.padding`, which
+    /// is at least this (checked by csimdjson.cpp and a unit test).
     static let padding: Int = sy_json_padding()
     static let maxDepth = Int(SY_JSON_MAX_DEPTH)
 
@@ -69,7 +71,7 @@ enum JSONTapeDecoder {
     }
 
     private static let emptyInput: UnsafePointer<UInt8> = {
-        let n = max(64, sy_json_padding())
+        let n = max(InputBuffer.padding, padding)
         let p = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         p.initialize(repeating: 0x20, count: n)
         return UnsafePointer(p)

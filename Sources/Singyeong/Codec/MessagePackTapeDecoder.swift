@@ -160,7 +160,7 @@ enum MessagePackTapeDecoder {
 
     private static func decodeString(_ r: inout Reader, length: Int, start: Int, into tape: inout DocumentTape) throws(DocumentDecodeError) {
         let bytes = try r.bytes(length)
-        guard UTF8Validation.isValid(bytes) else { throw .invalidMessagePack(detail: "string is not valid UTF-8") }
+        guard UTF8Validator.isValid(bytes) else { throw .invalidMessagePack(detail: "string is not valid UTF-8") }
         let offset = tape.appendStringBytes(bytes)
         _ = tape.appendNode(.string, spanStart: start, spanEnd: r.position, bits: UInt64(offset), stringLength: length)
     }
@@ -238,45 +238,5 @@ enum MessagePackTapeDecoder {
             return (tape.appendStringBytes(UnsafeRawBufferPointer(rebasing: buffer[(24 - n)...])), n)
         }
         _ = tape.appendNode(.string, spanStart: start, spanEnd: r.position, bits: UInt64(offset), stringLength: length)
-    }
-}
-
-/// UTF-8 validation (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF),
-/// with an 8-bytes-at-a-time ASCII fast path. Stdlib only.
-enum UTF8Validation {
-    static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard let base = bytes.baseAddress else { return true }
-        let n = bytes.count
-        var i = 0
-        while i < n {
-            // ASCII fast path.
-            while i + 8 <= n, base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 { i += 8 }
-            guard i < n else { return true }
-            let b0 = base.load(fromByteOffset: i, as: UInt8.self)
-            if b0 < 0x80 { i += 1; continue }
-            @inline(__always) func cont(_ k: Int) -> UInt8? {
-                guard i + k < n else { return nil }
-                let c = base.load(fromByteOffset: i + k, as: UInt8.self)
-                return c & 0xC0 == 0x80 ? c : nil
-            }
-            switch b0 {
-            case 0xC2...0xDF:
-                guard cont(1) != nil else { return false }
-                i += 2
-            case 0xE0...0xEF:
-                guard let c1 = cont(1), cont(2) != nil else { return false }
-                if b0 == 0xE0 && c1 < 0xA0 { return false }  // overlong
-                if b0 == 0xED && c1 > 0x9F { return false }  // surrogate
-                i += 3
-            case 0xF0...0xF4:
-                guard let c1 = cont(1), cont(2) != nil, cont(3) != nil else { return false }
-                if b0 == 0xF0 && c1 < 0x90 { return false }  // overlong
-                if b0 == 0xF4 && c1 > 0x8F { return false }  // > U+10FFFF
-                i += 4
-            default:
-                return false
-            }
-        }
-        return true
     }
 }

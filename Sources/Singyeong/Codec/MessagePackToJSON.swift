@@ -73,7 +73,7 @@ enum StreamingTranscoder {
     private static func jsonString(_ r: inout MessagePackTapeDecoder.Reader, length: Int, checkUTF8: Bool,
                                    to out: inout some ByteSink) throws(DocumentDecodeError) {
         let bytes = try r.bytes(length)
-        guard !checkUTF8 || UTF8Validation.isValid(bytes) else { throw invalid }
+        guard !checkUTF8 || UTF8Validator.isValid(bytes) else { throw invalid }
         JSONEmitter.appendString(bytes, to: &out)
     }
 

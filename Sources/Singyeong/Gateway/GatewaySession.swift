@@ -147,7 +147,7 @@ final class GatewaySession: WebSocketMessageHandler {
                 fatal("too many frames before READY")
                 return
             }
-            held.append((opcode, Array(payload) + [UInt8](repeating: 0, count: 64)))
+            held.append((opcode, Array(payload) + [UInt8](repeating: 0, count: InputBuffer.padding)))
             return
         }
         // §2.2: the frame type must match the encoding (checked before identify too).
@@ -172,15 +172,9 @@ final class GatewaySession: WebSocketMessageHandler {
         // millions of values anywhere else is refused after that many.
         let maxNodes = gateway.maxFrameValues
         do {
-            switch encoding {
-            case .json: try JSONTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
-            case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, lazyPayload: true, maxNodes: maxNodes)
-            }
+            try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, lazyPayload: true, maxNodes: maxNodes)
             if tape.hasUnexpanded && !Self.isRoutedEvent(tape) {
-                switch encoding {
-                case .json: try JSONTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
-                case .msgpack: try MessagePackTapeDecoder.decode(payload, into: &tape, maxNodes: maxNodes)
-                }
+                try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, maxNodes: maxNodes)
             }
         } catch .tooManyValues(let limit) {
             gateway.logger.info("frame over MAX_FRAME_VALUES; closing", metadata: [
@@ -620,10 +614,7 @@ final class GatewaySession: WebSocketMessageHandler {
         _ = owned.withSource { source in
             var tape = DocumentTape()
             do {
-                switch encoding {
-                case .json: try JSONTapeDecoder.decode(source, into: &tape)
-                case .msgpack: try MessagePackTapeDecoder.decode(source, into: &tape)
-                }
+                try DocumentDecoder.decode(source, encoding: encoding, into: &tape)
             } catch {
                 return
             }

@@ -442,4 +442,11 @@ extension HTTPRequestParser {
             return false
         }
     }
+
+    /// token (RFC 9110 §5.6.2): one or more tchar. The module's one token
+    /// check, also used by the proxy for the method and header names it
+    /// accepts from a client and sends upstream.
+    static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { isTChar($0) }
+    }
 }

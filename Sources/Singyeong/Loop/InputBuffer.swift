@@ -13,8 +13,13 @@ struct InputBuffer {
     private(set) var base: UnsafeMutableRawPointer?
     private(set) var capacity = 0
     private(set) var count = 0
-    /// Extra writable bytes kept after the data: simdjson reads up to 64 bytes
-    /// past the end of its input, so every buffer we parse from has this slack.
+    /// Extra bytes kept after the data of every buffer a frame may be parsed
+    /// from: simdjson reads up to SIMDJSON_PADDING bytes past the end of its
+    /// input (`JSONTapeDecoder.padding`), so this is at least SIMDJSON_PADDING.
+    /// The module's one such constant (the fragment buffer, owned message
+    /// copies and held frames use it too); it lives here, in the lowest layer
+    /// that needs it. csimdjson.cpp's static_assert and a unit test check that
+    /// simdjson never needs more.
     static let padding = 64
 
     var isEmpty: Bool { count == 0 }

@@ -69,7 +69,7 @@ struct ProxyRequest {
         case .object(let object):
             for (name, value) in object.members {
                 guard case .string(let text) = value else { return .failure(error("headers: must be an object of strings")) }
-                guard isToken(name) else { return .failure(error("headers: invalid header name \(quoted(name))")) }
+                guard HTTPRequestParser.isToken(name) else { return .failure(error("headers: invalid header name \(quoted(name))")) }
                 guard !text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7f }) else {
                     return .failure(error("headers: invalid value for \(quoted(name))"))
                 }
@@ -109,17 +109,4 @@ struct ProxyRequest {
     }
 
     private static func quoted(_ s: String) -> String { "\"\(s)\"" }
-
-    /// RFC 9110 §5.6.2 token.
-    static func isToken(_ s: String) -> Bool {
-        guard !s.isEmpty else { return false }
-        return s.utf8.allSatisfy { b in
-            switch b {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return true
-            default:
-                return "!#$%&'*+-.^_`|~".utf8.contains(b)
-            }
-        }
-    }
 }

@@ -233,7 +233,7 @@ final class UpstreamClient {
     /// Creates and configures the transfer's easy handle. Returns why the
     /// request cannot be sent, or nil.
     private func configure(_ transfer: UpstreamTransfer, for request: UpstreamRequest) -> UpstreamFailure? {
-        guard Self.isToken(request.method) else { return UpstreamFailure(reason: "invalid method") }
+        guard HTTPRequestParser.isToken(request.method) else { return UpstreamFailure(reason: "invalid method") }
         guard let easy = curl_easy_init() else { return UpstreamFailure(reason: "curl: out of memory") }
         transfer.easy = easy
 
@@ -241,7 +241,7 @@ final class UpstreamClient {
         // removes a header, "Name;" sends it with an empty value.
         var given = Set<String>()
         for (name, value) in request.headers {
-            guard Self.isToken(name), Self.isFieldValue(value) else {
+            guard HTTPRequestParser.isToken(name), Self.isFieldValue(value) else {
                 return UpstreamFailure(reason: "invalid request header")
             }
             given.insert(name.lowercased())
@@ -332,18 +332,6 @@ final class UpstreamClient {
             return withUnsafeMutablePointer(to: &nothing) { sy_curl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, $0) }
         }
         return body.withUnsafeBytes { sy_curl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
-    }
-
-    /// RFC 9110 token (method, header name).
-    private static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return true
-            default:
-                return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-            }
-        }
     }
 
     /// A header value that cannot inject lines or truncate the C string.

@@ -30,7 +30,7 @@ final class OwnedRoutedMessage {
         self.event = event
         self.encoding = encoding
         var bytes = [UInt8](source)
-        bytes.append(contentsOf: repeatElement(0, count: 64))
+        bytes.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
         self.bytes = bytes
         nonceRange = nonce
         payloadRange = payload
@@ -48,7 +48,7 @@ final class OwnedRoutedMessage {
         event = message.event
         encoding = message.encoding
         var bytes: [UInt8] = []
-        bytes.reserveCapacity((message.nonce?.count ?? 0) + message.payload.count + 64)
+        bytes.reserveCapacity((message.nonce?.count ?? 0) + message.payload.count + InputBuffer.padding)
         if let nonce = message.nonce {
             bytes.append(contentsOf: nonce)
             nonceRange = 0..<nonce.count
@@ -60,7 +60,7 @@ final class OwnedRoutedMessage {
         payloadRange = start..<bytes.count
         // Padding: a JSON recipient of a MessagePack piece (or the reverse)
         // decodes these bytes, and simdjson reads past the end.
-        bytes.append(contentsOf: repeatElement(0, count: 64))
+        bytes.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
         self.bytes = bytes
     }
 

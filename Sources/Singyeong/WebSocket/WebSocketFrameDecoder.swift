@@ -342,12 +342,10 @@ struct WebSocketMessageAssembler {
 
 /// Heap bytes of one fragmented message. A class so that its deinit frees the
 /// memory even if a connection is dropped without `reset()`; the assembler
-/// drops it as soon as the message completes. Keeps 64 spare bytes after the
-/// data because JSON parsers (simdjson) may read that far past the end, as
-/// they do with the connection's own input buffer.
+/// drops it as soon as the message completes. Keeps `InputBuffer.padding`
+/// spare bytes after the data because JSON parsers (simdjson) may read that
+/// far past the end, as they do with the connection's own input buffer.
 private final class FragmentBuffer {
-    static let padding = 64
-
     private(set) var base: UnsafeMutableRawPointer
     private var capacity: Int
     private var count = 0
@@ -355,7 +353,7 @@ private final class FragmentBuffer {
     init(minimumCapacity: Int, limit: Int) {
         // Start at 4 KiB (or the limit) so small fragments do not regrow often.
         capacity = max(minimumCapacity, min(4096, limit))
-        base = .allocate(byteCount: capacity &+ FragmentBuffer.padding, alignment: 16)
+        base = .allocate(byteCount: capacity &+ InputBuffer.padding, alignment: 16)
     }
 
     deinit { base.deallocate() }
@@ -368,7 +366,7 @@ private final class FragmentBuffer {
             var newCapacity = capacity > limit / 2 ? limit : capacity &* 2
             if newCapacity < needed { newCapacity = needed }
             let grown = UnsafeMutableRawPointer.allocate(
-                byteCount: newCapacity &+ FragmentBuffer.padding, alignment: 16)
+                byteCount: newCapacity &+ InputBuffer.padding, alignment: 16)
             grown.copyMemory(from: base, byteCount: count)
             base.deallocate()
             base = grown

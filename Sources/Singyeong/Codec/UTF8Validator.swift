@@ -7,6 +7,10 @@
 /// overlong encodings, UTF-16 surrogates (U+D800–U+DFFF), code points above
 /// U+10FFFF and stray continuation bytes, the same set `String(validating:)`
 /// rejects. Failure is sticky until `reset()`.
+///
+/// The module's only UTF-8 validator: WebSocket text frames use it
+/// incrementally, the MessagePack decoder and transcoder through the one-shot
+/// `isValid(_:)`. It lives in Codec, the lowest layer that needs it.
 struct UTF8Validator {
     /// Continuation bytes still expected for the sequence in progress (0–3).
     private var remaining: UInt8 = 0
@@ -19,6 +23,13 @@ struct UTF8Validator {
     private var failed = false
 
     init() {}
+
+    /// One-shot check of a complete buffer (a MessagePack string, a
+    /// transcoded document): valid, and not ending inside a code point.
+    static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var validator = UTF8Validator()
+        return validator.validate(bytes) && validator.isAtCodePointBoundary
+    }
 
     /// True when the bytes seen so far end exactly after a complete code point
     /// (and nothing invalid was seen): a text message may only end here.
