@@ -221,7 +221,7 @@ extension Cluster {
     /// none after CLUSTER_QUERY_TIMEOUT_MS).
     func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
         let id = requests.makeID()
-        let body = Cluster.stringList("t", tags)
+        let body = TagsMessage(tags: tags).bytes
         let asked = links.values.filter { $0.isUp }
         let query = PendingTags(local: local, completion: completion)
         requests.start(query, id: id, waitingFor: Set(asked.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
@@ -230,30 +230,14 @@ extension Cluster {
     }
 
     func answerTags(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
-        var tags: [String] = []
-        if let root = tape.rootObject, let t = tape.member(of: root, named: "t"), tape.kind(t) == .array {
-            for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
-        }
+        let tags = TagsMessage(tape: tape).tags
         let applications = tags.isEmpty ? [] : store.applications(withTags: tags)
-        link.send(.tagsResult, requestID: requestID, body: Cluster.stringList("a", applications))
-    }
-
-    /// `{key: [strings]}` as MessagePack (the tags frames' bodies).
-    static func stringList(_ key: StaticString, _ strings: [String]) -> [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 1)
-        w.key(key); w.beginArray(count: strings.count)
-        for string in strings { w.element(); w.string(string) }
-        w.endArray()
-        w.endObject()
-        return w.bytes
+        link.send(.tagsResult, requestID: requestID, body: TagsResultMessage(applications: applications).bytes)
     }
 
     func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingTags.self) else { return }
-        if let root = tape.rootObject, let a = tape.member(of: root, named: "a"), tape.kind(a) == .array {
-            for element in tape.elements(of: a) where tape.kind(element) == .string { query.applications.insert(tape.string(element)) }
-        }
+        query.applications.formUnion(TagsResultMessage(tape: tape).applications)
         requests.endIfComplete(query)
     }
 }

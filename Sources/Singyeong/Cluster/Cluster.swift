@@ -244,18 +244,7 @@ final class Cluster {
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
         let known = Set(store.applications.keys).union(announcing.keys)
-        link.send(.applications, body: applicationsBody(full: true, add: Array(known), remove: []))
-    }
-
-    private func applicationsBody(full: Bool, add: [String], remove: [String], ack: Bool = false) -> [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: (full ? 3 : 2) + (ack ? 1 : 0))
-        if full { w.key("full"); w.bool(true) }
-        if ack { w.key("ack"); w.bool(true) }
-        w.key("add"); w.beginArray(count: add.count); for a in add { w.element(); w.string(a) }; w.endArray()
-        w.key("remove"); w.beginArray(count: remove.count); for r in remove { w.element(); w.string(r) }; w.endArray()
-        w.endObject()
-        return w.bytes
+        link.send(.applications, body: ApplicationsMessage(full: true, add: Array(known)).bytes)
     }
 
     /// Applications whose first client is waiting for peers to acknowledge
@@ -287,7 +276,7 @@ final class Cluster {
     /// answers are kept).
     func announceNewApplication(_ application: String, completion: @escaping () -> Void) {
         let id = requests.makeID()
-        let body = applicationsBody(full: false, add: [application], remove: [], ack: true)
+        let body = ApplicationsMessage(ack: true, add: [application]).bytes
         // Everything registered before sending: a send can close a link
         // synchronously, and its `linkClosed` must find (and may finish)
         // this announcement.
@@ -322,7 +311,7 @@ final class Cluster {
     /// acknowledgement needed: a peer that still asks us loses nothing).
     private func announceApplications(add: [String], remove: [String]) {
         guard !links.isEmpty else { return }
-        let body = applicationsBody(full: false, add: add, remove: remove)
+        let body = ApplicationsMessage(add: add, remove: remove).bytes
         for link in links.values { link.send(.applications, body: body) }
     }
 
@@ -368,11 +357,7 @@ final class Cluster {
                 "seconds": "\(Int(handshakeFailures.interval))", "last_reason": "\(summary.lastReason)",
             ])
         }
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 1)
-        w.key("n"); w.int(Int64(store.count))
-        w.endObject()
-        let body = w.bytes
+        let body = PingMessage(clientCount: Int64(store.count)).bytes
         for link in links.values { link.sendPing(body: body) }
         if loadBalance { balance() }
     }
@@ -656,8 +641,7 @@ final class Cluster {
 
     func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingRoute.self) else { return }
-        let n = tape.rootObject.flatMap { tape.member(of: $0, named: "n") }.flatMap { tape.int64($0) } ?? 0
-        pending.delivered = Int(n)
+        pending.delivered = Int(RouteResultMessage(tape: tape).delivered)
         requests.endIfComplete(pending)
     }
 
@@ -667,11 +651,7 @@ final class Cluster {
     func receiveRoute(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
         var delivered = 0
         defer {
-            var w = FrameWriter(encoding: .msgpack)
-            w.beginObject(count: 1)
-            w.key("n"); w.int(Int64(delivered))
-            w.endObject()
-            link.send(.routeResult, requestID: requestID, body: w.bytes)
+            link.send(.routeResult, requestID: requestID, body: RouteResultMessage(delivered: Int64(delivered)).bytes)
         }
         guard let root = tape.rootObject,
               let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
@@ -720,23 +700,12 @@ final class Cluster {
 
     func broadcastEvent(_ event: StaticString, application: String) {
         guard !links.isEmpty else { return }
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 2)
-        w.key("t"); w.string(event)
-        w.key("app"); w.string(application)
-        w.endObject()
-        let body = w.bytes
+        let body = EventMessage(event: event, application: application).bytes
         for link in links.values { link.send(.event, body: body) }
     }
 
     func receiveEvent(from link: PeerLink, tape: DocumentTape) {
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let app = tape.member(of: root, named: "app"), tape.kind(app) == .string else { return }
-        if tape.isString(t, equalTo: "CLIENT_CONNECTED") {
-            local.announceLocally(event: "CLIENT_CONNECTED", application: tape.string(app))
-        } else if tape.isString(t, equalTo: "CLIENT_DISCONNECTED") {
-            local.announceLocally(event: "CLIENT_DISCONNECTED", application: tape.string(app))
-        }
+        guard let message = EventMessage(tape: tape) else { return }
+        local.announceLocally(event: message.event, application: message.application)
     }
 }
