@@ -5,7 +5,8 @@ import Testing
 /// trips, malformed bodies, and fixed bytes pinning the wire format (peers
 /// of other versions read and write exactly these).
 @Suite struct PeerMessageTests {
-    /// Decodes `bytes` as a peer body and hands the tape and body to `read`.
+    /// Decodes `bytes` as a peer body and hands the tape and body to `read`
+    /// (which must not let pieces of the body escape).
     private func decoded<R>(_ bytes: [UInt8], _ read: (DocumentTape, UnsafeRawBufferPointer) -> R) -> R {
         bytes.withUnsafeBytes { body in
             var tape = DocumentTape()
@@ -128,5 +129,163 @@ import Testing
     ])
     func eventMalformed(json: String) {
         #expect(decoded(pack(json)) { tape, _ in EventMessage(tape: tape) } == nil)
+    }
+
+    // MARK: query, route, deliver (pieces in the client's encoding)
+
+    /// A piece in `encoding`: JSON text, or the MessagePack of that JSON.
+    private func piece(_ json: String, _ encoding: PayloadEncoding) -> [UInt8] {
+        encoding == .json ? Array(json.utf8) : pack(json)
+    }
+
+    @Test(arguments: [PayloadEncoding.json, .msgpack], [false, true])
+    func queryRoundTrip(encoding: PayloadEncoding, flags: Bool) {
+        let q = piece(#"{"application": "app", "ops": [{"path": "/x", "op": "$eq", "to": {"value": 1}}]}"#, encoding)
+        q.withUnsafeBytes { q in
+            let message = QueryMessage(encoding: encoding, query: q, descriptors: flags, withFallback: !flags)
+            // Compared inside: the decoded pieces live only as long as the body.
+            #expect(decoded(message.bytes) { tape, body in QueryMessage(tape: tape, body: body) == message })
+        }
+    }
+
+    @Test func queryWireFormat() {
+        let json = Array(#"{"a":1}"#.utf8)
+        json.withUnsafeBytes { q in
+            #expect(QueryMessage(encoding: .json, query: q, descriptors: true, withFallback: false).bytes
+                == [0x84, 0xA3, 0x65, 0x6E, 0x63, 0x00, 0xA1, 0x71, 0xA7] + json
+                + [0xA4, 0x6C, 0x69, 0x73, 0x74, 0xC3, 0xA3, 0x6F, 0x70, 0x74, 0xC2])
+        }
+        [UInt8]([0x81, 0xA1, 0x61, 0x01]).withUnsafeBytes { q in
+            #expect(QueryMessage(encoding: .msgpack, query: q, descriptors: false, withFallback: true).bytes
+                == [0x84, 0xA3, 0x65, 0x6E, 0x63, 0x01, 0xA1, 0x71, 0x81, 0xA1, 0x61, 0x01,
+                    0xA4, 0x6C, 0x69, 0x73, 0x74, 0xC2, 0xA3, 0x6F, 0x70, 0x74, 0xC3])
+        }
+    }
+
+    @Test(arguments: [
+        #"[]"#, #"{}"#, #"{"enc": 0, "list": true}"#, #"{"enc": 0, "q": {"application": "a"}}"#, #"{"enc": 0, "q": 5}"#,
+    ])
+    func queryMalformed(json: String) {
+        #expect(decoded(pack(json)) { tape, body in QueryMessage(tape: tape, body: body) } == nil)
+    }
+
+    @Test func queryDefaults() {
+        // No `enc` (or anything but 0) is MessagePack; `list`/`opt` default to false.
+        let message = decoded(pack(#"{"enc": "0", "q": {"application": "a"}, "list": 1, "opt": null}"#)) { tape, body in
+            QueryMessage(tape: tape, body: body).map { ($0.encoding, Array($0.query), $0.descriptors, $0.withFallback) }
+        }
+        #expect(message?.0 == .msgpack)
+        #expect(message?.1 == pack(#"{"application": "a"}"#))
+        #expect(message?.2 == false && message?.3 == false)
+    }
+
+    @Test(arguments: [PayloadEncoding.json, .msgpack], [false, true])
+    func routeRoundTrip(encoding: PayloadEncoding, withNonce: Bool) {
+        let q = piece(#"{"application": "app"}"#, encoding)
+        let payload = piece(#"{"hello": ["world", 1, null]}"#, encoding)
+        let nonce = piece(#""n-1""#, encoding)
+        q.withUnsafeBytes { q in
+            payload.withUnsafeBytes { payload in
+                nonce.withUnsafeBytes { nonce in
+                    for (event, all) in [("SEND", false), ("BROADCAST", true)] as [(StaticString, Bool)] {
+                        let message = RouteMessage(event: event, encoding: encoding, all: all, query: q,
+                                                   nonce: withNonce ? nonce : nil, payload: payload)
+                        // Compared inside: the decoded pieces live only as long as the body.
+                        #expect(decoded(message.bytes) { tape, body in RouteMessage(tape: tape, body: body) == message })
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func routeWireFormat() {
+        let q = Array("{}".utf8), payload = Array("1".utf8), nonce = Array("2".utf8)
+        q.withUnsafeBytes { q in
+            payload.withUnsafeBytes { payload in
+                nonce.withUnsafeBytes { nonce in
+                    let bytes = RouteMessage(event: "SEND", encoding: .json, all: false, query: q, nonce: nonce, payload: payload).bytes
+                    #expect(bytes == [0x86, 0xA1, 0x74, 0xA4, 0x53, 0x45, 0x4E, 0x44, 0xA3, 0x65, 0x6E, 0x63, 0x00,
+                                      0xA3, 0x61, 0x6C, 0x6C, 0xC2, 0xA1, 0x71, 0xA2, 0x7B, 0x7D,
+                                      0xA5, 0x6E, 0x6F, 0x6E, 0x63, 0x65, 0xA1, 0x32,
+                                      0xA7, 0x70, 0x61, 0x79, 0x6C, 0x6F, 0x61, 0x64, 0xA1, 0x31])
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [
+        #"[]"#, #"{"q": {}, "payload": 1}"#, #"{"t": 1, "q": {}, "payload": 1}"#, #"{"t": "SEND", "payload": 1}"#,
+        #"{"t": "SEND", "q": {}}"#, #"{"t": "SEND", "enc": 0, "q": {}, "payload": "1"}"#,
+    ])
+    func routeMalformed(json: String) {
+        #expect(decoded(pack(json)) { tape, body in RouteMessage(tape: tape, body: body) } == nil)
+    }
+
+    @Test func routeLenient() {
+        // Any `t` but BROADCAST is SEND; a JSON nonce that is not a string is
+        // none; a JSON payload that is not a string is nil (counted, not delivered).
+        let message = decoded(pack(#"{"t": "OTHER", "enc": 0, "all": 1, "q": "{}", "nonce": 3, "payload": [1]}"#)) { tape, body in
+            RouteMessage(tape: tape, body: body).map { ($0.event.description, $0.all, Array($0.query), $0.nonce == nil, $0.payload == nil) }
+        }
+        #expect(message?.0 == "SEND")
+        #expect(message?.1 == false)
+        #expect(message?.2 == Array("{}".utf8))
+        #expect(message?.3 == true && message?.4 == true)
+    }
+
+    @Test(arguments: [PayloadEncoding.json, .msgpack], [false, true])
+    func deliverRoundTrip(encoding: PayloadEncoding, withNonce: Bool) {
+        let payload = piece(#"{"big": "\#(String(repeating: "x", count: 70_000))"}"#, encoding)
+        let nonce = piece(#""n""#, encoding)
+        payload.withUnsafeBytes { payload in
+            nonce.withUnsafeBytes { nonce in
+                for handles in [[], [1], [0, 127, 128, 1 << 40, UInt64.max]] as [[UInt64]] {
+                    let message = DeliverMessage(event: "BROADCAST", encoding: encoding, nonce: withNonce ? nonce : nil,
+                                                 payload: payload, handles: handles)
+                    // Compared inside: the decoded pieces live only as long as the body.
+                    #expect(decoded(message.bytes) { tape, body in DeliverMessage(tape: tape, body: body) == message })
+                }
+            }
+        }
+    }
+
+    @Test func deliverPiecesAreSlicesOfTheBody() {
+        let payload = pack(#"{"a": [1, 2, 3]}"#)
+        payload.withUnsafeBytes { payload in
+            let bytes = DeliverMessage(event: "SEND", encoding: .msgpack, nonce: nil, payload: payload, handles: [7]).bytes
+            bytes.withUnsafeBytes { body in
+                var tape = DocumentTape()
+                try! MessagePackTapeDecoder.decode(body, into: &tape)
+                let message = DeliverMessage(tape: tape, body: body)!
+                let start = message.payload.baseAddress! - body.baseAddress!
+                #expect(start > 0 && start + message.payload.count <= body.count)
+            }
+        }
+    }
+
+    @Test func deliverWireFormat() {
+        [UInt8]([0x93, 0x01, 0x02, 0x03]).withUnsafeBytes { payload in
+            #expect(DeliverMessage(event: "SEND", encoding: .msgpack, nonce: nil, payload: payload, handles: [1, UInt64.max]).bytes
+                == [0x84, 0xA1, 0x74, 0xA4, 0x53, 0x45, 0x4E, 0x44, 0xA3, 0x65, 0x6E, 0x63, 0x01,
+                    0xA7, 0x70, 0x61, 0x79, 0x6C, 0x6F, 0x61, 0x64, 0x93, 0x01, 0x02, 0x03,
+                    0xA2, 0x74, 0x6F, 0x92, 0x01, 0xFF])
+        }
+    }
+
+    @Test(arguments: [
+        #"[]"#, #"{"payload": 1, "to": [1]}"#, #"{"t": "OTHER", "payload": 1, "to": [1]}"#, #"{"t": "SEND", "to": [1]}"#,
+        #"{"t": "SEND", "payload": 1, "to": 1}"#, #"{"t": "SEND", "payload": 1}"#, #"{"t": "SEND", "enc": 0, "payload": 1, "to": [1]}"#,
+    ])
+    func deliverMalformed(json: String) {
+        #expect(decoded(pack(json)) { tape, body in DeliverMessage(tape: tape, body: body) } == nil)
+    }
+
+    @Test func deliverLenient() {
+        let message = decoded(pack(#"{"t": "SEND", "enc": 0, "nonce": 1, "payload": "p", "to": [1, "2", 3.0, 4]}"#)) { tape, body in
+            DeliverMessage(tape: tape, body: body).map { ($0.nonce == nil, Array($0.payload), $0.handles) }
+        }
+        #expect(message?.0 == true)
+        #expect(message?.1 == Array("p".utf8))
+        #expect(message?.2 == [1, 4])
     }
 }

@@ -411,15 +411,7 @@ final class Cluster {
     func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: PayloadEncoding, application: String?, descriptors: Bool,
                  withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
         let id = requests.makeID()
-        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + 32)
-        w.beginObject(count: 4)
-        w.key("enc"); w.int(encoding == .json ? 0 : 1)
-        w.key("q")
-        if encoding == .json { w.string(utf8: encodedQuery) } else { w.raw(encodedQuery) }
-        w.key("list"); w.bool(descriptors)
-        w.key("opt"); w.bool(withFallback)
-        w.endObject()
-        let body = w.bytes
+        let body = QueryMessage(encoding: encoding, query: encodedQuery, descriptors: descriptors, withFallback: withFallback).bytes
         // Peers known to have no client of the application cannot match
         // (nor fall back: optional keeps the application filter).
         let asked = links.values.filter { $0.isUp && $0.mayHaveClients(of: application) }
@@ -431,23 +423,19 @@ final class Cluster {
 
     /// A peer asks: run the query on our clients.
     func answerQuery(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        guard let root = tape.rootObject, let qNode = tape.member(of: root, named: "q") else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let descriptors = tape.member(of: root, named: "list").flatMap { tape.bool($0) } ?? false
-        let withFallback = tape.member(of: root, named: "opt").flatMap { tape.bool($0) } ?? false
-        if isJSON && tape.kind(qNode) != .string { return }
-        let result = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body)
+        guard let message = QueryMessage(tape: tape, body: body) else { return }
+        let result = compileQuery(message.query, encoding: message.encoding)
         guard case .success(let query) = result else {
             // The asking node validated it; a mismatch means different versions.
             link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
             return
         }
         let matches = router.collectLocalCandidates(query, ignoringOps: false)
-        let fallback = withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
+        let fallback = message.withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
         var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
         w.beginObject(count: 2)
-        w.key("m"); writeCandidates(matches, descriptors: descriptors, into: &w)
-        w.key("f"); writeCandidates(fallback, descriptors: descriptors, into: &w)
+        w.key("m"); writeCandidates(matches, descriptors: message.descriptors, into: &w)
+        w.key("f"); writeCandidates(fallback, descriptors: message.descriptors, into: &w)
         w.endObject()
         link.sendBatched(.queryResult, requestID: requestID, body: w.bytes)
     }
@@ -520,76 +508,34 @@ final class Cluster {
             }
             return
         }
-        var w = FrameWriter(encoding: .msgpack, capacity: message.payload.count + (message.nonce?.count ?? 0) + 32 + 9 * handles.count)
-        w.beginObject(count: message.nonce == nil ? 4 : 5)
-        w.key("t"); w.string(message.event)
-        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
-        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
-        w.key("payload"); piece(message.payload, message.encoding, into: &w)
-        w.key("to")
-        w.beginArray(count: handles.count)
-        for handle in handles { w.element(); w.int(Int64(bitPattern: handle)) }
-        w.endArray()
-        w.endObject()
-        link.send(.deliver, body: w.bytes)
-    }
-
-    /// A JSON piece travels as a string holding its text; a MessagePack piece
-    /// is embedded as the value it is.
-    private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: PayloadEncoding, into w: inout FrameWriter) {
-        if encoding == .json { w.string(utf8: bytes) } else { w.raw(bytes) }
+        let body = DeliverMessage(event: message.event, encoding: message.encoding, nonce: message.nonce,
+                                  payload: message.payload, handles: handles).bytes
+        link.send(.deliver, body: body)
     }
 
     /// A peer routed a message to some of our clients.
     func receiveDeliver(from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let payload = tape.member(of: root, named: "payload"),
-              let to = tape.member(of: root, named: "to"), tape.kind(to) == .array
-        else { return }
-        let event: StaticString
-        if tape.isString(t, equalTo: "SEND") { event = "SEND" }
-        else if tape.isString(t, equalTo: "BROADCAST") { event = "BROADCAST" }
-        else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let nonce = tape.member(of: root, named: "nonce")
+        guard let message = DeliverMessage(tape: tape, body: body) else { return }
         var recipients: [ClientRecord] = []
-        for element in tape.elements(of: to) {
-            if let h = tape.int64(element), let record = store.record(handle: UInt64(bitPattern: h)) {
-                recipients.append(record)
-            }
+        for handle in message.handles {
+            if let record = store.record(handle: handle) { recipients.append(record) }
         }
         guard !recipients.isEmpty else { return }
-        deliverPieces(event: event, isJSON: isJSON, nonce: nonce, payload: payload, tape: tape, body: body, to: recipients)
+        deliverPieces(event: message.event, encoding: message.encoding, nonce: message.nonce, payload: message.payload,
+                      to: recipients)
     }
 
     /// Delivers a message that arrived from a peer to local `recipients`.
-    /// The pieces stay where they are (a JSON piece is the string's text in
-    /// the tape's arena, a MessagePack piece the value's bytes in `body`)
-    /// when every recipient shares their encoding; transcoding decodes them,
-    /// so then they are first copied into padded storage.
-    private func deliverPieces(event: StaticString, isJSON: Bool, nonce: Int?, payload: Int, tape: DocumentTape,
-                               body: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
-        let encoding: PayloadEncoding = isJSON ? .json : .msgpack
-        func piece<R>(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> R) -> R {
-            if isJSON {
-                guard tape.kind(node) == .string else { return use(nil) }
-                return tape.withStringBytes(node) { use($0) }
-            }
-            return use(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
-        }
-        let sameEncoding = recipients.allSatisfy { $0.encoding == encoding }
-        piece(payload) { payloadBytes in
-            guard let payloadBytes else { return }
-            let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
-                let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
-                if sameEncoding {
-                    self.local.deliverLocally(message, to: recipients)
-                } else {
-                    OwnedRoutedMessage(copying: message).withMessage { self.local.deliverLocally($0, to: recipients) }
-                }
-            }
-            if let nonce { piece(nonce, deliver) } else { deliver(nil) }
+    /// The pieces stay where they are (slices of the frame body, see
+    /// `PeerPiece`) when every recipient shares their encoding; transcoding
+    /// decodes them, so then they are first copied into padded storage.
+    private func deliverPieces(event: StaticString, encoding: PayloadEncoding, nonce: UnsafeRawBufferPointer?,
+                               payload: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
+        let message = RoutedMessage(event: event, encoding: encoding, nonce: nonce, payload: payload)
+        if recipients.allSatisfy({ $0.encoding == encoding }) {
+            local.deliverLocally(message, to: recipients)
+        } else {
+            OwnedRoutedMessage(copying: message).withMessage { self.local.deliverLocally($0, to: recipients) }
         }
     }
 
@@ -625,18 +571,11 @@ final class Cluster {
         // Every RemoteNode is a PeerLink: it came from `onlyPeer`.
         guard let link = node as? PeerLink else { return completion(0) }
         let id = requests.makeID()
-        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + message.payload.count + (message.nonce?.count ?? 0) + 48)
-        w.beginObject(count: message.nonce == nil ? 5 : 6)
-        w.key("t"); w.string(message.event)
-        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
-        w.key("all"); w.bool(all)
-        w.key("q"); piece(encodedQuery, message.encoding, into: &w)
-        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
-        w.key("payload"); piece(message.payload, message.encoding, into: &w)
-        w.endObject()
+        let body = RouteMessage(event: message.event, encoding: message.encoding, all: all, query: encodedQuery,
+                                nonce: message.nonce, payload: message.payload).bytes
         let pending = PendingRoute(completion: completion)
         requests.start(pending, id: id, waitingFor: [ObjectIdentifier(link)], deadlines: queryDeadlines)
-        link.send(.route, requestID: id, body: w.bytes)
+        link.send(.route, requestID: id, body: body)
     }
 
     func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
@@ -653,47 +592,47 @@ final class Cluster {
         defer {
             link.send(.routeResult, requestID: requestID, body: RouteResultMessage(delivered: Int64(delivered)).bytes)
         }
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let qNode = tape.member(of: root, named: "q"),
-              let payload = tape.member(of: root, named: "payload") else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let all = tape.member(of: root, named: "all").flatMap { tape.bool($0) } ?? false
-        let event: StaticString = tape.isString(t, equalTo: "BROADCAST") ? "BROADCAST" : "SEND"
-        guard case .success(let query) = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body) else { return }
-        router.resolve(query, purpose: all ? .all : .one) { candidates in
+        guard let message = RouteMessage(tape: tape, body: body),
+              case .success(let query) = compileQuery(message.query, encoding: message.encoding) else { return }
+        router.resolve(query, purpose: message.all ? .all : .one) { candidates in
             let recipients = candidates.compactMap { $0.record }
             guard !recipients.isEmpty else { return }
             delivered = recipients.count
-            self.deliverPieces(event: event, isJSON: isJSON, nonce: tape.member(of: root, named: "nonce"), payload: payload,
-                          tape: tape, body: body, to: recipients)
+            // A JSON payload that is not a string: counted, not delivered (as ever).
+            guard let payload = message.payload else { return }
+            self.deliverPieces(event: message.event, encoding: message.encoding, nonce: message.nonce, payload: payload,
+                               to: recipients)
         }
     }
 
     /// A query sent by a peer (JSON text in a string, or embedded MessagePack),
     /// through the compiled-query cache.
-    private func compileQuery(_ qNode: Int, isJSON: Bool, tape: DocumentTape, body: UnsafeRawBufferPointer) -> Result<Query, QueryError> {
-        if isJSON {
-            guard tape.kind(qNode) == .string else { return .failure(QueryError(detail: "query: not a string")) }
+    private func compileQuery(_ bytes: UnsafeRawBufferPointer, encoding: PayloadEncoding) -> Result<Query, QueryError> {
+        if encoding == .json {
             // The cache is keyed by the query text; only a miss copies it
             // into a padded buffer (simdjson reads past its input).
-            return tape.withStringBytes(qNode) { text in
-                queryCache.query(for: text, tag: 0) {
-                    var padded = Array(text)
-                    let count = padded.count
-                    padded.append(contentsOf: repeatElement(0, count: 64))
-                    return padded.withUnsafeBytes { raw in
-                        var t = DocumentTape()
-                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {
-                            return .failure(QueryError(detail: "undecodable"))
-                        }
-                        return Query.parse(t.value(t.root))
+            return queryCache.query(for: bytes, tag: 0) {
+                var padded = Array(bytes)
+                let count = padded.count
+                padded.append(contentsOf: repeatElement(0, count: 64))
+                return padded.withUnsafeBytes { raw in
+                    var t = DocumentTape()
+                    guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {
+                        return .failure(QueryError(detail: "undecodable"))
                     }
+                    return Query.parse(t.value(t.root))
                 }
             }
         }
-        let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
-        return queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
+        // Keyed by the embedded value's bytes; a miss decodes them again on
+        // their own (they decoded once already, as part of the body).
+        return queryCache.query(for: bytes, tag: 1) {
+            var t = DocumentTape()
+            guard (try? MessagePackTapeDecoder.decode(bytes, into: &t)) != nil, !t.isEmpty else {
+                return .failure(QueryError(detail: "undecodable"))
+            }
+            return Query.parse(t.value(t.root))
+        }
     }
 
     // MARK: Client events across nodes (protocol.md §8.10–8.11)
