@@ -288,4 +288,69 @@ import Testing
         #expect(message?.1 == Array("p".utf8))
         #expect(message?.2 == [1, 4])
     }
+
+    // MARK: queryResult
+
+    private func local(_ handle: UInt64, _ client: String, selector: Value? = nil) -> Candidate {
+        let record = ClientRecord(applicationID: "app", clientID: client, handle: handle, restricted: false, encoding: .json,
+                                  receivesClientUpdates: false, socketIP: handle == 1 ? "10.0.0.1" : nil, tags: [],
+                                  metadata: ClientMetadata(), session: nil)
+        return Candidate(applicationID: "app", clientID: client, selectorValue: selector, record: record)
+    }
+
+    /// What a receiver can compare of a candidate.
+    private func fields(_ c: Candidate) -> String {
+        "\(c.handle)|\(c.applicationID)|\(c.clientID)|\(String(describing: c.selectorValue))"
+    }
+
+    @Test(arguments: [false, true])
+    func queryResultRoundTrip(descriptors: Bool) {
+        let matches = [local(1, "a", selector: .int(3)), local(UInt64.max, "b", selector: .string("x"))]
+        let fallback = [local(0, "c")]
+        for (m, f) in [(matches, [Candidate]()), ([], fallback), ([], [])] {
+            let message = QueryResultMessage(matches: m, fallback: f, descriptors: descriptors)
+            decoded(message.bytes) { tape, body in
+                let answer = QueryResultMessage(tape: tape, body: body, node: nil)
+                // Remote candidates: the handle travels, the record does not.
+                let expected = { (c: Candidate) in fields(Candidate(applicationID: c.applicationID, clientID: c.clientID,
+                                                                    selectorValue: c.selectorValue, record: nil,
+                                                                    handle: c.record!.handle)) }
+                #expect(answer.matches.map(fields) == m.map(expected))
+                #expect(answer.fallback.map(fields) == f.map(expected))
+                #expect(answer.matches.allSatisfy { $0.record == nil && ($0.descriptor != nil) == descriptors })
+                #expect(answer.descriptors == (descriptors && !(m.isEmpty && f.isEmpty)))
+                if descriptors, let first = answer.matches.first?.descriptor {
+                    var t = DocumentTape()
+                    try? MessagePackTapeDecoder.decode(copying: first, into: &t)
+                    #expect(t.rootObject.flatMap { t.member(of: $0, named: "client_id") }.map { t.string($0) } == "a")
+                    #expect(t.rootObject.flatMap { t.member(of: $0, named: "socket_ip") }.map { t.string($0) } == "10.0.0.1")
+                }
+            }
+        }
+    }
+
+    @Test func queryResultWireFormat() {
+        #expect(QueryResultMessage(matches: [], fallback: [], descriptors: true).bytes == [0x82, 0xA1, 0x6D, 0x90, 0xA1, 0x66, 0x90])
+        #expect(QueryResultMessage(matches: [local(2, "c", selector: .int(7))], fallback: [], descriptors: false).bytes
+            == [0x82, 0xA1, 0x6D, 0x91, 0x95, 0x02, 0xA3, 0x61, 0x70, 0x70, 0xA1, 0x63, 0x07, 0xC0, 0xA1, 0x66, 0x90])
+    }
+
+    @Test(arguments: [
+        (#"[]"#, 0, 0),
+        (#"{"m": 1, "f": {"a": 1}}"#, 0, 0),
+        (#"{"m": [[1, "a", "c", null, null], [1, "a", "c", null], ["1", "a", "c", null, null], [1, 2, "c", null, null], 5]}"#, 1, 0),
+        (#"{"f": [[-1, "a", "c", {"v": 1}, "not a descriptor"]]}"#, 0, 1),
+    ] as [(String, Int, Int)])
+    func queryResultLenient(json: String, matches: Int, fallback: Int) {
+        decoded(pack(json)) { tape, body in
+            let answer = QueryResultMessage(tape: tape, body: body, node: nil)
+            #expect(answer.matches.count == matches)
+            #expect(answer.fallback.count == fallback)
+            #expect(!answer.descriptors)
+            if let c = answer.fallback.first {
+                #expect(c.handle == UInt64.max)
+                #expect(c.selectorValue == .object(ValueObject([("v", .int(1))])))
+            }
+        }
+    }
 }

@@ -427,67 +427,23 @@ final class Cluster {
         let result = compileQuery(message.query, encoding: message.encoding)
         guard case .success(let query) = result else {
             // The asking node validated it; a mismatch means different versions.
-            link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
+            link.sendBatched(.queryResult, requestID: requestID,
+                             body: QueryResultMessage(matches: [], fallback: [], descriptors: false).bytes)
             return
         }
         let matches = router.collectLocalCandidates(query, ignoringOps: false)
         let fallback = message.withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
-        var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
-        w.beginObject(count: 2)
-        w.key("m"); writeCandidates(matches, descriptors: message.descriptors, into: &w)
-        w.key("f"); writeCandidates(fallback, descriptors: message.descriptors, into: &w)
-        w.endObject()
-        link.sendBatched(.queryResult, requestID: requestID, body: w.bytes)
-    }
-
-    private var emptyResult: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 2)
-        w.key("m"); w.beginArray(count: 0); w.endArray()
-        w.key("f"); w.beginArray(count: 0); w.endArray()
-        w.endObject()
-        return w.bytes
-    }
-
-    /// `[handle, app, client, selectorValue|nil, descriptor|nil]` per candidate.
-    private func writeCandidates(_ candidates: [Candidate], descriptors: Bool, into w: inout FrameWriter) {
-        w.beginArray(count: candidates.count)
-        for candidate in candidates {
-            guard let record = candidate.record else { continue }
-            w.element()
-            w.beginArray(count: 5)
-            w.element(); w.int(Int64(bitPattern: record.handle))
-            w.element(); w.string(record.applicationID)
-            w.element(); w.string(record.clientID)
-            w.element()
-            if let value = candidate.selectorValue { w.value(value) } else { w.null() }
-            w.element()
-            if descriptors { ClientDescriptor.write(record, into: &w) } else { w.null() }
-            w.endArray()
-        }
-        w.endArray()
+        let body = QueryResultMessage(matches: matches, fallback: fallback, descriptors: message.descriptors).bytes
+        link.sendBatched(.queryResult, requestID: requestID, body: body)
     }
 
     /// A peer's answer to one of our queries.
     func receiveQueryResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingQuery.self) else { return }
-        if let root = tape.rootObject {
-            if let m = tape.member(of: root, named: "m") { readCandidates(m, from: link, tape: tape, body: body, into: &query.matches) }
-            if let f = tape.member(of: root, named: "f") { readCandidates(f, from: link, tape: tape, body: body, into: &query.fallback) }
-        }
+        let answer = QueryResultMessage(tape: tape, body: body, node: link)
+        query.matches.append(contentsOf: answer.matches)
+        query.fallback.append(contentsOf: answer.fallback)
         requests.endIfComplete(query)
-    }
-
-    private func readCandidates(_ array: Int, from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer, into out: inout [Candidate]) {
-        guard tape.kind(array) == .array else { return }
-        for element in tape.elements(of: array) where tape.kind(element) == .array && tape.count(element) == 5 {
-            let parts = Array(tape.elements(of: element))
-            guard let handle = tape.int64(parts[0]), tape.kind(parts[1]) == .string, tape.kind(parts[2]) == .string else { continue }
-            let selector = tape.kind(parts[3]) == .null ? nil : tape.value(parts[3])
-            let descriptor = tape.kind(parts[4]) == .object ? Array(UnsafeRawBufferPointer(rebasing: body[tape.span(parts[4])])) : nil
-            out.append(Candidate(applicationID: tape.string(parts[1]), clientID: tape.string(parts[2]), selectorValue: selector,
-                                 record: nil, node: link, handle: UInt64(bitPattern: handle), descriptor: descriptor))
-        }
     }
 
     // MARK: Delivery across nodes
