@@ -353,4 +353,72 @@ import Testing
             }
         }
     }
+
+    // MARK: proxy, proxyResult (a MessagePack header and a raw tail)
+
+    /// Splits a raw-tail body as a link does and hands header tape and tail to `read`.
+    private func decodedRawTail<R>(_ bytes: [UInt8], _ read: (DocumentTape, UnsafeRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeBytes { body in
+            var tape = DocumentTape()
+            let tail = try! PeerFrameCodec.decodeBody(.proxy, body, into: &tape)
+            return read(tape, tail)
+        }
+    }
+
+    /// A raw-tail body with `json` (packed) as its header.
+    private func rawTail(_ json: String, tail: [UInt8] = [1, 2]) -> [UInt8] {
+        PeerFrameCodec.rawTailBody(header: pack(json), tail: tail)
+    }
+
+    @Test(arguments: [nil, [], [0, 1, 2, 255]] as [[UInt8]?])
+    func proxyRoundTrip(body: [UInt8]?) {
+        let message = ProxyMessage(handle: UInt64.max, method: "POST", route: "/a?b=c", headers: [("x-a", "1"), ("x-a", "2")],
+                                   callerIP: "::1", body: body)
+        #expect(decodedRawTail(message.bytes) { tape, tail in ProxyMessage(tape: tape, tail: tail) } == message)
+    }
+
+    @Test func proxyWireFormat() {
+        let header: [UInt8] = [0x86, 0xA1, 0x68, 0x05, 0xA1, 0x6D, 0xA3, 0x47, 0x45, 0x54, 0xA1, 0x72, 0xA1, 0x2F,
+                               0xA2, 0x68, 0x64, 0x91, 0x92, 0xA1, 0x61, 0xA1, 0x62, 0xA1, 0x78, 0xA0, 0xA1, 0x62, 0xC3]
+        #expect(ProxyMessage(handle: 5, method: "GET", route: "/", headers: [("a", "b")], callerIP: "", body: [9]).bytes
+            == [0, 0, 0, UInt8(header.count)] + header + [9])
+    }
+
+    @Test(arguments: [
+        #"[]"#, #"{"m": "GET", "r": "/", "x": "", "hd": []}"#, #"{"h": "1", "m": "GET", "r": "/", "x": "", "hd": []}"#,
+        #"{"h": 1, "r": "/", "x": "", "hd": []}"#, #"{"h": 1, "m": "GET", "x": "", "hd": []}"#,
+        #"{"h": 1, "m": "GET", "r": "/", "hd": []}"#, #"{"h": 1, "m": "GET", "r": "/", "x": ""}"#,
+        #"{"h": 1, "m": 2, "r": "/", "x": "", "hd": []}"#,
+    ])
+    func proxyMalformed(json: String) {
+        #expect(decodedRawTail(rawTail(json)) { tape, tail in ProxyMessage(tape: tape, tail: tail) } == nil)
+    }
+
+    @Test func proxyLenient() {
+        // Headers that are not string pairs are skipped; no `b`: no body, whatever follows.
+        let message = decodedRawTail(rawTail(#"{"h": -1, "m": "GET", "r": "/", "x": "ip", "hd": [["a", "b"], ["c"], [1, "d"], "e"]}"#)) {
+            tape, tail in ProxyMessage(tape: tape, tail: tail)
+        }
+        #expect(message == ProxyMessage(handle: UInt64.max, method: "GET", route: "/", headers: [("a", "b")], callerIP: "ip", body: nil))
+        let noHeaders = decodedRawTail(rawTail(#"{"h": 1, "m": "GET", "r": "/", "x": "", "hd": 5, "b": true}"#)) {
+            tape, tail in ProxyMessage(tape: tape, tail: tail)
+        }
+        #expect(noHeaders == ProxyMessage(handle: 1, method: "GET", route: "/", headers: [], callerIP: "", body: [1, 2]))
+    }
+
+    @Test(arguments: [200, 404, 599] as [Int64], [[], [7, 0, 7]] as [[UInt8]])
+    func proxyResultRoundTrip(status: Int64, body: [UInt8]) {
+        let message = ProxyResultMessage(status: status, headers: [("content-type", "text/plain")], body: body)
+        #expect(decodedRawTail(message.bytes) { tape, tail in ProxyResultMessage(tape: tape, tail: tail) } == message)
+    }
+
+    @Test func proxyResultWireFormat() {
+        #expect(ProxyResultMessage(status: 200, headers: [], body: [0x41]).bytes
+            == [0, 0, 0, 9, 0x82, 0xA1, 0x73, 0xCC, 0xC8, 0xA2, 0x68, 0x64, 0x90, 0x41])
+    }
+
+    @Test(arguments: [#"[]"#, #"{"hd": []}"#, #"{"s": 199, "hd": []}"#, #"{"s": 600, "hd": []}"#, #"{"s": "200", "hd": []}"#, #"{"s": 200}"#])
+    func proxyResultMalformed(json: String) {
+        #expect(decodedRawTail(rawTail(json)) { tape, tail in ProxyResultMessage(tape: tape, tail: tail) } == nil)
+    }
 }
