@@ -83,16 +83,8 @@ extension Cluster {
             return nil
         }
         let id = requests.makeID()
-        var w = FrameWriter(encoding: .msgpack, capacity: 128 + request.route.utf8.count)
-        w.beginObject(count: 6)
-        w.key("h"); w.int(Int64(bitPattern: handle))
-        w.key("m"); w.string(request.method)
-        w.key("r"); w.string(request.route)
-        w.key("hd"); Cluster.writeHeaders(request.headers, into: &w)
-        w.key("x"); w.string(callerIP)
-        w.key("b"); w.bool(request.body != nil)
-        w.endObject()
-        let body = PeerFrameCodec.rawTailBody(header: w.bytes, tail: request.body)
+        let body = ProxyMessage(handle: handle, method: request.method, route: request.route, headers: request.headers,
+                                callerIP: callerIP, body: request.body).bytes
         // The peer would fail the whole link over an oversized frame (its
         // limit is ours when, as documented, nodes share their size settings).
         guard body.count <= maxFrameBody else {
@@ -131,28 +123,20 @@ extension Cluster {
             }
             link.send(.proxyResult, requestID: requestID, body: body)
         }
-        guard let root = tape.rootObject,
-              let h = tape.member(of: root, named: "h").flatMap({ tape.int64($0) }),
-              let m = tape.member(of: root, named: "m"), tape.kind(m) == .string,
-              let r = tape.member(of: root, named: "r"), tape.kind(r) == .string,
-              let x = tape.member(of: root, named: "x"), tape.kind(x) == .string,
-              let hd = tape.member(of: root, named: "hd")
-        else {
+        guard let message = ProxyMessage(tape: tape, tail: tail) else {
             logger.warning("malformed proxy frame from peer", metadata: ["node": "\(LogText.escape(link.peerNodeID ?? "?"))"])
             reply(HTTPResponse.errorList("malformed proxied request between nodes", status: 502))
             return
         }
-        let hasBody = tape.member(of: root, named: "b").flatMap { tape.bool($0) } ?? false
-        guard let record = store.record(handle: UInt64(bitPattern: h)), let proxyRunner else {
+        guard let record = store.record(handle: message.handle), let proxyRunner else {
             // The chosen client left between the choice and now.
             reply(HTTPResponse.errorList("no matches"))
             return
         }
         // Completions never run inside execute, so the transfer is recorded
         // before its reply can remove it.
-        let request = ForwardedProxyRequest(method: tape.string(m), route: tape.string(r), headers: Cluster.readHeaders(hd, tape: tape),
-                                            body: hasBody ? Array(tail) : nil)
-        if let transfer = proxyRunner.run(request, on: record, callerIP: tape.string(x), completion: reply) {
+        let request = ForwardedProxyRequest(method: message.method, route: message.route, headers: message.headers, body: message.body)
+        if let transfer = proxyRunner.run(request, on: record, callerIP: message.callerIP, completion: reply) {
             servedProxies[served] = transfer
         }
     }
@@ -170,11 +154,9 @@ extension Cluster {
     /// The answer to a request this node forwarded.
     func receiveProxyResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, tail: UnsafeRawBufferPointer) {
         guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingProxy.self) else { return }
-        if let root = tape.rootObject,
-           let s = tape.member(of: root, named: "s").flatMap({ tape.int64($0) }), (200...599).contains(s),
-           let hd = tape.member(of: root, named: "hd") {
+        if let message = ProxyResultMessage(tape: tape, tail: tail) {
             // Filtered again where it is relayed: the peer is trusted, but the framing is ours.
-            pending.response = .relayed(status: Int(s), headers: Cluster.readHeaders(hd, tape: tape), body: Array(tail))
+            pending.response = .relayed(status: Int(message.status), headers: message.headers, body: message.body)
         } else {
             pending.response = .failed(reason: "malformed proxied response from node \(pending.nodeID)", status: 502)
         }
@@ -183,35 +165,7 @@ extension Cluster {
 
     /// A `proxyResult` body: status and headers as the header, the body raw.
     static func proxyResultBody(_ response: HTTPResponse) -> [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 2)
-        w.key("s"); w.int(Int64(response.status))
-        w.key("hd"); writeHeaders(response.headers, into: &w)
-        w.endObject()
-        return PeerFrameCodec.rawTailBody(header: w.bytes, tail: response.body)
-    }
-
-    static func writeHeaders(_ headers: [(String, String)], into w: inout FrameWriter) {
-        w.beginArray(count: headers.count)
-        for (name, value) in headers {
-            w.element()
-            w.beginArray(count: 2)
-            w.element(); w.string(name)
-            w.element(); w.string(value)
-            w.endArray()
-        }
-        w.endArray()
-    }
-
-    static func readHeaders(_ node: Int, tape: DocumentTape) -> [(String, String)] {
-        guard tape.kind(node) == .array else { return [] }
-        var out: [(String, String)] = []
-        for pair in tape.elements(of: node) where tape.kind(pair) == .array && tape.count(pair) == 2 {
-            let parts = Array(tape.elements(of: pair))
-            guard tape.kind(parts[0]) == .string, tape.kind(parts[1]) == .string else { continue }
-            out.append((tape.string(parts[0]), tape.string(parts[1])))
-        }
-        return out
+        ProxyResultMessage(status: Int64(response.status), headers: response.headers, body: response.body).bytes
     }
 
     // MARK: Discovery
@@ -221,7 +175,7 @@ extension Cluster {
     /// none after CLUSTER_QUERY_TIMEOUT_MS).
     func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
         let id = requests.makeID()
-        let body = Cluster.stringList("t", tags)
+        let body = TagsMessage(tags: tags).bytes
         let asked = links.values.filter { $0.isUp }
         let query = PendingTags(local: local, completion: completion)
         requests.start(query, id: id, waitingFor: Set(asked.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
@@ -230,30 +184,14 @@ extension Cluster {
     }
 
     func answerTags(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
-        var tags: [String] = []
-        if let root = tape.rootObject, let t = tape.member(of: root, named: "t"), tape.kind(t) == .array {
-            for element in tape.elements(of: t) where tape.kind(element) == .string { tags.append(tape.string(element)) }
-        }
+        let tags = TagsMessage(tape: tape).tags
         let applications = tags.isEmpty ? [] : store.applications(withTags: tags)
-        link.send(.tagsResult, requestID: requestID, body: Cluster.stringList("a", applications))
-    }
-
-    /// `{key: [strings]}` as MessagePack (the tags frames' bodies).
-    static func stringList(_ key: StaticString, _ strings: [String]) -> [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 1)
-        w.key(key); w.beginArray(count: strings.count)
-        for string in strings { w.element(); w.string(string) }
-        w.endArray()
-        w.endObject()
-        return w.bytes
+        link.send(.tagsResult, requestID: requestID, body: TagsResultMessage(applications: applications).bytes)
     }
 
     func receiveTagsResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingTags.self) else { return }
-        if let root = tape.rootObject, let a = tape.member(of: root, named: "a"), tape.kind(a) == .array {
-            for element in tape.elements(of: a) where tape.kind(element) == .string { query.applications.insert(tape.string(element)) }
-        }
+        query.applications.formUnion(TagsResultMessage(tape: tape).applications)
         requests.endIfComplete(query)
     }
 }

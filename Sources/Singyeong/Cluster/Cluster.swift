@@ -244,18 +244,7 @@ final class Cluster {
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
         let known = Set(store.applications.keys).union(announcing.keys)
-        link.send(.applications, body: applicationsBody(full: true, add: Array(known), remove: []))
-    }
-
-    private func applicationsBody(full: Bool, add: [String], remove: [String], ack: Bool = false) -> [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: (full ? 3 : 2) + (ack ? 1 : 0))
-        if full { w.key("full"); w.bool(true) }
-        if ack { w.key("ack"); w.bool(true) }
-        w.key("add"); w.beginArray(count: add.count); for a in add { w.element(); w.string(a) }; w.endArray()
-        w.key("remove"); w.beginArray(count: remove.count); for r in remove { w.element(); w.string(r) }; w.endArray()
-        w.endObject()
-        return w.bytes
+        link.send(.applications, body: ApplicationsMessage(full: true, add: Array(known)).bytes)
     }
 
     /// Applications whose first client is waiting for peers to acknowledge
@@ -287,7 +276,7 @@ final class Cluster {
     /// answers are kept).
     func announceNewApplication(_ application: String, completion: @escaping () -> Void) {
         let id = requests.makeID()
-        let body = applicationsBody(full: false, add: [application], remove: [], ack: true)
+        let body = ApplicationsMessage(ack: true, add: [application]).bytes
         // Everything registered before sending: a send can close a link
         // synchronously, and its `linkClosed` must find (and may finish)
         // this announcement.
@@ -322,7 +311,7 @@ final class Cluster {
     /// acknowledgement needed: a peer that still asks us loses nothing).
     private func announceApplications(add: [String], remove: [String]) {
         guard !links.isEmpty else { return }
-        let body = applicationsBody(full: false, add: add, remove: remove)
+        let body = ApplicationsMessage(add: add, remove: remove).bytes
         for link in links.values { link.send(.applications, body: body) }
     }
 
@@ -368,11 +357,7 @@ final class Cluster {
                 "seconds": "\(Int(handshakeFailures.interval))", "last_reason": "\(summary.lastReason)",
             ])
         }
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 1)
-        w.key("n"); w.int(Int64(store.count))
-        w.endObject()
-        let body = w.bytes
+        let body = PingMessage(clientCount: Int64(store.count)).bytes
         for link in links.values { link.sendPing(body: body) }
         if loadBalance { balance() }
     }
@@ -426,15 +411,7 @@ final class Cluster {
     func scatter(encodedQuery: UnsafeRawBufferPointer, encoding: PayloadEncoding, application: String?, descriptors: Bool,
                  withFallback: Bool, completion: @escaping ([Candidate], [Candidate]) -> Void) {
         let id = requests.makeID()
-        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + 32)
-        w.beginObject(count: 4)
-        w.key("enc"); w.int(encoding == .json ? 0 : 1)
-        w.key("q")
-        if encoding == .json { w.string(utf8: encodedQuery) } else { w.raw(encodedQuery) }
-        w.key("list"); w.bool(descriptors)
-        w.key("opt"); w.bool(withFallback)
-        w.endObject()
-        let body = w.bytes
+        let body = QueryMessage(encoding: encoding, query: encodedQuery, descriptors: descriptors, withFallback: withFallback).bytes
         // Peers known to have no client of the application cannot match
         // (nor fall back: optional keeps the application filter).
         let asked = links.values.filter { $0.isUp && $0.mayHaveClients(of: application) }
@@ -446,75 +423,27 @@ final class Cluster {
 
     /// A peer asks: run the query on our clients.
     func answerQuery(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        guard let root = tape.rootObject, let qNode = tape.member(of: root, named: "q") else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let descriptors = tape.member(of: root, named: "list").flatMap { tape.bool($0) } ?? false
-        let withFallback = tape.member(of: root, named: "opt").flatMap { tape.bool($0) } ?? false
-        if isJSON && tape.kind(qNode) != .string { return }
-        let result = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body)
+        guard let message = QueryMessage(tape: tape, body: body) else { return }
+        let result = compileQuery(message.query, encoding: message.encoding)
         guard case .success(let query) = result else {
             // The asking node validated it; a mismatch means different versions.
-            link.sendBatched(.queryResult, requestID: requestID, body: emptyResult)
+            link.sendBatched(.queryResult, requestID: requestID,
+                             body: QueryResultMessage(matches: [], fallback: [], descriptors: false).bytes)
             return
         }
         let matches = router.collectLocalCandidates(query, ignoringOps: false)
-        let fallback = withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
-        var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
-        w.beginObject(count: 2)
-        w.key("m"); writeCandidates(matches, descriptors: descriptors, into: &w)
-        w.key("f"); writeCandidates(fallback, descriptors: descriptors, into: &w)
-        w.endObject()
-        link.sendBatched(.queryResult, requestID: requestID, body: w.bytes)
-    }
-
-    private var emptyResult: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 2)
-        w.key("m"); w.beginArray(count: 0); w.endArray()
-        w.key("f"); w.beginArray(count: 0); w.endArray()
-        w.endObject()
-        return w.bytes
-    }
-
-    /// `[handle, app, client, selectorValue|nil, descriptor|nil]` per candidate.
-    private func writeCandidates(_ candidates: [Candidate], descriptors: Bool, into w: inout FrameWriter) {
-        w.beginArray(count: candidates.count)
-        for candidate in candidates {
-            guard let record = candidate.record else { continue }
-            w.element()
-            w.beginArray(count: 5)
-            w.element(); w.int(Int64(bitPattern: record.handle))
-            w.element(); w.string(record.applicationID)
-            w.element(); w.string(record.clientID)
-            w.element()
-            if let value = candidate.selectorValue { w.value(value) } else { w.null() }
-            w.element()
-            if descriptors { ClientDescriptor.write(record, into: &w) } else { w.null() }
-            w.endArray()
-        }
-        w.endArray()
+        let fallback = message.withFallback && matches.isEmpty ? router.collectLocalCandidates(query, ignoringOps: true) : []
+        let body = QueryResultMessage(matches: matches, fallback: fallback, descriptors: message.descriptors).bytes
+        link.sendBatched(.queryResult, requestID: requestID, body: body)
     }
 
     /// A peer's answer to one of our queries.
     func receiveQueryResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let query = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingQuery.self) else { return }
-        if let root = tape.rootObject {
-            if let m = tape.member(of: root, named: "m") { readCandidates(m, from: link, tape: tape, body: body, into: &query.matches) }
-            if let f = tape.member(of: root, named: "f") { readCandidates(f, from: link, tape: tape, body: body, into: &query.fallback) }
-        }
+        let answer = QueryResultMessage(tape: tape, body: body, node: link)
+        query.matches.append(contentsOf: answer.matches)
+        query.fallback.append(contentsOf: answer.fallback)
         requests.endIfComplete(query)
-    }
-
-    private func readCandidates(_ array: Int, from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer, into out: inout [Candidate]) {
-        guard tape.kind(array) == .array else { return }
-        for element in tape.elements(of: array) where tape.kind(element) == .array && tape.count(element) == 5 {
-            let parts = Array(tape.elements(of: element))
-            guard let handle = tape.int64(parts[0]), tape.kind(parts[1]) == .string, tape.kind(parts[2]) == .string else { continue }
-            let selector = tape.kind(parts[3]) == .null ? nil : tape.value(parts[3])
-            let descriptor = tape.kind(parts[4]) == .object ? Array(UnsafeRawBufferPointer(rebasing: body[tape.span(parts[4])])) : nil
-            out.append(Candidate(applicationID: tape.string(parts[1]), clientID: tape.string(parts[2]), selectorValue: selector,
-                                 record: nil, node: link, handle: UInt64(bitPattern: handle), descriptor: descriptor))
-        }
     }
 
     // MARK: Delivery across nodes
@@ -535,76 +464,34 @@ final class Cluster {
             }
             return
         }
-        var w = FrameWriter(encoding: .msgpack, capacity: message.payload.count + (message.nonce?.count ?? 0) + 32 + 9 * handles.count)
-        w.beginObject(count: message.nonce == nil ? 4 : 5)
-        w.key("t"); w.string(message.event)
-        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
-        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
-        w.key("payload"); piece(message.payload, message.encoding, into: &w)
-        w.key("to")
-        w.beginArray(count: handles.count)
-        for handle in handles { w.element(); w.int(Int64(bitPattern: handle)) }
-        w.endArray()
-        w.endObject()
-        link.send(.deliver, body: w.bytes)
-    }
-
-    /// A JSON piece travels as a string holding its text; a MessagePack piece
-    /// is embedded as the value it is.
-    private func piece(_ bytes: UnsafeRawBufferPointer, _ encoding: PayloadEncoding, into w: inout FrameWriter) {
-        if encoding == .json { w.string(utf8: bytes) } else { w.raw(bytes) }
+        let body = DeliverMessage(event: message.event, encoding: message.encoding, nonce: message.nonce,
+                                  payload: message.payload, handles: handles).bytes
+        link.send(.deliver, body: body)
     }
 
     /// A peer routed a message to some of our clients.
     func receiveDeliver(from link: PeerLink, tape: DocumentTape, body: UnsafeRawBufferPointer) {
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let payload = tape.member(of: root, named: "payload"),
-              let to = tape.member(of: root, named: "to"), tape.kind(to) == .array
-        else { return }
-        let event: StaticString
-        if tape.isString(t, equalTo: "SEND") { event = "SEND" }
-        else if tape.isString(t, equalTo: "BROADCAST") { event = "BROADCAST" }
-        else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let nonce = tape.member(of: root, named: "nonce")
+        guard let message = DeliverMessage(tape: tape, body: body) else { return }
         var recipients: [ClientRecord] = []
-        for element in tape.elements(of: to) {
-            if let h = tape.int64(element), let record = store.record(handle: UInt64(bitPattern: h)) {
-                recipients.append(record)
-            }
+        for handle in message.handles {
+            if let record = store.record(handle: handle) { recipients.append(record) }
         }
         guard !recipients.isEmpty else { return }
-        deliverPieces(event: event, isJSON: isJSON, nonce: nonce, payload: payload, tape: tape, body: body, to: recipients)
+        deliverPieces(event: message.event, encoding: message.encoding, nonce: message.nonce, payload: message.payload,
+                      to: recipients)
     }
 
     /// Delivers a message that arrived from a peer to local `recipients`.
-    /// The pieces stay where they are (a JSON piece is the string's text in
-    /// the tape's arena, a MessagePack piece the value's bytes in `body`)
-    /// when every recipient shares their encoding; transcoding decodes them,
-    /// so then they are first copied into padded storage.
-    private func deliverPieces(event: StaticString, isJSON: Bool, nonce: Int?, payload: Int, tape: DocumentTape,
-                               body: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
-        let encoding: PayloadEncoding = isJSON ? .json : .msgpack
-        func piece<R>(_ node: Int, _ use: (UnsafeRawBufferPointer?) -> R) -> R {
-            if isJSON {
-                guard tape.kind(node) == .string else { return use(nil) }
-                return tape.withStringBytes(node) { use($0) }
-            }
-            return use(UnsafeRawBufferPointer(rebasing: body[tape.span(node)]))
-        }
-        let sameEncoding = recipients.allSatisfy { $0.encoding == encoding }
-        piece(payload) { payloadBytes in
-            guard let payloadBytes else { return }
-            let deliver: (UnsafeRawBufferPointer?) -> Void = { nonceBytes in
-                let message = RoutedMessage(event: event, encoding: encoding, nonce: nonceBytes, payload: payloadBytes)
-                if sameEncoding {
-                    self.local.deliverLocally(message, to: recipients)
-                } else {
-                    OwnedRoutedMessage(copying: message).withMessage { self.local.deliverLocally($0, to: recipients) }
-                }
-            }
-            if let nonce { piece(nonce, deliver) } else { deliver(nil) }
+    /// The pieces stay where they are (slices of the frame body, see
+    /// `PeerPiece`) when every recipient shares their encoding; transcoding
+    /// decodes them, so then they are first copied into padded storage.
+    private func deliverPieces(event: StaticString, encoding: PayloadEncoding, nonce: UnsafeRawBufferPointer?,
+                               payload: UnsafeRawBufferPointer, to recipients: [ClientRecord]) {
+        let message = RoutedMessage(event: event, encoding: encoding, nonce: nonce, payload: payload)
+        if recipients.allSatisfy({ $0.encoding == encoding }) {
+            local.deliverLocally(message, to: recipients)
+        } else {
+            OwnedRoutedMessage(copying: message).withMessage { self.local.deliverLocally($0, to: recipients) }
         }
     }
 
@@ -640,24 +527,16 @@ final class Cluster {
         // Every RemoteNode is a PeerLink: it came from `onlyPeer`.
         guard let link = node as? PeerLink else { return completion(0) }
         let id = requests.makeID()
-        var w = FrameWriter(encoding: .msgpack, capacity: encodedQuery.count + message.payload.count + (message.nonce?.count ?? 0) + 48)
-        w.beginObject(count: message.nonce == nil ? 5 : 6)
-        w.key("t"); w.string(message.event)
-        w.key("enc"); w.int(message.encoding == .json ? 0 : 1)
-        w.key("all"); w.bool(all)
-        w.key("q"); piece(encodedQuery, message.encoding, into: &w)
-        if let nonce = message.nonce { w.key("nonce"); piece(nonce, message.encoding, into: &w) }
-        w.key("payload"); piece(message.payload, message.encoding, into: &w)
-        w.endObject()
+        let body = RouteMessage(event: message.event, encoding: message.encoding, all: all, query: encodedQuery,
+                                nonce: message.nonce, payload: message.payload).bytes
         let pending = PendingRoute(completion: completion)
         requests.start(pending, id: id, waitingFor: [ObjectIdentifier(link)], deadlines: queryDeadlines)
-        link.send(.route, requestID: id, body: w.bytes)
+        link.send(.route, requestID: id, body: body)
     }
 
     func receiveRouteResult(from link: PeerLink, requestID: UInt64, tape: DocumentTape) {
         guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingRoute.self) else { return }
-        let n = tape.rootObject.flatMap { tape.member(of: $0, named: "n") }.flatMap { tape.int64($0) } ?? 0
-        pending.delivered = Int(n)
+        pending.delivered = Int(RouteResultMessage(tape: tape).delivered)
         requests.endIfComplete(pending)
     }
 
@@ -667,76 +546,61 @@ final class Cluster {
     func receiveRoute(from link: PeerLink, requestID: UInt64, tape: DocumentTape, body: UnsafeRawBufferPointer) {
         var delivered = 0
         defer {
-            var w = FrameWriter(encoding: .msgpack)
-            w.beginObject(count: 1)
-            w.key("n"); w.int(Int64(delivered))
-            w.endObject()
-            link.send(.routeResult, requestID: requestID, body: w.bytes)
+            link.send(.routeResult, requestID: requestID, body: RouteResultMessage(delivered: Int64(delivered)).bytes)
         }
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let qNode = tape.member(of: root, named: "q"),
-              let payload = tape.member(of: root, named: "payload") else { return }
-        let isJSON = tape.member(of: root, named: "enc").flatMap { tape.int64($0) } == 0
-        let all = tape.member(of: root, named: "all").flatMap { tape.bool($0) } ?? false
-        let event: StaticString = tape.isString(t, equalTo: "BROADCAST") ? "BROADCAST" : "SEND"
-        guard case .success(let query) = compileQuery(qNode, isJSON: isJSON, tape: tape, body: body) else { return }
-        router.resolve(query, purpose: all ? .all : .one) { candidates in
+        guard let message = RouteMessage(tape: tape, body: body),
+              case .success(let query) = compileQuery(message.query, encoding: message.encoding) else { return }
+        router.resolve(query, purpose: message.all ? .all : .one) { candidates in
             let recipients = candidates.compactMap { $0.record }
             guard !recipients.isEmpty else { return }
             delivered = recipients.count
-            self.deliverPieces(event: event, isJSON: isJSON, nonce: tape.member(of: root, named: "nonce"), payload: payload,
-                          tape: tape, body: body, to: recipients)
+            // A JSON payload that is not a string: counted, not delivered (as ever).
+            guard let payload = message.payload else { return }
+            self.deliverPieces(event: message.event, encoding: message.encoding, nonce: message.nonce, payload: payload,
+                               to: recipients)
         }
     }
 
     /// A query sent by a peer (JSON text in a string, or embedded MessagePack),
     /// through the compiled-query cache.
-    private func compileQuery(_ qNode: Int, isJSON: Bool, tape: DocumentTape, body: UnsafeRawBufferPointer) -> Result<Query, QueryError> {
-        if isJSON {
-            guard tape.kind(qNode) == .string else { return .failure(QueryError(detail: "query: not a string")) }
+    private func compileQuery(_ bytes: UnsafeRawBufferPointer, encoding: PayloadEncoding) -> Result<Query, QueryError> {
+        if encoding == .json {
             // The cache is keyed by the query text; only a miss copies it
             // into a padded buffer (simdjson reads past its input).
-            return tape.withStringBytes(qNode) { text in
-                queryCache.query(for: text, tag: 0) {
-                    var padded = Array(text)
-                    let count = padded.count
-                    padded.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
-                    return padded.withUnsafeBytes { raw in
-                        var t = DocumentTape()
-                        guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {
-                            return .failure(QueryError(detail: "undecodable"))
-                        }
-                        return Query.parse(t.value(t.root))
+            return queryCache.query(for: bytes, tag: 0) {
+                var padded = Array(bytes)
+                let count = padded.count
+                padded.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
+                return padded.withUnsafeBytes { raw in
+                    var t = DocumentTape()
+                    guard (try? JSONTapeDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<count]), into: &t)) != nil, !t.isEmpty else {
+                        return .failure(QueryError(detail: "undecodable"))
                     }
+                    return Query.parse(t.value(t.root))
                 }
             }
         }
-        let bytes = UnsafeRawBufferPointer(rebasing: body[tape.span(qNode)])
-        return queryCache.query(for: bytes, tag: 1) { Query.parse(tape.value(qNode)) }
+        // Keyed by the embedded value's bytes; a miss decodes them again on
+        // their own (they decoded once already, as part of the body).
+        return queryCache.query(for: bytes, tag: 1) {
+            var t = DocumentTape()
+            guard (try? MessagePackTapeDecoder.decode(bytes, into: &t)) != nil, !t.isEmpty else {
+                return .failure(QueryError(detail: "undecodable"))
+            }
+            return Query.parse(t.value(t.root))
+        }
     }
 
     // MARK: Client events across nodes (protocol.md §8.10–8.11)
 
     func broadcastEvent(_ event: StaticString, application: String) {
         guard !links.isEmpty else { return }
-        var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: 2)
-        w.key("t"); w.string(event)
-        w.key("app"); w.string(application)
-        w.endObject()
-        let body = w.bytes
+        let body = EventMessage(event: event, application: application).bytes
         for link in links.values { link.send(.event, body: body) }
     }
 
     func receiveEvent(from link: PeerLink, tape: DocumentTape) {
-        guard let root = tape.rootObject,
-              let t = tape.member(of: root, named: "t"), tape.kind(t) == .string,
-              let app = tape.member(of: root, named: "app"), tape.kind(app) == .string else { return }
-        if tape.isString(t, equalTo: "CLIENT_CONNECTED") {
-            local.announceLocally(event: "CLIENT_CONNECTED", application: tape.string(app))
-        } else if tape.isString(t, equalTo: "CLIENT_DISCONNECTED") {
-            local.announceLocally(event: "CLIENT_DISCONNECTED", application: tape.string(app))
-        }
+        guard let message = EventMessage(tape: tape) else { return }
+        local.announceLocally(event: message.event, application: message.application)
     }
 }

@@ -125,19 +125,12 @@ final class PeerLink: ConnectionHandler {
         connection.abort(reason: reason)
     }
 
-    /// Applies an `applications` frame (in `tape`).
-    private func applyApplications() {
-        guard let root = tape.rootObject else { return }
-        if tape.member(of: root, named: "full").flatMap({ tape.bool($0) }) == true {
-            knownApplications = []
-        }
+    /// Applies an `applications` frame.
+    private func apply(_ message: ApplicationsMessage) {
+        if message.full { knownApplications = [] }
         guard knownApplications != nil else { return }
-        if let add = tape.member(of: root, named: "add"), tape.kind(add) == .array {
-            for app in tape.elements(of: add) where tape.kind(app) == .string { knownApplications!.insert(tape.string(app)) }
-        }
-        if let remove = tape.member(of: root, named: "remove"), tape.kind(remove) == .array {
-            for app in tape.elements(of: remove) where tape.kind(app) == .string { knownApplications!.remove(tape.string(app)) }
-        }
+        for app in message.add { knownApplications!.insert(app) }
+        for app in message.remove { knownApplications!.remove(app) }
     }
 
     /// Whether a query for `application` (nil: any) must be sent to this peer.
@@ -255,8 +248,8 @@ final class PeerLink: ConnectionHandler {
                 ? tape.member(of: tape.root, named: "reason").flatMap { tape.kind($0) == .string ? tape.string($0) : nil } : nil
             fail(connection, "peer refused the link: \(LogText.escape(reason ?? "no reason given"))")
         case .ping:
-            if let root = tape.rootObject, let n = tape.member(of: root, named: "n").flatMap({ tape.int64($0) }) {
-                reportedClientCount = Int(n)
+            if let message = PingMessage(tape: tape) {
+                reportedClientCount = Int(message.clientCount)
                 reportedAt = cluster.loop.now
             }
             connection.send(PeerFrameCodec.make(.pong, requestID: requestID, body: []))
@@ -294,9 +287,9 @@ final class PeerLink: ConnectionHandler {
         case .event:
             cluster.receiveEvent(from: self, tape: tape)
         case .applications:
-            applyApplications()
-            if let root = tape.rootObject, tape.member(of: root, named: "ack").flatMap({ tape.bool($0) }) == true {
-                connection.send(PeerFrameCodec.make(.applicationsAck, requestID: requestID, body: []))
+            if let message = ApplicationsMessage(tape: tape) {
+                apply(message)
+                if message.ack { connection.send(PeerFrameCodec.make(.applicationsAck, requestID: requestID, body: [])) }
             }
         case .applicationsAck:
             cluster.receiveApplicationsAck(from: self, requestID: requestID)
