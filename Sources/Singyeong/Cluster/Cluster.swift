@@ -338,7 +338,7 @@ final class Cluster {
     /// address; of a dial, the node we dialed (dials are paced by the
     /// registry and backoff, and one host may run several nodes). `reason`
     /// holds peer text only escaped.
-    func logHandshakeFailure(_ link: PeerLink, connection: Connection, reason: String, wrongCookie: Bool) {
+    func logHandshakeFailure(_ link: PeerLink, connection: ConnectionContext, reason: String, wrongCookie: Bool) {
         let source = link.isOutbound ? "node \(LogText.escape(link.expectedNodeID ?? "?"))" : connection.peer.host
         let (key, log) = handshakeFailures.record(source: source, reason: reason, now: loop.now)
         guard log else { return }

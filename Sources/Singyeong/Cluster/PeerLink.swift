@@ -23,7 +23,7 @@ final class PeerLink: ConnectionHandler {
     private(set) var peerNodeID: String?
     /// Made on first use: it needs the connection's TLS channel binding.
     private var handshake: PeerHandshake?
-    private(set) weak var connection: Connection?
+    private(set) weak var connection: ConnectionContext?
     /// Bytes in the frame being waited for (buffer sizing hint).
     private var needed: Int?
     private var tape = DocumentTape()
@@ -46,7 +46,7 @@ final class PeerLink: ConnectionHandler {
     // MARK: ConnectionHandler
 
     /// Outbound only (accepted connections wait for the dialer's HELLO).
-    func connectionEstablished(_ connection: Connection) {
+    func connectionEstablished(_ connection: ConnectionContext) {
         self.connection = connection
         var machine = handshakeMachine(connection)
         let actions = machine.start()
@@ -59,7 +59,7 @@ final class PeerLink: ConnectionHandler {
     /// A stranger's bytes stay within one handshake frame.
     var maxBufferedInput: Int? { state == .up ? nil : PeerFrameCodec.handshakeMaxFrame }
 
-    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+    func connection(_ connection: ConnectionContext, received bytes: UnsafeMutableRawBufferPointer) -> Int {
         self.connection = connection
         // Only an authenticated link earns the idle deadline; before that
         // the handshake deadline keeps a trickling stranger bounded.
@@ -89,17 +89,17 @@ final class PeerLink: ConnectionHandler {
         return offset
     }
 
-    func connectionShouldShutDown(_ connection: Connection) {
+    func connectionShouldShutDown(_ connection: ConnectionContext) {
         connection.closeAfterFlush(reason: "shutdown")
     }
 
     /// No frame for 3 ticks (pings flow every tick): the peer is gone. Before
     /// the link is up: the handshake took too long.
-    func connectionDeadlineExpired(_ connection: Connection) {
+    func connectionDeadlineExpired(_ connection: ConnectionContext) {
         fail(connection, state == .up ? "no traffic for \(cluster.linkTimeoutDescription)" : "handshake not finished within HANDSHAKE_TIMEOUT")
     }
 
-    func connectionClosed(_ connection: Connection) {
+    func connectionClosed(_ connection: ConnectionContext) {
         let wasUp = state == .up || failedWhileUp
         state = .closed
         batcher.discard()
@@ -112,7 +112,7 @@ final class PeerLink: ConnectionHandler {
     private var failedWhileUp = false
 
     /// Closes at once. `reason` holds peer text only escaped.
-    private func fail(_ connection: Connection, _ reason: String) {
+    private func fail(_ connection: ConnectionContext, _ reason: String) {
         if state == .up {
             cluster.logger.warning("peer link closed", metadata: [
                 "peer": "\(connection.peer.description)", "node": "\(LogText.escape(peerNodeID ?? "?"))", "reason": "\(reason)",
@@ -140,17 +140,17 @@ final class PeerLink: ConnectionHandler {
     }
 
     /// The TLS session's exporter value as hex, or "" on plain TCP.
-    static func channelBinding(_ connection: Connection) -> String {
+    static func channelBinding(_ connection: ConnectionContext) -> String {
         connection.tlsExporter(label: "EXPORTER-singyeong-peer").map(PeerAuthentication.hex) ?? ""
     }
 
-    private func handshakeMachine(_ connection: Connection) -> PeerHandshake {
+    private func handshakeMachine(_ connection: ConnectionContext) -> PeerHandshake {
         handshake ?? PeerHandshake(role: isOutbound ? .dialer : .acceptor, cookie: cluster.cookie, localID: cluster.nodeID,
                                    expectedPeerID: expectedNodeID, channelBinding: PeerLink.channelBinding(connection))
     }
 
     /// Carries out what the handshake decided, in order.
-    private func perform(_ actions: [PeerHandshake.Action], on connection: Connection, tellPeer: Bool = true) {
+    private func perform(_ actions: [PeerHandshake.Action], on connection: ConnectionContext, tellPeer: Bool = true) {
         for action in actions {
             guard connection.isOpen, state == .handshaking else { return }
             switch action {
@@ -221,7 +221,7 @@ final class PeerLink: ConnectionHandler {
         connection.send(PeerFrameCodec.make(type, requestID: requestID, body: body))
     }
 
-    private func handle(type raw: UInt8, requestID: UInt64, body: UnsafeRawBufferPointer, on connection: Connection) {
+    private func handle(type raw: UInt8, requestID: UInt64, body: UnsafeRawBufferPointer, on connection: ConnectionContext) {
         guard let type = PeerFrameType(rawValue: raw) else {
             fail(connection, "unknown frame type \(raw)")
             return
@@ -312,7 +312,7 @@ final class PeerLink: ConnectionHandler {
     }
 
     /// A frame before the link is up, through the handshake state machine.
-    private func handshake(_ type: PeerFrameType, on connection: Connection) {
+    private func handshake(_ type: PeerFrameType, on connection: ConnectionContext) {
         let root = tape.root
         let isObject = !tape.isEmpty && tape.kind(root) == .object
         func string(_ name: StaticString) -> String? {

@@ -12,7 +12,7 @@
 final class GatewaySession: WebSocketMessageHandler {
     unowned let gateway: Gateway
     unowned let socket: WebSocketConnectionHandler
-    unowned let connection: Connection
+    unowned let connection: ConnectionContext
     let encoding: PayloadEncoding
     private(set) var record: ClientRecord?
     /// READY was sent (the client is registered).
@@ -37,7 +37,7 @@ final class GatewaySession: WebSocketMessageHandler {
     static let maxTags = 64
     static let maxTagLength = 255
 
-    init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: Connection, encoding: PayloadEncoding) {
+    init(gateway: Gateway, socket: WebSocketConnectionHandler, connection: ConnectionContext, encoding: PayloadEncoding) {
         self.gateway = gateway
         self.socket = socket
         self.connection = connection

@@ -35,7 +35,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
 
     var bytesNeededHint: Int? { waitingFor }
 
-    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+    func connection(_ connection: ConnectionContext, received bytes: UnsafeMutableRawBufferPointer) -> Int {
         if awaitingResponse {
             // Keep pipelined bytes for later, within the limits of one request.
             if bytes.count > limits.maxHeadSize + limits.maxBodySize {
@@ -85,7 +85,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
     }
 
     /// Routes one complete request. `buffer` starts at the request's head.
-    private func handle(_ connection: Connection, request buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) {
+    private func handle(_ connection: ConnectionContext, request buffer: UnsafeRawBufferPointer, body: UnsafeRawBufferPointer) {
         if let upgrade = application.upgrade(for: head, in: buffer) {
             if let refusal = upgrade.takeOver(connection, request: head, in: buffer) {
                 respondAndClose(connection, refusal)
@@ -113,7 +113,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
         }
     }
 
-    private func finish(_ connection: Connection, _ response: HTTPResponse, keepAlive: Bool, isHead: Bool) {
+    private func finish(_ connection: ConnectionContext, _ response: HTTPResponse, keepAlive: Bool, isHead: Bool) {
         var response = response
         if isHead { response.omitBody = true }
         connection.send(response.encoded(keepAlive: keepAlive))
@@ -122,12 +122,12 @@ final class HTTPConnectionHandler: ConnectionHandler {
         }
     }
 
-    private func respondAndClose(_ connection: Connection, _ response: HTTPResponse) {
+    private func respondAndClose(_ connection: ConnectionContext, _ response: HTTPResponse) {
         connection.send(response.encoded(keepAlive: false))
         connection.closeAfterFlush(reason: "HTTP \(response.status)")
     }
 
-    func connectionShouldShutDown(_ connection: Connection) {
+    func connectionShouldShutDown(_ connection: ConnectionContext) {
         if awaitingResponse {
             // The answer is on its way (within the drain time, or the node's
             // shutdown timer cuts it): send it with `connection: close`.
@@ -138,7 +138,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
         connection.closeAfterFlush(reason: "shutdown")
     }
 
-    func connectionDeadlineExpired(_ connection: Connection) {
+    func connectionDeadlineExpired(_ connection: ConnectionContext) {
         if awaitingResponse {
             // The request is complete; its answer waits for peers or an
             // upstream, whose own deadlines bound the wait
@@ -154,7 +154,7 @@ final class HTTPConnectionHandler: ConnectionHandler {
         }
     }
 
-    func connectionClosed(_ connection: Connection) {
+    func connectionClosed(_ connection: ConnectionContext) {
         cancelAwaited?()
         cancelAwaited = nil
     }

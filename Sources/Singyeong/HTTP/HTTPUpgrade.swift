@@ -5,5 +5,5 @@ protocol HTTPUpgrade: AnyObject {
     /// Either queues its own answer (101), puts a new handler on
     /// `connection` and returns nil, or returns the refusal to answer: HTTP
     /// then sends it and closes the connection.
-    func takeOver(_ connection: Connection, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse?
+    func takeOver(_ connection: ConnectionContext, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse?
 }

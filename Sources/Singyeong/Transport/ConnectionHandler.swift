@@ -7,7 +7,7 @@ protocol ConnectionHandler: AnyObject {
     /// handler may unmask/rewrite the bytes in place. It may replace itself
     /// (`connection.handler = ...`); the connection then hands the remaining
     /// bytes to the new handler.
-    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int
+    func connection(_ connection: ConnectionContext, received bytes: UnsafeMutableRawBufferPointer) -> Int
 
     /// Total bytes the handler needs buffered to make progress, when it knows
     /// (a large frame's size), so the connection sizes its buffer once.
@@ -20,24 +20,24 @@ protocol ConnectionHandler: AnyObject {
 
     /// The server is shutting down: finish politely (WebSocket close 1001,
     /// HTTP close after the current response).
-    func connectionShouldShutDown(_ connection: Connection)
+    func connectionShouldShutDown(_ connection: ConnectionContext)
 
-    /// The deadline the handler armed last (`Connection.armDeadline`, or the
+    /// The deadline the handler armed last (`ConnectionContext.armDeadline`, or the
     /// idle/handshake deadlines) passed without being re-armed.
-    func connectionDeadlineExpired(_ connection: Connection)
+    func connectionDeadlineExpired(_ connection: ConnectionContext)
 
     /// An outbound connection finished connecting (accepted ones never call
     /// it). A requirement, not just an extension method, so a handler's own
     /// implementation is what the connection calls.
-    func connectionEstablished(_ connection: Connection)
+    func connectionEstablished(_ connection: ConnectionContext)
 
     /// The connection is gone (called exactly once). Release resources here.
-    func connectionClosed(_ connection: Connection)
+    func connectionClosed(_ connection: ConnectionContext)
 }
 
 extension ConnectionHandler {
     /// Default: nothing to do (server-side handlers never dial).
-    func connectionEstablished(_ connection: Connection) {}
+    func connectionEstablished(_ connection: ConnectionContext) {}
 
     /// Default: no bound beyond the protocol's own frame limits.
     var maxBufferedInput: Int? { nil }

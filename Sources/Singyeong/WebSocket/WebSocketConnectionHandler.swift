@@ -8,7 +8,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// connection; the node owns it.
     unowned let endpoint: WebSocketEndpoint
     /// Owns this handler.
-    unowned let connection: Connection
+    unowned let connection: ConnectionContext
     let encoding: PayloadEncoding
     private var assembler: WebSocketMessageAssembler
     /// We sent a close frame; nothing else may follow it.
@@ -30,7 +30,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// plain idle close (1000, no reason) rather than op 8.
     private var identifyDeadlineIsIdle = false
 
-    init(endpoint: WebSocketEndpoint, connection: Connection, encoding: PayloadEncoding) {
+    init(endpoint: WebSocketEndpoint, connection: ConnectionContext, encoding: PayloadEncoding) {
         self.endpoint = endpoint
         self.connection = connection
         self.encoding = encoding
@@ -72,7 +72,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
 
     var bytesNeededHint: Int? { assembler.bytesNeededHint }
 
-    func connection(_ connection: Connection, received bytes: UnsafeMutableRawBufferPointer) -> Int {
+    func connection(_ connection: ConnectionContext, received bytes: UnsafeMutableRawBufferPointer) -> Int {
         let framesBefore = assembler.framesReceived
         do {
             let consumed = try assembler.consume(bytes) { event in
@@ -96,7 +96,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         }
     }
 
-    private func handle(_ event: WebSocketEvent, on connection: Connection) {
+    private func handle(_ event: WebSocketEvent, on connection: ConnectionContext) {
         guard connection.isOpen, !closeSent else { return }
         switch event {
         case .message(let opcode, let payload):
@@ -113,7 +113,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     }
 
     /// Sends a close frame (once) and closes after it is written.
-    func close(_ connection: Connection, code: WebSocketCloseCode, reason: String) {
+    func close(_ connection: ConnectionContext, code: WebSocketCloseCode, reason: String) {
         if !closeSent {
             closeSent = true
             let payload = WebSocketFrameEncoder.closePayload(code: code, reason: Array(reason.utf8))
@@ -126,7 +126,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// op 7, to an identified client, so it reconnects, elsewhere if it can;
     /// the close 100 ms later carries 1001); otherwise the connection is
     /// closed with 1001 at once.
-    func connectionShouldShutDown(_ connection: Connection) {
+    func connectionShouldShutDown(_ connection: ConnectionContext) {
         if closeDelayed || closeSent { return }
         if !session.serverShuttingDown() {
             close(connection, code: .goingAway, reason: "server shutting down")
@@ -136,7 +136,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
     /// Either the delayed close after op 7/8 is due, or (protocol.md §5.3)
     /// no frame arrived for IDLE_TIMEOUT: close with code 1000 and no reason
     /// (§5.4: every protocol-level close is 1000).
-    func connectionDeadlineExpired(_ connection: Connection) {
+    func connectionDeadlineExpired(_ connection: ConnectionContext) {
         if !closeDelayed && !hasIdentified && !identifyDeadlineIsIdle {
             endpoint.logger.info("WebSocket did not identify in time; closing", metadata: [
                 "peer": "\(connection.peer.description)", "identify_timeout_ms": "\(endpoint.limits.identifyTimeout)",
@@ -150,7 +150,7 @@ final class WebSocketConnectionHandler: ConnectionHandler {
         close(connection, code: closeDelayed ? delayedCloseCode : .normal, reason: "")
     }
 
-    func connectionClosed(_ connection: Connection) {
+    func connectionClosed(_ connection: ConnectionContext) {
         assembler.reset()
         session?.cleanUp()
     }

@@ -24,7 +24,7 @@ final class WebSocketEndpoint: HTTPUpgrade {
 
     /// Makes the session for a new connection: the handler (which the
     /// session calls back), the connection, the negotiated encoding.
-    typealias SessionFactory = (WebSocketConnectionHandler, Connection, PayloadEncoding) -> WebSocketMessageHandler
+    typealias SessionFactory = (WebSocketConnectionHandler, ConnectionContext, PayloadEncoding) -> WebSocketMessageHandler
 
     let limits: Limits
     let logger: Logger
@@ -46,7 +46,7 @@ final class WebSocketEndpoint: HTTPUpgrade {
     /// Checks the upgrade request; on success queues the 101, hands the
     /// connection to a new `WebSocketConnectionHandler` and returns nil.
     /// Otherwise returns the refusal to answer (the caller closes after it).
-    func takeOver(_ connection: Connection, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse? {
+    func takeOver(_ connection: ConnectionContext, request head: HTTPRequestHead, in buffer: UnsafeRawBufferPointer) -> HTTPResponse? {
         switch WebSocketHandshake.evaluate(head, in: buffer) {
         case .reject(let response):
             logger.debug("WebSocket upgrade refused", metadata: ["peer": "\(connection.peer.description)", "status": "\(response.status)"])
