@@ -329,6 +329,20 @@ import Testing
         }
     }
 
+    /// A candidate without a local record is not written, and the array
+    /// count leaves it out too (it used to count it: a body announcing an
+    /// element that never followed).
+    @Test func queryResultSkipsRemoteCandidatesWhole() {
+        let remote = Candidate(applicationID: "app", clientID: "r", selectorValue: nil, record: nil, handle: 9)
+        let message = QueryResultMessage(matches: [local(2, "c"), remote, local(3, "d")], fallback: [remote], descriptors: false)
+        decoded(message.bytes) { tape, body in
+            let answer = QueryResultMessage(tape: tape, body: body, node: nil)
+            #expect(answer.matches.map(\.clientID) == ["c", "d"])
+            #expect(answer.fallback.isEmpty)
+        }
+        #expect(message.bytes == QueryResultMessage(matches: [local(2, "c"), local(3, "d")], fallback: [], descriptors: false).bytes)
+    }
+
     @Test func queryResultWireFormat() {
         #expect(QueryResultMessage(matches: [], fallback: [], descriptors: true).bytes == [0x82, 0xA1, 0x6D, 0x90, 0xA1, 0x66, 0x90])
         #expect(QueryResultMessage(matches: [local(2, "c", selector: .int(7))], fallback: [], descriptors: false).bytes

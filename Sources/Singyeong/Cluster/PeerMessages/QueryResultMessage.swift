@@ -37,7 +37,10 @@ struct QueryResultMessage {
     }
 
     private func write(_ candidates: [Candidate], into w: inout FrameWriter) {
-        w.beginArray(count: candidates.count)
+        // Only local candidates (with a record) are written, and the count
+        // says so: a count including the others would announce elements
+        // that never follow. (This node's answers hold only local ones.)
+        w.beginArray(count: candidates.lazy.filter { $0.record != nil }.count)
         for candidate in candidates {
             guard let record = candidate.record else { continue }
             w.element()
