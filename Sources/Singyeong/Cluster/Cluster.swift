@@ -43,6 +43,9 @@ final class Cluster {
     /// queries, forwarded routes (CLUSTER_QUERY_TIMEOUT_MS), proxied
     /// requests (PROXY_TIMEOUT plus a margin for the link), discovery.
     let requests = PeerRequestTable()
+    /// Which applications peers know this node has (cluster.md §4.1); set
+    /// at the end of init (it needs `self`).
+    private(set) var announcements: ApplicationAnnouncements!
     let proxyDeadlines: DeadlineQueue
     /// Upstream requests this node runs for peers (cancelled with their link).
     var servedProxies: [ServedProxyKey: ProxyTransfer] = [:]
@@ -128,7 +131,9 @@ final class Cluster {
             }
         }
         registry.onMembers = { [unowned self] in self.membersChanged($0) }
-        store.onApplicationRemoved = { [unowned self] in self.announceApplications(add: [], remove: [$0]) }
+        announcements = ApplicationAnnouncements(store: store, requests: requests, deadlines: queryDeadlines, logger: logger)
+        announcements.cluster = self
+        store.onApplicationRemoved = { [unowned self] in self.announcements.announceRemoved($0) }
     }
 
     /// Starts registering, dialing and pinging.
@@ -243,76 +248,23 @@ final class Cluster {
         // Our applications, before anything else on this link, so the peer
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
-        let known = Set(store.applications.keys).union(announcing.keys)
-        link.send(.applications, body: ApplicationsMessage(full: true, add: Array(known)).bytes)
-    }
-
-    /// Applications whose first client is waiting for peers to acknowledge
-    /// the announcement (counted per waiting client); part of every snapshot.
-    private var announcing: [String: Int] = [:]
-
-    /// An announcement waiting for acknowledgements.
-    final class PendingAnnouncement: PeerRequestTable.Request {
-        let application: String
-        let completion: (PeerRequestTable.Ending, _ missing: Int) -> Void
-        init(application: String, completion: @escaping (PeerRequestTable.Ending, Int) -> Void) {
-            self.application = application
-            self.completion = completion
-        }
-        override func ended(_ ending: PeerRequestTable.Ending) { completion(ending, waiting.count) }
+        link.send(.applications, body: ApplicationsMessage(full: true, add: announcements.snapshot()).bytes)
     }
 
     /// Whether identifying the first client of `application` has to wait
     /// for peers to learn of it (some peer could otherwise skip us).
-    func mustAnnounce(_ application: String) -> Bool {
-        store.application(application) == nil && links.values.contains { $0.isUp }
-    }
+    func mustAnnounce(_ application: String) -> Bool { announcements.mustAnnounce(application) }
 
-    /// Announces a new application to every peer and calls `completion` once
-    /// all acknowledged (or CLUSTER_QUERY_TIMEOUT_MS passed, or their links
-    /// went down). The session sends READY only then: once a client exists
-    /// for anyone to know of, every peer already asks this node about its
-    /// application, so skipping never hides a client (the naive design's
-    /// answers are kept).
+    /// See `ApplicationAnnouncements.announceNew`.
     func announceNewApplication(_ application: String, completion: @escaping () -> Void) {
-        let id = requests.makeID()
-        let body = ApplicationsMessage(ack: true, add: [application]).bytes
-        // Everything registered before sending: a send can close a link
-        // synchronously, and its `linkClosed` must find (and may finish)
-        // this announcement.
-        let up = links.values.filter { $0.isUp }
-        announcing[application, default: 0] += 1
-        let pending = PendingAnnouncement(application: application) { [unowned self] ending, missing in
-            if ending == .deadline {
-                self.logger.info("application announcement not acknowledged in time", metadata: ["app": "\(LogText.escape(application))", "missing": "\(missing)"])
-            }
-            if let n = self.announcing[application] { self.announcing[application] = n > 1 ? n - 1 : nil }
-            completion()
-        }
-        requests.start(pending, id: id, waitingFor: Set(up.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
-        for link in up where link.isUp { link.send(.applications, requestID: id, body: body) }
-        requests.endIfComplete(pending)
+        announcements.announceNew(application, completion: completion)
     }
 
-    /// An announced application whose first client never registered (it
-    /// left, or lost a race): withdraw it if nothing here uses it now, so
-    /// peers stop asking and their sets do not grow with stray ids.
-    func withdrawIfUnused(_ application: String) {
-        guard store.application(application) == nil, announcing[application] == nil else { return }
-        announceApplications(add: [], remove: [application])
-    }
+    /// See `ApplicationAnnouncements.withdrawIfUnused`.
+    func withdrawIfUnused(_ application: String) { announcements.withdrawIfUnused(application) }
 
     func receiveApplicationsAck(from link: PeerLink, requestID: UInt64) {
-        guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingAnnouncement.self) else { return }
-        requests.endIfComplete(pending)
-    }
-
-    /// Tells every peer at once that an application went away here (no
-    /// acknowledgement needed: a peer that still asks us loses nothing).
-    private func announceApplications(add: [String], remove: [String]) {
-        guard !links.isEmpty else { return }
-        let body = ApplicationsMessage(add: add, remove: remove).bytes
-        for link in links.values { link.send(.applications, body: body) }
+        announcements.receiveAck(from: link, requestID: requestID)
     }
 
     func linkClosed(_ link: PeerLink, wasUp: Bool, reason: String) {
