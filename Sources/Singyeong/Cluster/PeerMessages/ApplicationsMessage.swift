@@ -5,7 +5,7 @@
 /// Decoding is lenient, as before: a body that is not a map is ignored
 /// (nil), `full` and `ack` count only as the boolean true, a missing or
 /// non-array `add`/`remove` is empty and non-string elements are skipped.
-struct ApplicationsMessage: Equatable {
+struct ApplicationsMessage: PeerMessageBody, Equatable {
     /// A snapshot (replaces what the receiver knew) rather than a change.
     var full = false
     /// The sender waits for an `applicationsAck` with the same request id.
@@ -20,12 +20,6 @@ struct ApplicationsMessage: Equatable {
         w.key("add"); PeerStringList.write(add, into: &w)
         w.key("remove"); PeerStringList.write(remove, into: &w)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init(full: Bool = false, ack: Bool = false, add: [String] = [], remove: [String] = []) {

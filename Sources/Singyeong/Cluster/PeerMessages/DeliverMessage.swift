@@ -8,7 +8,7 @@
 /// a string) or `to` is not an array. Non-integer handles are skipped; a
 /// JSON `nonce` that is not a string counts as none. The pieces are slices
 /// of the frame body, valid only while it is handled.
-struct DeliverMessage {
+struct DeliverMessage: PeerMessageBody {
     /// SEND or BROADCAST.
     var event: StaticString
     var encoding: PayloadEncoding
@@ -39,11 +39,7 @@ struct DeliverMessage {
         w.endObject()
     }
 
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack, capacity: payload.count + (nonce?.count ?? 0) + 32 + 9 * handles.count)
-        encode(into: &w)
-        return w.bytes
-    }
+    var encodedCapacity: Int { payload.count + (nonce?.count ?? 0) + 32 + 9 * handles.count }
 
     init?(tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let root = tape.rootObject,

@@ -2,7 +2,7 @@
 /// "app": application}`, for the receiver's subscribers. Decoding gives nil
 /// unless the body is a map with string `t` and `app` and `t` is
 /// CLIENT_CONNECTED or CLIENT_DISCONNECTED (anything else is ignored).
-struct EventMessage: Equatable {
+struct EventMessage: PeerMessageBody, Equatable {
     /// CLIENT_CONNECTED or CLIENT_DISCONNECTED.
     var event: StaticString
     var application: String
@@ -21,12 +21,6 @@ struct EventMessage: Equatable {
         w.key("t"); w.string(event)
         w.key("app"); w.string(application)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init?(tape: DocumentTape) {

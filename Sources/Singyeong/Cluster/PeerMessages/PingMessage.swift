@@ -2,7 +2,7 @@
 /// (for load balancing). Decoding gives nil unless the body is a map whose
 /// `n` is an integer (the receiver then keeps its last report; it answers
 /// `pong` either way).
-struct PingMessage: Equatable {
+struct PingMessage: PeerMessageBody, Equatable {
     var clientCount: Int64
 
     init(clientCount: Int64) { self.clientCount = clientCount }
@@ -11,12 +11,6 @@ struct PingMessage: Equatable {
         w.beginObject(count: 1)
         w.key("n"); w.int(clientCount)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init?(tape: DocumentTape) {

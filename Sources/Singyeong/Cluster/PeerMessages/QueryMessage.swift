@@ -6,7 +6,7 @@
 /// `q` that is not a string (the receiver then does not answer). Missing or
 /// non-boolean `list`/`opt` are false. `query` is a slice of the frame
 /// body, valid only while the frame is handled.
-struct QueryMessage {
+struct QueryMessage: PeerMessageBody {
     var encoding: PayloadEncoding
     /// The query as the client sent it (JSON text, or MessagePack).
     var query: UnsafeRawBufferPointer
@@ -31,11 +31,7 @@ struct QueryMessage {
         w.endObject()
     }
 
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack, capacity: query.count + 32)
-        encode(into: &w)
-        return w.bytes
-    }
+    var encodedCapacity: Int { query.count + 32 }
 
     init?(tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let root = tape.rootObject, let q = tape.member(of: root, named: "q") else { return nil }

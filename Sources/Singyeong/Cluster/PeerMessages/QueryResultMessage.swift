@@ -11,7 +11,7 @@
 /// handle and string ids is skipped, a selector value of nil is none and a
 /// descriptor that is not a map is none. Descriptors are copied out of the
 /// body (the candidates outlive the frame).
-struct QueryResultMessage {
+struct QueryResultMessage: PeerMessageBody {
     var matches: [Candidate]
     var fallback: [Candidate]
     /// Whether candidates carry their descriptors (listings). Decoded: whether any does.
@@ -30,11 +30,7 @@ struct QueryResultMessage {
         w.endObject()
     }
 
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack, capacity: 64 + 48 * (matches.count + fallback.count))
-        encode(into: &w)
-        return w.bytes
-    }
+    var encodedCapacity: Int { 64 + 48 * (matches.count + fallback.count) }
 
     private func write(_ candidates: [Candidate], into w: inout FrameWriter) {
         // Only local candidates (with a record) are written, and the count

@@ -12,7 +12,7 @@
 /// the receiver still resolves the query and reports its recipients, but
 /// delivers nothing (the behaviour before the bodies had types). The
 /// pieces are slices of the frame body, valid only while it is handled.
-struct RouteMessage {
+struct RouteMessage: PeerMessageBody {
     /// SEND or BROADCAST.
     var event: StaticString
     var encoding: PayloadEncoding
@@ -44,11 +44,7 @@ struct RouteMessage {
         w.endObject()
     }
 
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack, capacity: query.count + (payload?.count ?? 0) + (nonce?.count ?? 0) + 48)
-        encode(into: &w)
-        return w.bytes
-    }
+    var encodedCapacity: Int { query.count + (payload?.count ?? 0) + (nonce?.count ?? 0) + 48 }
 
     init?(tape: DocumentTape, body: UnsafeRawBufferPointer) {
         guard let root = tape.rootObject,

@@ -2,7 +2,7 @@
 /// the receiver of a `route` delivered to. Decoding never fails: anything
 /// but a map with an integer `n` counts as 0 delivered (the sender then
 /// answers `no_route`, as for a silent peer).
-struct RouteResultMessage: Equatable {
+struct RouteResultMessage: PeerMessageBody, Equatable {
     var delivered: Int64
 
     init(delivered: Int64) { self.delivered = delivered }
@@ -11,12 +11,6 @@ struct RouteResultMessage: Equatable {
         w.beginObject(count: 1)
         w.key("n"); w.int(delivered)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init(tape: DocumentTape) {

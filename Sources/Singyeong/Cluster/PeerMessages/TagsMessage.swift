@@ -2,7 +2,7 @@
 /// Decoding never fails: a body that is not a map, or a missing or
 /// non-array `t`, asks for no tags (answered with no applications);
 /// non-string tags are skipped.
-struct TagsMessage: Equatable {
+struct TagsMessage: PeerMessageBody, Equatable {
     var tags: [String]
 
     init(tags: [String]) { self.tags = tags }
@@ -11,12 +11,6 @@ struct TagsMessage: Equatable {
         w.beginObject(count: 1)
         w.key("t"); PeerStringList.write(tags, into: &w)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init(tape: DocumentTape) {

@@ -1,7 +1,7 @@
 /// The body of a `tagsResult` frame: `{"a": [application ids]}`, the
 /// receiver's applications having all the asked tags. Decoding never fails:
 /// anything malformed is an empty answer; non-string ids are skipped.
-struct TagsResultMessage: Equatable {
+struct TagsResultMessage: PeerMessageBody, Equatable {
     var applications: [String]
 
     init(applications: [String]) { self.applications = applications }
@@ -10,12 +10,6 @@ struct TagsResultMessage: Equatable {
         w.beginObject(count: 1)
         w.key("a"); PeerStringList.write(applications, into: &w)
         w.endObject()
-    }
-
-    var bytes: [UInt8] {
-        var w = FrameWriter(encoding: .msgpack)
-        encode(into: &w)
-        return w.bytes
     }
 
     init(tape: DocumentTape) {
