@@ -38,7 +38,7 @@ import Testing
 
     private func routed(_ router: Router, _ q: Query) -> Set<String> {
         var ids = Set<String>()
-        router.resolve(q, purpose: .list) { for c in $0 { ids.insert(c.clientID) } }
+        router.resolveLocally(q, purpose: .list) { for c in $0 { ids.insert(c.clientID) } }
         return ids
     }
 

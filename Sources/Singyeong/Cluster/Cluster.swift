@@ -502,7 +502,7 @@ final class Cluster {
         }
         guard let message = RouteMessage(tape: tape, body: body),
               case .success(let query) = compileQuery(message.query, encoding: message.encoding) else { return }
-        router.resolve(query, purpose: message.all ? .all : .one) { candidates in
+        router.resolveLocally(query, purpose: message.all ? .all : .one) { candidates in
             let recipients = candidates.compactMap { $0.record }
             guard !recipients.isEmpty else { return }
             delivered = recipients.count

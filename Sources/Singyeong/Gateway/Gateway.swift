@@ -62,6 +62,7 @@ final class Gateway {
         if metadataInterval > 0 {
             flushTimer = LoopTimer(loop: loop) { [unowned self] in self.flushMetadata() }
         }
+        router.local = self
     }
 
     // MARK: Registration
@@ -147,22 +148,6 @@ final class Gateway {
             delivered += 1
         }
         metrics.count(event, .delivered, delivered)
-    }
-
-    /// Delivers to resolved candidates: local ones directly, each peer's
-    /// with one `deliver` carrying all of its recipients (cluster.md §4.3).
-    func deliver(_ message: RoutedMessage, to candidates: ArraySlice<Candidate>) {
-        var local: [ClientRecord] = []
-        var remote: [ObjectIdentifier: (RemoteNode, [UInt64])] = [:]
-        for candidate in candidates {
-            if let record = candidate.record {
-                local.append(record)
-            } else if let node = candidate.node {
-                remote[ObjectIdentifier(node), default: (node, [])].1.append(candidate.handle)
-            }
-        }
-        if !local.isEmpty { deliverLocally(message, to: local) }
-        for (node, handles) in remote.values { peers?.deliver(message, to: node, handles: handles) }
     }
 
     // MARK: Metadata batching (protocol.md §7.4)

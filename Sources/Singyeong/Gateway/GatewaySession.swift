@@ -531,12 +531,12 @@ final class GatewaySession: WebSocketMessageHandler {
         }
     }
 
-    /// SEND / BROADCAST (§8.2, §8.3).
+    /// SEND / BROADCAST (§8.2, §8.3): decoded here, routed by the router
+    /// (which also counts it), answered here.
     ///
-    /// On a single node (no visible peers) resolution is synchronous and the
-    /// recipients' frames are built straight from this frame's bytes. With
-    /// peers, the frame is copied once (the read buffer is reused before the
-    /// peers answer) and delivery happens when the cluster query completes.
+    /// Local recipients' frames are built straight from this frame's bytes;
+    /// when peers are involved, the router copies the frame once (the read
+    /// buffer is reused before the peers answer).
     private func route(_ m: DecodedMessage, d: Int?, broadcast: Bool) {
         let tape = m.tape
         guard let d, tape.kind(d) == .object,
@@ -549,53 +549,17 @@ final class GatewaySession: WebSocketMessageHandler {
         guard let query = parseQuery(targetNode, in: m, context: "target") else { return }
         let nonceNode = tape.member(of: d, named: "nonce")
         let event: StaticString = broadcast ? "BROADCAST" : "SEND"
-        let purpose: RoutingPurpose = broadcast ? .all : .one
-        // Counted without capturing the counters in the routing closures
-        // (a capture is a retain/release per message); the rare no-target
-        // paths reach them through `self.gateway`.
-        let counted: Metrics.Event = broadcast ? .broadcast : .send
-        gateway.metrics.count(counted, .routed)
-        let router = gateway.router
-        let plan = router.plan(query)
-        if case .local = plan {
-            router.resolve(query, purpose: purpose) { candidates in
-                if candidates.isEmpty {
-                    self.gateway.metrics.count(counted, query.droppable ? .dropped : .noRoute)
-                    if !query.droppable { self.invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
-                    return
-                }
-                self.deliverLocal(event: event, nonce: nonceNode, payload: payloadNode, of: m, to: candidates)
-            }
-            return
-        }
-        let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)])
-        let copyFrame = { OwnedRoutedMessage(event: event, encoding: self.encoding, source: m.source,
-                                             nonce: nonceNode.map { tape.span($0) }, payload: tape.span(payloadNode)) }
-        if case .forward(let only) = plan, let peers = gateway.peers {
-            let message = RoutedMessage(event: event, encoding: encoding,
-                                        nonce: nonceNode.map { UnsafeRawBufferPointer(rebasing: m.source[tape.span($0)]) },
-                                        payload: UnsafeRawBufferPointer(rebasing: m.source[tape.span(payloadNode)]))
-            // The frame is kept only for a possible no_route echo.
-            let echo = query.droppable ? nil : copyFrame()
-            let metrics = gateway.metrics
-            peers.forward(message, query: targetBytes, all: broadcast, to: only) { [weak self] delivered in
-                if delivered == 0 { metrics.count(counted, query.droppable ? .dropped : .noRoute) }
-                if delivered == 0, let echo { self?.noRoute(echo) }
-            }
-            return
-        }
-        let owned = copyFrame()
-        let gateway = self.gateway
-        router.resolve(query, encoded: targetBytes, encoding: encoding, purpose: purpose) { [weak self] candidates in
-            if candidates.isEmpty {
-                gateway.metrics.count(counted, query.droppable ? .dropped : .noRoute)
-                // Only the sender hears of it, if it is still connected.
-                if !query.droppable { self?.noRoute(owned) }
-                return
-            }
-            // Delivered even if the sender disconnected meanwhile.
-            owned.withMessage { gateway.deliver($0, to: candidates) }
-        }
+        let nonceSpan = nonceNode.map { tape.span($0) }
+        let payloadSpan = tape.span(payloadNode)
+        let message = RoutedMessage(event: event, encoding: encoding,
+                                    nonce: nonceSpan.map { UnsafeRawBufferPointer(rebasing: m.source[$0]) },
+                                    payload: UnsafeRawBufferPointer(rebasing: m.source[payloadSpan]))
+        let status = gateway.router.route(
+            query, target: UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)]),
+            purpose: broadcast ? .all : .one, message: message, origin: self,
+            copy: { OwnedRoutedMessage(event: event, encoding: encoding, source: m.source, nonce: nonceSpan, payload: payloadSpan) },
+            deliverHere: { candidates in deliverLocal(event: event, nonce: nonceNode, payload: payloadNode, of: m, to: candidates) })
+        if case .noRoute = status { invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
     }
 
     /// The zero-copy local delivery: frames built from this frame's tape.
@@ -609,7 +573,7 @@ final class GatewaySession: WebSocketMessageHandler {
 
     /// op 3 `no_route` for a message that waited for peers: the frame as
     /// received comes from the owned copy.
-    private func noRoute(_ owned: OwnedRoutedMessage) {
+    func noRoute(_ owned: OwnedRoutedMessage) {
         guard !isClosing else { return }
         _ = owned.withSource { source in
             var tape = DocumentTape()
@@ -632,7 +596,7 @@ final class GatewaySession: WebSocketMessageHandler {
         }
         guard let query = parseQuery(d, in: m, context: "query") else { return }
         gateway.metrics.count(.queryNodes, .routed)
-        let encoded = gateway.router.mustAskPeers(query) ? UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)]) : nil
+        let encoded = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)])
         gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [weak self] candidates in
             guard let self, !self.isClosing else { return }
             var w = FrameWriter(encoding: self.encoding, capacity: 256 * max(candidates.count, 1))

@@ -7,11 +7,11 @@
 /// matches), then describe the candidates as QUERY_NODES does.
 extension Gateway: ClientQueryService {
     func describeClients(matching query: Query, value: Value, completion: @escaping ([UInt8]) -> Void) {
+        // What peers are asked (a REST body is not kept, so re-encoded).
         var encoded: [UInt8] = []
-        let askPeers = router.mustAskPeers(query)
-        if askPeers { value.appendJSON(to: &encoded) }
+        value.appendJSON(to: &encoded)
         encoded.withUnsafeBytes { bytes in
-            router.resolve(query, encoded: askPeers ? bytes : nil, purpose: .list) { candidates in
+            router.resolve(query, encoded: bytes, purpose: .list) { candidates in
                 var w = FrameWriter(encoding: .json, capacity: 256 * max(candidates.count, 1))
                 ClientDescriptor.writeList(candidates, into: &w)
                 completion(w.bytes)

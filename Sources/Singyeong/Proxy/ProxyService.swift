@@ -40,20 +40,17 @@ final class ProxyService {
     func handle(_ request: ProxyRequest, callerIP: String, completion: @escaping (HTTPResponse) -> Void) -> ProxyExchange {
         let exchange = ProxyExchange()
         let router = self.router
-        let askPeers = router.mustAskPeers(request.query)
         request.encodedQuery.withUnsafeBytes { encoded in
-            router.resolve(request.query, encoded: askPeers ? encoded : nil, purpose: .one) { [weak self] candidates in
+            router.resolve(request.query, encoded: encoded, purpose: .one) { [weak self] candidates in
                 guard let self, !exchange.isCancelled else { return }
-                guard let chosen = candidates.first else {
-                    completion(ProxyRequest.error("no matches"))
-                    return
-                }
-                if let record = chosen.record {
+                switch candidates.first?.location {
+                case .here(let record):
                     exchange.transfer = self.execute(request.method, route: request.route, headers: request.headers,
                                                      body: request.body, on: record, callerIP: callerIP, completion: completion)
-                } else if let node = chosen.node, let forwarding = self.forwarding {
+                case .peer(let node, let handle):
+                    guard let forwarding = self.forwarding else { return completion(ProxyRequest.error("no matches")) }
                     let forwarded = ForwardedProxyRequest(method: request.method, route: request.route, headers: request.headers, body: request.body)
-                    let id = forwarding.forwardProxy(forwarded, handle: chosen.handle, callerIP: callerIP, to: node) { outcome in
+                    let id = forwarding.forwardProxy(forwarded, handle: handle, callerIP: callerIP, to: node) { outcome in
                         switch outcome {
                         case .relayed(let status, let headers, let body):
                             completion(ProxyResponse.relay(status: status, headers: headers, body: body))
@@ -62,7 +59,7 @@ final class ProxyService {
                         }
                     }
                     if let id { exchange.onCancel = { [weak forwarding] in forwarding?.cancelForwardedProxy(id) } }
-                } else {
+                case nil:
                     completion(ProxyRequest.error("no matches"))
                 }
             }

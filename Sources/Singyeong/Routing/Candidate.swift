@@ -14,6 +14,20 @@ struct Candidate {
     var handle: UInt64 = 0
     /// The client's descriptor (rest.md §3.2) as MessagePack, when remote and listed.
     var descriptor: [UInt8]? = nil
+
+    /// Where the client lives, as its deliverer needs it.
+    enum Location {
+        case here(ClientRecord)
+        case peer(RemoteNode, handle: UInt64)
+    }
+
+    /// Here, on a peer, or nil for a candidate with neither (not made by
+    /// the router or the cluster).
+    var location: Location? {
+        if let record { return .here(record) }
+        if let node { return .peer(node, handle: handle) }
+        return nil
+    }
 }
 
 /// What a resolved query is for (query.md §10 step 4).

@@ -4,8 +4,8 @@
 /// keeps Routing below Cluster.
 protocol RemoteNode: AnyObject {}
 
-/// The peers routing may ask for candidates: the cluster implements it, and
-/// the router holds it only when clustering.
+/// The peers routing may ask for candidates (the part of `PeerNetwork` that
+/// `Router.plan` and `resolve` use).
 protocol PeerCandidates: AnyObject {
     /// Whether some visible peer may hold clients of `application` (nil:
     /// any application), so resolving must wait for peers.

@@ -1,8 +1,8 @@
-/// The other nodes as the gateway sees them: where routed messages and
-/// client events go when a client lives elsewhere, and the announcement of
-/// a new application before its first client is ready. The cluster is the
-/// one conformer; Routing owns the protocol so that Gateway and Cluster,
-/// on one layer, never name each other.
+/// The other nodes as the router and the gateway see them: where routed
+/// messages and client events go when a client lives elsewhere, and the
+/// announcement of a new application before its first client is ready. The
+/// cluster is the one conformer; Routing owns the protocol so that Gateway
+/// and Cluster, on one layer, never name each other.
 protocol PeerNetwork: PeerCandidates {
     /// Sends `message` to clients `handles` of `node`.
     func deliver(_ message: RoutedMessage, to node: RemoteNode, handles: [UInt64])

@@ -1,21 +1,30 @@
-/// Query resolution and target choice: query.md §10.
+/// Query resolution, target choice and routing: query.md §10, cluster.md §4.
 ///
-/// `resolve` is the one entry point every feature uses (SEND, BROADCAST,
-/// QUERY_NODES, REST query, later proxy and queues). It collects candidates
-/// from this node's store and, when clustering, from every visible peer
-/// (scatter/gather with a per-node deadline), then applies `optional`, the
-/// selector and the purpose's choice once, on the union — so every matching
-/// client anywhere is equally likely. Without peers, `completion` runs before
-/// `resolve` returns; with peers, once every peer answered or timed out.
+/// Two entry points. `route` takes a SEND or BROADCAST from decoding to
+/// delivery: it makes the one decision between delivering here, forwarding
+/// to the only peer that may hold candidates, and scatter/gather, and
+/// carries it out; the caller only answers its client. `resolve` returns
+/// the chosen candidates for everything else that picks clients (QUERY_NODES,
+/// REST query, proxy, later queues), which then acts on them (`Candidate
+/// .location`: here or on which peer).
+///
+/// Either way candidates come from this node's store and, when clustering,
+/// from every visible peer (per-node deadline); `optional`, the selector
+/// and the purpose's choice apply once, on the union — so every matching
+/// client anywhere is equally likely.
 ///
 /// Local collection runs the compiled query over the application's clients
 /// (or, for a top-level string `$eq`, the store's index) and allocates
 /// nothing per client; matches go into a reused scratch array.
 final class Router {
     let store: ClientStore
-    /// The peers to ask; set when clustering.
-    weak var peers: PeerCandidates?
-    /// Samples query evaluation time.
+    /// The other nodes; set when clustering.
+    weak var peers: PeerNetwork?
+    /// This node's clients' delivery, for messages that waited for peers
+    /// (the gateway).
+    weak var local: LocalDelivery?
+    /// Counts routed, unrouted and dropped messages; samples query
+    /// evaluation time.
     let metrics: Metrics
     /// Drawn from for every SEND, so exempt from dynamic exclusivity
     /// checking (BENCHMARKS.md, "Checked release build"): FastRandom's
@@ -33,49 +42,149 @@ final class Router {
         scratch.reserveCapacity(64)
     }
 
-    /// Whether resolving `query` has to wait for peers: some visible peer
-    /// may have clients of its application.
-    func mustAskPeers(_ query: Query) -> Bool {
-        peers?.mayHaveCandidates(ofApplication: query.application) ?? false
-    }
-
-    /// Where a routed message for `query` goes: the one decision between
-    /// local delivery, forwarding to one peer and scatter/gather.
+    /// Where a routed message for `query` goes (see `RoutePlan`).
     func plan(_ query: Query) -> RoutePlan {
         guard let peers, peers.mayHaveCandidates(ofApplication: query.application) else { return .local }
         if let only = peers.onlyPeer(for: query), !hasLocalCandidates(query) { return .forward(to: only) }
         return .gather
     }
 
-    /// Resolves `query` for `purpose`. `encoded` is the query as the client
-    /// sent it (needed to ask peers; nil resolves locally only).
+    /// Routes a SEND (`purpose` `.one`) or BROADCAST (`.all`) and counts it.
     ///
-    /// Always inlined: on a single node the completion then runs in place,
+    /// - `target`: the query's bytes as the client sent them (sent to peers).
+    /// - `message`: nonce and payload, borrowed from the client's frame.
+    /// - `deliverHere`: delivers to local candidates, now; lets the caller
+    ///   build frames straight from its decoded frame (no copy).
+    /// - `copy`: the client's frame copied, called only when the message
+    ///   must outlive the call (peers involved).
+    /// - `origin`: told of a `no_route` found only after waiting for peers.
+    ///
+    /// Always inlined: on a single node the closures then run in place,
     /// with no heap-allocated closure context per message (measured with
     /// callgrind: ~1,000 instructions and a malloc per SEND when it was not).
     @inline(__always)
-    func resolve(_ query: Query, encoded: UnsafeRawBufferPointer? = nil, encoding: PayloadEncoding = .json,
+    func route(_ query: Query, target: UnsafeRawBufferPointer, purpose: RoutingPurpose, message: RoutedMessage,
+               origin: RouteOrigin, copy: () -> OwnedRoutedMessage,
+               deliverHere: (ArraySlice<Candidate>) -> Void) -> RouteStatus {
+        let event: Metrics.Event = purpose == .all ? .broadcast : .send
+        metrics.count(event, .routed)
+        switch plan(query) {
+        case .local:
+            var status = RouteStatus.delivered
+            resolveLocally(query, purpose: purpose) { candidates in
+                if candidates.isEmpty {
+                    status = unrouted(query, event: event)
+                } else {
+                    deliverHere(candidates)
+                }
+            }
+            return status
+        case .forward(let node):
+            // The frame is kept only for a possible no_route echo.
+            forward(message, query: query, target: target, all: purpose == .all, to: node,
+                    echo: query.droppable ? nil : copy(), origin: origin)
+            return .pending
+        case .gather:
+            gatherAndDeliver(copy(), query: query, target: target, purpose: purpose, origin: origin)
+            return .pending
+        }
+    }
+
+    /// Counts a message that matched nobody; what the sender is owed.
+    private func unrouted(_ query: Query, event: Metrics.Event) -> RouteStatus {
+        metrics.count(event, query.droppable ? .dropped : .noRoute)
+        return query.droppable ? .dropped : .noRoute
+    }
+
+    /// `RoutePlan.forward`: the peer resolves and delivers in one step.
+    @inline(never)
+    private func forward(_ message: RoutedMessage, query: Query, target: UnsafeRawBufferPointer, all: Bool,
+                         to node: RemoteNode, echo: OwnedRoutedMessage?, origin: RouteOrigin) {
+        guard let peers else { return }
+        peers.forward(message, query: target, all: all, to: node) { [weak self, weak origin] delivered in
+            guard delivered == 0, let self else { return }
+            if self.unrouted(query, event: all ? .broadcast : .send) == .noRoute, let echo { origin?.noRoute(echo) }
+        }
+    }
+
+    /// `RoutePlan.gather`: choose over every node's candidates, then deliver
+    /// (even if the sender disconnected meanwhile).
+    @inline(never)
+    private func gatherAndDeliver(_ owned: OwnedRoutedMessage, query: Query, target: UnsafeRawBufferPointer,
+                                  purpose: RoutingPurpose, origin: RouteOrigin) {
+        resolve(query, encoded: target, encoding: owned.encoding, purpose: purpose) { [weak self, weak origin] candidates in
+            guard let self else { return }
+            if candidates.isEmpty {
+                // Only the sender hears of it, if it is still connected.
+                if self.unrouted(query, event: purpose == .all ? .broadcast : .send) == .noRoute { origin?.noRoute(owned) }
+                return
+            }
+            owned.withMessage { self.deliver($0, to: candidates) }
+        }
+    }
+
+    /// Delivers to resolved candidates: local ones through `local`, each
+    /// peer's with one `deliver` carrying all of its recipients
+    /// (cluster.md §4.3).
+    private func deliver(_ message: RoutedMessage, to candidates: ArraySlice<Candidate>) {
+        var here: [ClientRecord] = []
+        var remote: [ObjectIdentifier: (RemoteNode, [UInt64])] = [:]
+        for candidate in candidates {
+            switch candidate.location {
+            case .here(let record): here.append(record)
+            case .peer(let node, let handle): remote[ObjectIdentifier(node), default: (node, [])].1.append(handle)
+            case nil: continue
+            }
+        }
+        if !here.isEmpty { local?.deliverLocally(message, to: here) }
+        for (node, handles) in remote.values { peers?.deliver(message, to: node, handles: handles) }
+    }
+
+    /// Resolves `query` for `purpose` over this node and every visible peer
+    /// that may hold candidates. `encoded` is the query as the client sent
+    /// it, in `encoding` (what peers are asked). Without such peers,
+    /// `completion` runs before `resolve` returns; with them, once every
+    /// peer answered or timed out.
+    func resolve(_ query: Query, encoded: UnsafeRawBufferPointer, encoding: PayloadEncoding = .json,
                  purpose: RoutingPurpose, completion: @escaping (ArraySlice<Candidate>) -> Void) {
-        scratch.removeAll(keepingCapacity: true)
-        if metrics.shouldSampleQuery() {
-            collectLocalTimed(query)
-        } else {
-            collectLocal(query, ignoringOps: false, into: &scratch)
-        }
-        var fallback: [Candidate] = []
-        if query.optional && scratch.isEmpty {
-            collectLocal(query, ignoringOps: true, into: &fallback)
-        }
-        guard let peers, peers.mayHaveCandidates(ofApplication: query.application), let encoded else {
-            choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
+        guard let peers, peers.mayHaveCandidates(ofApplication: query.application) else {
+            resolveLocally(query, purpose: purpose, completion: completion)
             return
         }
+        collectMatches(query)
         var matches = scratch
+        var fallback: [Candidate] = []
+        if query.optional && matches.isEmpty {
+            collectLocal(query, ignoringOps: true, into: &fallback)
+        }
         peers.scatter(encodedQuery: encoded, encoding: encoding, application: query.application, descriptors: purpose == .list,
                         withFallback: query.optional) { [weak self] remoteMatches, remoteFallback in
             guard let self else { return }
             matches.append(contentsOf: remoteMatches)
             self.choose(query, purpose: purpose, matches: &matches, fallback: fallback + remoteFallback, completion: completion)
+        }
+    }
+
+    /// Resolves `query` over this node's clients only, now: a single node,
+    /// or a peer that forwarded a message whose candidates can only be here.
+    @inline(__always)
+    func resolveLocally(_ query: Query, purpose: RoutingPurpose, completion: (ArraySlice<Candidate>) -> Void) {
+        collectMatches(query)
+        var fallback: [Candidate] = []
+        if query.optional && scratch.isEmpty {
+            collectLocal(query, ignoringOps: true, into: &fallback)
+        }
+        choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
+    }
+
+    /// This node's matches into `scratch`, timed for one query in a sample.
+    @inline(__always)
+    private func collectMatches(_ query: Query) {
+        scratch.removeAll(keepingCapacity: true)
+        if metrics.shouldSampleQuery() {
+            collectLocalTimed(query)
+        } else {
+            collectLocal(query, ignoringOps: false, into: &scratch)
         }
     }
 
@@ -127,7 +236,7 @@ final class Router {
 
     /// Whether any local client could be a candidate (matches, or under
     /// `optional` a base-filter client that the fallback could pick).
-    func hasLocalCandidates(_ query: Query) -> Bool {
+    private func hasLocalCandidates(_ query: Query) -> Bool {
         scratch.removeAll(keepingCapacity: true)
         collectLocal(query, ignoringOps: false, into: &scratch)
         if scratch.isEmpty && query.optional { collectLocal(query, ignoringOps: true, into: &scratch) }
