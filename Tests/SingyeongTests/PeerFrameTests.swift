@@ -62,10 +62,10 @@ import Testing
             #expect(!PeerAuthentication.equal(a, other))
         }
         #expect(PeerAuthentication.makeNodeID().count == 32)
-        #expect(Cluster.splitHostPort("127.0.0.1:4001").map { "\($0.0) \($0.1)" } == "127.0.0.1 4001")
-        #expect(Cluster.splitHostPort("[::1]:4001").map { "\($0.0) \($0.1)" } == "::1 4001")
-        #expect(Cluster.splitHostPort("host") == nil)
-        #expect(Cluster.splitHostPort("h:99999") == nil)
+        #expect(NodeAddress.splitHostPort("127.0.0.1:4001").map { "\($0.0) \($0.1)" } == "127.0.0.1 4001")
+        #expect(NodeAddress.splitHostPort("[::1]:4001").map { "\($0.0) \($0.1)" } == "::1 4001")
+        #expect(NodeAddress.splitHostPort("host") == nil)
+        #expect(NodeAddress.splitHostPort("h:99999") == nil)
     }
 
     /// Every frame type with an empty, undecodable or valid body: a type that
