@@ -707,6 +707,61 @@ def test_redis_outage_keeps_links_and_reregisters(cluster_factory):
     assert_no_errors(s)
 
 
+def _redis_outage(r, how: str):
+    """Takes Redis away and returns what brings it back: `stop` (SIGTERM),
+    `sigstop` (frozen: connections stay open, nothing answers), or
+    `restarted-empty` (stopped and started again at once, with no data)."""
+    if how == "sigstop":
+        r.proc.send_signal(signal.SIGSTOP)
+        return lambda: r.proc.send_signal(signal.SIGCONT)
+    r.stop()
+    if how == "restarted-empty":
+        r.start()
+        return lambda: None
+    return r.start
+
+
+@pytest.mark.parametrize("app_on_b", ["new", "existing"])
+@pytest.mark.parametrize("how", ["stop", "sigstop", "restarted-empty"])
+def test_redis_outage_client_joining_during_it_is_routed_to(cluster_factory, how, app_on_b):
+    """cluster.md §6 (issue 12): while Redis is away a node serves what it
+    can see, and a client that joins a visible node meanwhile is part of it:
+    a SEND from another node that only the new client matches reaches it.
+    `new`: its application's first client on B (announced to the peers; C
+    has one too, so A gathers); `existing`: B already had one (and only B,
+    so A forwards to B alone)."""
+    cl = cluster_factory(3)
+    A, B, C = cl.nodes
+    r = cl.redis
+    a = uid("app")
+    old = B if app_on_b == "existing" else C
+    rs = {"old": old.identified(a, "old", metadata=typed(x=("integer", 1)))}
+    s = A.identified(uid("snd"))
+    offs = {n.name: n.log_size() for n in cl.nodes}
+    back = _redis_outage(r, how)
+    try:
+        time.sleep(1.5)  # > 3 ticks without Redis (and, frozen, past the registry's stall limit)
+        rs["new"] = B.identified(a, "new", metadata=typed(x=("integer", 2)))
+        for i in range(10):
+            send(s, {"application": a, "ops": [eq("/x", 2)]}, i, nonce=f"n{i}")
+        got = collect(rs, 10)
+        assert {k: nonces(v) for k, v in got.items()} == {"old": [], "new": [f"n{i}" for i in range(10)]}, \
+            {k: len(v) for k, v in got.items()}
+        assert s.query_ids({"application": a}) == {"old", "new"}
+        for n in cl.nodes:
+            assert "peer link down" not in n.log_since(offs[n.name]), f"{n.name} dropped a link because of Redis"
+        assert_no_errors(s)
+    finally:
+        back()
+    want = {n.node_id: n.advertise for n in cl.nodes}
+    wait_until(lambda: r.registry() == want, 5.0, "nodes registered after Redis came back", cl)
+    for i in range(10):
+        send(s, {"application": a, "ops": [eq("/x", 2)]}, i, nonce=f"m{i}")
+    got = collect(rs, 10)
+    assert {k: len(v) for k, v in got.items()} == {"old": 0, "new": 10}
+    assert_no_errors(s)
+
+
 # ---------------------------------------------------------------- partition
 
 
