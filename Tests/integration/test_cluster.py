@@ -762,6 +762,35 @@ def test_redis_outage_client_joining_during_it_is_routed_to(cluster_factory, how
     assert_no_errors(s)
 
 
+def test_redis_outage_link_lost_meanwhile_comes_back(cluster_factory):
+    """cluster.md §6: while Redis is down a node keeps dialing the members it
+    last knew, so a link lost during the outage (C frozen for > 3 ticks)
+    comes back once its peer answers again, not only once Redis does."""
+    cl = cluster_factory(3)
+    A, B, C = cl.nodes
+    a = uid("app")
+    rc = C.identified(a, "rc")
+    s = A.identified(uid("snd"))
+    back = _redis_outage(cl.redis, "stop")
+    try:
+        time.sleep(0.5)
+        C.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: A.linked() == {B.node_id} and B.linked() == {A.node_id}, DETECT_LIMIT,
+                       "links to the frozen C dropped", cl)
+        finally:
+            C.proc.send_signal(signal.SIGCONT)
+        took = cl.wait_mesh([A, B, C], timeout=5.0)
+        print(f"relinked {took:.2f}s after SIGCONT, Redis still down")
+        for i in range(10):
+            send(s, {"application": a}, i, nonce=f"c{i}")
+        got = collect({"rc": rc}, 10)
+        assert nonces(got["rc"]) == [f"c{i}" for i in range(10)]
+        assert_no_errors(s)
+    finally:
+        back()
+
+
 # ---------------------------------------------------------------- partition
 
 
@@ -848,3 +877,71 @@ def test_partition_ab_c_and_heal(cluster_factory):
     assert sa.query_ids({"application": a}) == {"rb", "rc"} == sc.query_ids({"application": a})
     assert_no_errors(sa)
     assert_no_errors(sc)
+
+
+def test_one_way_reachability_links_the_pair(cluster_factory):
+    """Issue 12: both nodes of a pair dial while they have no link, so a
+    pair links when only one direction works. X runs as uid 65534 and Y as
+    root, so each node's dials can be cut on their own (`-m owner`): both
+    directions are refused first (no link can form), then the direction
+    from the larger id to the smaller is opened. Only the node with the
+    smaller id used to dial, so the pair stayed apart for good."""
+    if shutil.which("iptables") is None:
+        pytest.fail("iptables not installed (apt-get install -y iptables): needed for the one-way test")
+    cl = cluster_factory(0)
+    X = cl.add(start=False, user=NOBODY_UID)
+    Y = cl.add(start=False)
+    tag = f"singyeong-cluster-test-{X.cluster_port}-oneway"
+    dials = {  # the dials of each node, by the uid it runs as
+        "X": ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", Y.host, "--dport",
+              str(Y.cluster_port)],
+        "Y": ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", "0", "-d", X.host, "--dport", str(X.cluster_port)],
+    }
+    dials = {k: r + ["-m", "comment", "--comment", tag, "-j", "REJECT", "--reject-with", "tcp-reset"]
+             for k, r in dials.items()}
+    installed = {}
+    try:
+        for name, rule in dials.items():
+            res = _iptables("-I", *rule)
+            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
+            installed[name] = rule
+        X.start()
+        Y.start()
+        time.sleep(1.0)  # 5 ticks: both have dialed and been refused
+        assert X.linked() == set() and Y.linked() == set(), "linked through a refused direction"
+        larger = "X" if X.node_id > Y.node_id else "Y"
+        res = _iptables("-D", *installed.pop(larger))
+        assert res.returncode == 0, res.stderr
+        t0 = time.monotonic()
+        # The larger id's dials back off at most 8 ticks; its first dial of a
+        # newly unlinked peer waits 2.
+        took = cl.wait_mesh([X, Y], timeout=5.0)
+        print(f"linked {took:.2f}s after opening {larger}'s direction only")
+        a = uid("app")
+        rx = X.identified(a, "rx", metadata=typed(x=("integer", 1)))
+        ry = Y.identified(a, "ry", metadata=typed(x=("integer", 2)))
+        sx, sy = X.identified(uid("sx")), Y.identified(uid("sy"))
+        for i in range(10):
+            send(sx, {"application": a, "ops": [eq("/x", 2)]}, i, nonce=f"x{i}")
+            send(sy, {"application": a, "ops": [eq("/x", 1)]}, i, nonce=f"y{i}")
+        got = collect({"rx": rx, "ry": ry}, 20)
+        assert {k: nonces(v) for k, v in got.items()} == {"rx": [f"y{i}" for i in range(10)],
+                                                          "ry": [f"x{i}" for i in range(10)]}
+        assert_no_errors(sx)
+        assert_no_errors(sy)
+        # The link stays: the smaller id's refused dials neither drop it nor
+        # take the larger id out of the registry for long.
+        offs = {n.name: n.log_size() for n in (X, Y)}
+        time.sleep(3.0)
+        for n in (X, Y):
+            assert "peer link down" not in n.log_since(offs[n.name]), f"{n.name}: link flapped"
+        assert cl.redis.registry() == {n.node_id: n.advertise for n in (X, Y)}
+        assert time.monotonic() - t0 < 60
+    finally:
+        errors = []
+        for rule in installed.values():
+            res = _iptables("-D", *rule)
+            if res.returncode != 0:
+                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
+        leftover = _iptables("-S", "OUTPUT").stdout
+        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"

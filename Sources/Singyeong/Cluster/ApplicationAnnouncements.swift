@@ -18,7 +18,8 @@ final class ApplicationAnnouncements {
     private let logger: Logger
     /// The links to announce on: the owner, set right after init.
     weak var cluster: Cluster?
-    private var links: [String: PeerLink] { cluster?.links ?? [:] }
+    /// Spares too: a spare that takes over must know what its peer has.
+    private var links: [PeerLink] { cluster?.membership.allLinks ?? [] }
 
     /// Applications whose first client is waiting for peers to acknowledge
     /// the announcement (counted per waiting client); part of every snapshot.
@@ -51,7 +52,7 @@ final class ApplicationAnnouncements {
     /// Whether identifying the first client of `application` has to wait
     /// for peers to learn of it (some peer could otherwise skip us).
     func mustAnnounce(_ application: String) -> Bool {
-        store.application(application) == nil && links.values.contains { $0.isUp }
+        store.application(application) == nil && links.contains { $0.isUp }
     }
 
     /// Announces a new application to every peer and calls `completion` once
@@ -63,7 +64,7 @@ final class ApplicationAnnouncements {
         // Everything registered before sending: a send can close a link
         // synchronously, and its `linkClosed` must find (and may finish)
         // this announcement.
-        let up = links.values.filter { $0.isUp }
+        let up = links.filter { $0.isUp }
         announcing[application, default: 0] += 1
         let pending = Pending(application: application) { [unowned self] ending, missing in
             if ending == .deadline {
@@ -97,6 +98,6 @@ final class ApplicationAnnouncements {
         let links = self.links
         guard !links.isEmpty else { return }
         let body = ApplicationsMessage(add: [], remove: [application]).bytes
-        for link in links.values { link.send(.applications, body: body) }
+        for link in links { link.send(.applications, body: body) }
     }
 }

@@ -18,6 +18,7 @@ extension Cluster: ProxyForwarding {}
 /// A peer link as membership tracks it.
 extension PeerLink: MembershipLink {
     func abort(reason: String) { connection?.abort(reason: reason) }
+    func close(reason: String) { connection?.closeAfterFlush(reason: reason) }
 }
 
 /// Dialing and the registry, as membership uses them.

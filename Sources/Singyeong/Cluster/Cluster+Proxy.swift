@@ -101,7 +101,7 @@ extension Cluster {
     /// peer to stop the upstream request.
     func cancelForwardedProxy(_ id: UInt64) {
         guard let pending = requests.cancel(id) as? PendingProxy else { return }
-        links.values.first { ObjectIdentifier($0) == pending.link }?.send(.proxyCancel, requestID: id, body: [])
+        membership.allLinks.first { ObjectIdentifier($0) == pending.link }?.send(.proxyCancel, requestID: id, body: [])
     }
 
     func receiveProxyCancel(from link: PeerLink, requestID: UInt64) {

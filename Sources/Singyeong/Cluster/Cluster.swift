@@ -146,7 +146,7 @@ final class Cluster {
     func stop(completion: @escaping () -> Void) {
         tickTimer?.stop()
         listener.stopAccepting()
-        for link in links.values { link.connection?.closeAfterFlush(reason: "shutdown") }
+        for link in membership.allLinks { link.connection?.closeAfterFlush(reason: "shutdown") }
         registry.deregister(timeout: 1) { [unowned self] in
             self.registry.stop()
             completion()
@@ -157,7 +157,7 @@ final class Cluster {
 
     /// A link finished its handshake.
     func linkUp(_ link: PeerLink) {
-        guard membership.linkUp(link) else { return }
+        guard membership.linkUp(link, now: loop.now) else { return }
         // Our applications, before anything else on this link, so the peer
         // can skip us for the others. Later changes follow on the same
         // ordered link, ahead of any message that could make them known.
@@ -204,7 +204,8 @@ final class Cluster {
         ])
     }
 
-    /// Every tick: ping each link with our client count, then balance.
+    /// Every tick: ping each link with our client count, close spent spare
+    /// links, redial lost links while Redis is away, then balance.
     private func tick() {
         for summary in handshakeFailures.expire(now: loop.now) {
             logger.warning("more failed peer handshakes (not logged one by one)", metadata: [
@@ -214,6 +215,11 @@ final class Cluster {
         }
         let body = PingMessage(clientCount: Int64(store.count)).bytes
         for link in links.values { link.sendPing(body: body) }
+        membership.tick(now: loop.now)
+        // Without Redis nothing reports members: keep dialing the last ones
+        // reported (same backoff), so a link lost in the outage comes back
+        // with its peer instead of with Redis (cluster.md §6).
+        if !registry.isConnected { membership.membersChanged(membership.members, now: loop.now) }
         if loadBalance { balance() }
     }
 

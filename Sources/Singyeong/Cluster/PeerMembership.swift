@@ -10,6 +10,8 @@ protocol MembershipLink: AnyObject {
     var isOutbound: Bool { get }
     /// Drops the connection now (a newer link replaced it).
     func abort(reason: String)
+    /// Closes the connection once what is queued on it was written.
+    func close(reason: String)
 }
 
 /// What membership needs from below: opening a link to an address and
@@ -30,9 +32,19 @@ protocol MembershipTransport: AnyObject {
 /// up. Visibility comes from links: only nodes with an authenticated link
 /// are asked anything, so a partitioned node routes over what it reaches.
 ///
-/// Of two nodes the one with the smaller id dials, so a pair has one link.
+/// Both nodes of a pair dial while they have no link, so a pair links when
+/// only one direction works (a one-way firewall rule). The node with the
+/// smaller id dials at once; the other waits `reverseDialTicks` first, so
+/// usually one link is made. When both dials succeed, each side keeps the
+/// link dialed by the smaller id — the same one on both sides, decided
+/// without a message — and keeps the other as a spare: still read (what
+/// the peer sent on it before switching arrives), sent nothing new, and
+/// closed by its dialer after `spareGraceTicks`. The spare takes over if
+/// the kept link fails first (it was only half-open, say), so the pair is
+/// never without a working link it has.
+///
 /// A failed dial backs off 1, 2, 4, then 8 ticks (reset once a link comes
-/// up) and removes the node from the registry.
+/// up) and removes the node from the registry unless a link to it is up.
 ///
 /// Pure bookkeeping over `Transport`: no sockets of its own, so every rule
 /// here has a socket-free unit test (`PeerMembershipTests`).
@@ -51,6 +63,18 @@ final class PeerMembership<Transport: MembershipTransport> {
     /// Failed dials per node and the time before which it is not dialed
     /// again.
     private var dialFailures: [String: (count: Int, notBefore: Double)] = [:]
+    /// The up link not in use per node (the other of a simultaneous pair)
+    /// and when it became one.
+    private(set) var spares: [String: (link: Link, since: Double)] = [:]
+    /// Members this node is not first to dial (their id is smaller), by when
+    /// they were first seen without a link.
+    private var unlinkedSince: [String: Double] = [:]
+    /// Ticks the node with the larger id waits for the other's dial.
+    let reverseDialTicks = 2.0
+    /// Ticks a spare stays open before its dialer closes it: longer than a
+    /// request's round trip on a live link, shorter than the idle timeout
+    /// (3 ticks) of a link that is sent nothing.
+    let spareGraceTicks = 2.0
 
     init(nodeID: String, tickSeconds: Double, logger: Logger, transport: Transport) {
         self.nodeID = nodeID
@@ -59,16 +83,36 @@ final class PeerMembership<Transport: MembershipTransport> {
         self.transport = transport
     }
 
-    /// The registry's members changed (or were read again): dial the ones
-    /// this node is to dial that have no link, unless backing off.
+    /// Every link in use and every spare: what must hear of state that a
+    /// spare could need once it takes over (application announcements).
+    var allLinks: [Link] { Array(links.values) + spares.values.map(\.link) }
+
+    /// The registry's members changed (or were read again, or the tick
+    /// redials while Redis is away): dial the ones without a link, unless
+    /// backing off or waiting for the smaller id's dial.
     func membersChanged(_ members: [String: String], now: Double) {
         self.members = members
-        for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil && nodeID < id {
+        for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil {
             if let failure = dialFailures[id], now < failure.notBefore { continue }
+            if id < nodeID {
+                let since = unlinkedSince[id] ?? now
+                unlinkedSince[id] = since
+                if now - since < reverseDialTicks * tickSeconds { continue }
+            }
             dial(id, address)
         }
-        // Forget backoff state of nodes that left the registry.
+        // Forget the state of nodes that left the registry.
         for id in dialFailures.keys where members[id] == nil { dialFailures[id] = nil }
+        for id in unlinkedSince.keys where members[id] == nil || links[id] != nil { unlinkedSince[id] = nil }
+    }
+
+    /// Every tick: a spare this node dialed is closed once its grace passed
+    /// (the peer, its acceptor, leaves closing to us).
+    func tick(now: Double) {
+        for (id, spare) in spares where spare.link.isOutbound && links[id] != nil
+            && now - spare.since >= spareGraceTicks * tickSeconds {
+            spare.link.close(reason: "duplicate link")
+        }
     }
 
     private func dial(_ id: String, _ address: String) {
@@ -85,20 +129,40 @@ final class PeerMembership<Transport: MembershipTransport> {
         dialing[id] = link
     }
 
-    /// A link finished its handshake: it is now the link to its node.
-    /// Returns false when it carries no node id (nothing changed).
+    /// A link finished its handshake: it becomes the link to its node, or
+    /// that node's spare. Returns false when it carries no node id (nothing
+    /// changed).
     @discardableResult
-    func linkUp(_ link: Link) -> Bool {
+    func linkUp(_ link: Link, now: Double) -> Bool {
         guard let id = link.peerNodeID else { return false }
         if dialing[id] === link { dialing[id] = nil }
         dialFailures[id] = nil
-        if let old = links[id], old !== link {
-            // A reconnect raced the old link's failure detection: keep the new one.
-            old.abort(reason: "replaced by a newer link")
+        unlinkedSince[id] = nil
+        if let current = links[id], current !== link {
+            if current.isOutbound == link.isOutbound {
+                // A reconnect raced the old link's failure detection: keep the new one.
+                current.abort(reason: "replaced by a newer link")
+            } else if isDialedBySmallerID(current, to: id) {
+                makeSpare(link, of: id, now: now)
+                logger.info("second peer link kept as a spare", metadata: ["node": "\(LogText.escape(id))", "outbound": "\(link.isOutbound)"])
+                return true
+            } else {
+                makeSpare(current, of: id, now: now)
+            }
         }
         links[id] = link
         logger.info("peer link up", metadata: ["node": "\(LogText.escape(id))", "outbound": "\(link.isOutbound)", "peers": "\(links.count)"])
         return true
+    }
+
+    /// Of a simultaneous pair, both sides keep the link the smaller id dialed.
+    private func isDialedBySmallerID(_ link: Link, to id: String) -> Bool {
+        link.isOutbound ? nodeID < id : id < nodeID
+    }
+
+    private func makeSpare(_ link: Link, of id: String, now: Double) {
+        if let old = spares[id]?.link, old !== link { old.abort(reason: "replaced by a newer link") }
+        spares[id] = (link, now)
     }
 
     /// A link ended (`wasUp`: after its handshake). A dial that never came
@@ -106,13 +170,21 @@ final class PeerMembership<Transport: MembershipTransport> {
     func linkClosed(_ link: Link, wasUp: Bool, reason: String, now: Double) {
         let id = link.peerNodeID ?? link.expectedNodeID
         if let id, dialing[id] === link { dialing[id] = nil }
+        if let id, spares[id]?.link === link { spares[id] = nil }
         if let id, links[id] === link {
-            links[id] = nil
-            logger.warning("peer link down", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "peers": "\(links.count)"])
+            if let spare = spares.removeValue(forKey: id) {
+                links[id] = spare.link
+                logger.warning("peer link replaced by its spare", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)"])
+            } else {
+                links[id] = nil
+                logger.warning("peer link down", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "peers": "\(links.count)"])
+            }
         }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             let count = (dialFailures[id]?.count ?? 0) + 1
             dialFailures[id] = (count, now + tickSeconds * Double(1 << min(count - 1, 3)))
+            // Reached the other way (a one-way cut): it is not gone.
+            guard links[id] == nil else { return }
             logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "failures": "\(count)"])
             transport.removeFromRegistry(id)
         }
