@@ -36,6 +36,12 @@ final class Cluster {
     /// Authenticated links by node id: the visible peers.
     var links: [String: PeerLink] { membership.links }
     private var tickTimer: LoopTimer?
+    /// Ticks so far: the clock of `goodbyeGrace`.
+    private var tickCount = 0
+    /// GOODBYEs sent and not yet seen at other nodes (cluster.md §5 without
+    /// overshoot); 10 ticks at most, the fallback for clients that never
+    /// show up elsewhere.
+    private var goodbyeGrace = GoodbyeGrace(graceTicks: 10)
     let queryDeadlines: DeadlineQueue
     /// Everything sent to peers that waits for an answer: announcements,
     /// queries, forwarded routes (CLUSTER_QUERY_TIMEOUT_MS), proxied
@@ -207,6 +213,7 @@ final class Cluster {
     /// Every tick: ping each link with our client count, close spent spare
     /// links, redial lost links while Redis is away, then balance.
     private func tick() {
+        tickCount += 1
         for summary in handshakeFailures.expire(now: loop.now) {
             logger.warning("more failed peer handshakes (not logged one by one)", metadata: [
                 "source": "\(summary.source)", "failures": "\(summary.suppressed)",
@@ -223,7 +230,9 @@ final class Cluster {
         if loadBalance { balance() }
     }
 
-    /// cluster.md §5: skipped while any visible peer's count is unknown or stale.
+    /// cluster.md §5: skipped while any visible peer's count is unknown or
+    /// stale; clients sent away on recent ticks count as still here
+    /// (`GoodbyeGrace`).
     private func balance() {
         guard !links.isEmpty else { return }
         let now = loop.now
@@ -233,12 +242,15 @@ final class Cluster {
             // A peer's word, bounded so the arithmetic cannot overflow.
             counts.append(min(max(n, 0), 100_000_000))
         }
-        let excess = LoadBalancer.excess(local: store.count, peers: counts)
+        let excess = goodbyeGrace.goodbyes(tick: tickCount, local: store.count, peers: counts)
         guard excess > 0 else { return }
         var newest: [ClientRecord] = []
         store.forEachClient { newest.append($0) }
         newest.sort { $0.handle > $1.handle }
-        logger.info("load balancing: sending GOODBYE", metadata: ["clients": "\(excess)", "local": "\(store.count)", "peers": "\(counts)"])
+        logger.info("load balancing: sending GOODBYE", metadata: [
+            "clients": "\(excess)", "local": "\(store.count)", "peers": "\(counts)",
+            "in_flight": "\(goodbyeGrace.inFlight - excess)",
+        ])
         for record in newest.prefix(excess) { record.session?.goodbyeForLoadBalancing() }
     }
 }
