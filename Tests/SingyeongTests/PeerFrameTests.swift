@@ -92,7 +92,7 @@ import Testing
                 }
             }
         }
-        let bodyless: Set<PeerFrameType> = [.pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch]
+        let bodyless: Set<PeerFrameType> = [.pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch, .leaving, .leavingAck]
         #expect(type.hasMessagePackBody == !bodyless.contains(type))
         for body in [[], frameBody([]), frameBody([0xC1]), frameBody(object + [0])] as [[UInt8]] {
             switch decode(body) {

@@ -77,6 +77,40 @@ import Testing
         #expect(dialer.isOpen && acceptor.isOpen)
     }
 
+    /// Lame duck: the leaving node's peer stops choosing its clients and
+    /// acknowledges on the same link; the leaving node closes its links only
+    /// once nothing waits for an answer.
+    @Test func aLeavingPeerIsAcknowledgedAndNoLongerACandidate() throws {
+        let a = try Node(cookie: "secret-cookie-0123456789"), b = try Node(cookie: "secret-cookie-0123456789")
+        let dialerLink = PeerLink(cluster: a.cluster, outboundTo: b.cluster.nodeID)
+        let acceptorLink = PeerLink(cluster: b.cluster, outboundTo: nil)
+        let dialer = RecordingConnection(handler: dialerLink), acceptor = RecordingConnection(handler: acceptorLink)
+        dialerLink.connectionEstablished(dialer)
+        _ = Self.pump(dialer, acceptor)
+        #expect(b.cluster.mayHaveCandidates(ofApplication: nil))
+        var acknowledged = false
+        a.cluster.beginLeaving(registryLeft: {}, peersAcknowledged: { acknowledged = true })
+        #expect(!acknowledged)
+        let sent = Self.pump(dialer, acceptor)
+        #expect(sent.dialer == [PeerFrameType.leaving.rawValue])
+        #expect(sent.acceptor == [PeerFrameType.leavingAck.rawValue])
+        #expect(acknowledged)
+        #expect(acceptorLink.isLeaving && acceptorLink.isUp)
+        #expect(!b.cluster.mayHaveCandidates(ofApplication: nil))
+        #expect(!b.cluster.mayHaveCandidates(ofApplication: "app"))
+        // Something still waits on the peer: the link stays open.
+        let id = a.cluster.requests.makeID()
+        let waiting = PeerRequestTable.Request()
+        a.cluster.requests.start(waiting, id: id, waitingFor: [ObjectIdentifier(dialerLink)], deadlines: a.cluster.queryDeadlines)
+        var left = false
+        a.cluster.finishLeaving { left = true }
+        #expect(!left && dialer.isOpen)
+        a.cluster.requests.end(id, .answered)
+        a.cluster.finishLeaving { left = true }
+        #expect(left)
+        #expect(dialer.calls.contains(.closeAfterFlush("shutdown")))
+    }
+
     @Test func aWrongCookieIsRefused() throws {
         let a = try Node(cookie: "secret-cookie-0123456789"), b = try Node(cookie: "other-cookie-0123456789")
         let dialerLink = PeerLink(cluster: a.cluster, outboundTo: b.cluster.nodeID)

@@ -201,4 +201,17 @@ import Testing
         membership.tick(now: 100)
         #expect(spare.closedBecause == nil)
     }
+
+    @Test func aNodeThatSaidItIsLeavingIsNotDialedAgain() {
+        let link = FakeLink(dialed: nil, authenticatedAs: "z")
+        membership.linkUp(link, now: 0)
+        membership.departed("z")
+        membership.linkClosed(link, wasUp: true, reason: "shutdown", now: 1)
+        membership.membersChanged(["z": "127.0.0.4:4001"], now: 10)
+        #expect(transport.dials.isEmpty)
+        // Forgotten once the registry no longer lists it.
+        membership.membersChanged([:], now: 11)
+        membership.membersChanged(["z": "127.0.0.4:4001"], now: 12)
+        #expect(transport.dials.map(\.node) == ["z"])
+    }
 }

@@ -945,3 +945,59 @@ def test_one_way_reachability_links_the_pair(cluster_factory):
                 errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
         leftover = _iptables("-S", "OUTPUT").stdout
         assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+
+
+# ---------------------------------------------------------------- lame duck
+
+
+def test_sigterm_lame_duck_loses_no_message(cluster_factory):
+    """Issue 12: on SIGTERM a node leaves the registry, tells its peers it is
+    leaving (they stop choosing its clients at once and acknowledge), and
+    only then sends its own clients away; its links close once nothing it
+    sent waits for an answer. While two senders on A and B flood SENDs to an
+    application with a receiver on each of A, B and C, C gets SIGTERM:
+    every SEND reaches exactly one receiver — C's own receiver too, for what
+    was routed to it before C's peers acknowledged — and no sender gets an
+    error."""
+    cl = cluster_factory(3)
+    A, B, C = cl.nodes
+    a = uid("app")
+    rs = {n.name: n.identified(a, f"r{n.name}") for n in (A, B, C)}
+    senders = {"A": A.identified(uid("sa")), "B": B.identified(uid("sb"))}
+    per_sender = 1500
+    sigterm_at = per_sender // 3
+    offs = {n.name: n.log_size() for n in (A, B)}
+    sent = []
+    for i in range(per_sender):
+        if i == sigterm_at:
+            C.proc.send_signal(signal.SIGTERM)
+        for name, s in senders.items():
+            nonce = f"{name}{i}"
+            send(s, {"application": a}, i, nonce=nonce)
+            sent.append(nonce)
+    got = collect(rs, len(sent), timeout=30.0, settle=1.0)
+    assert C.proc.wait(timeout=10) == 0, f"C exited with {C.proc.returncode}:\n{C.log()}"
+    goodbyes = [f for f in got["C"] if f.get("op") == 7]
+    assert len(goodbyes) == 1, got["C"][-3:]
+    got = {k: [f for f in v if f.get("op") == 4] for k, v in got.items()}
+    delivered = Counter(n for frames in got.values() for n in nonces(frames))
+    lost = [n for n in sent if delivered[n] == 0]
+    duplicated = {n: k for n, k in delivered.items() if k > 1}
+    per = {k: len(v) for k, v in got.items()}
+    assert not lost and not duplicated, (f"lost {len(lost)} (first {lost[:5]}), duplicated {len(duplicated)}; "
+                                         f"per receiver {per}\n{cl.dump()}")
+    assert set(delivered) == set(sent)
+    assert per["C"] > 0 and per["A"] > 0 and per["B"] > 0, per
+    for s in senders.values():
+        assert_no_errors(s)
+    for n in (A, B):
+        log = n.log_since(offs[n.name])
+        assert "peer leaving the cluster" in log, f"{n.name} was not told that C leaves:\n{log}"
+    c_log = C.log()
+    assert "leaving the cluster: telling peers" in c_log, c_log
+    assert C.node_id not in cl.redis.registry()
+    # A and B keep routing between themselves, and do not dial C's old id.
+    time.sleep(1.0)
+    for n in (A, B):
+        assert C.node_id not in n.linked(), f"{n.name} still linked to C"
+        assert f"cannot dial peer" not in n.log_since(offs[n.name])

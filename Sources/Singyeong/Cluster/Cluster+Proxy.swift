@@ -176,7 +176,7 @@ extension Cluster {
     func gatherTags(_ tags: [String], local: Set<String>, completion: @escaping (Set<String>) -> Void) {
         let id = requests.makeID()
         let body = TagsMessage(tags: tags).bytes
-        let asked = links.values.filter { $0.isUp }
+        let asked = links.values.filter { $0.isUp && !$0.isLeaving }
         let query = PendingTags(local: local, completion: completion)
         requests.start(query, id: id, waitingFor: Set(asked.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
         for link in asked where link.isUp { link.send(.tags, requestID: id, body: body) }

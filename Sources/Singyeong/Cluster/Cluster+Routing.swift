@@ -22,7 +22,15 @@ extension Cluster {
             if ending == .deadline, !waiting.isEmpty {
                 logger.info("cluster query deadline passed; counting silent nodes as empty", metadata: ["missing": "\(waiting.count)"])
             }
-            completion(matches, fallback)
+            // A peer that said it is leaving after answering has sent its
+            // clients away once it had our acknowledgement, which went out
+            // before this choice: none of them may be chosen now.
+            func staying(_ candidate: Candidate) -> Bool { !((candidate.node as? PeerLink)?.isLeaving ?? false) }
+            if matches.contains(where: { !staying($0) }) || fallback.contains(where: { !staying($0) }) {
+                completion(matches.filter(staying), fallback.filter(staying))
+            } else {
+                completion(matches, fallback)
+            }
         }
     }
 

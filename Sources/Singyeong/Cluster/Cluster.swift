@@ -36,6 +36,10 @@ final class Cluster {
     /// Authenticated links by node id: the visible peers.
     var links: [String: PeerLink] { membership.links }
     private var tickTimer: LoopTimer?
+    /// Set from SIGTERM on (`beginLeaving`).
+    private(set) var isLeaving = false
+    /// `finishLeaving`'s completion while requests are still answered.
+    private var leftWhenIdle: (() -> Void)?
     /// Ticks so far: the clock of `goodbyeGrace`.
     private var tickCount = 0
     /// GOODBYEs sent and not yet seen at other nodes (cluster.md §5 without
@@ -148,15 +152,69 @@ final class Cluster {
         tickTimer?.start(after: tickSeconds, repeating: tickSeconds)
     }
 
-    /// Graceful shutdown: leave the registry, close links.
-    func stop(completion: @escaping () -> Void) {
-        tickTimer?.stop()
+    // MARK: Lame-duck shutdown
+
+    /// A `leaving` announcement waiting for every peer's acknowledgement.
+    final class PendingLeave: PeerRequestTable.Request {
+        let completion: () -> Void
+        init(completion: @escaping () -> Void) { self.completion = completion }
+        override func ended(_ ending: PeerRequestTable.Ending) { completion() }
+    }
+
+    /// SIGTERM, first step (lame duck): leave the registry (`registryLeft`
+    /// once Redis confirmed it, or after 1 s), stop dialing, balancing and
+    /// accepting links, and tell every peer this node is leaving;
+    /// `peersAcknowledged` runs once all of them stopped choosing its
+    /// clients (or CLUSTER_QUERY_TIMEOUT_MS passed). Only then should the
+    /// node send its clients away: whatever a peer routed to them before its
+    /// acknowledgement has arrived by then, on the same ordered link. Links
+    /// stay up (and pinged) until `finishLeaving`.
+    func beginLeaving(registryLeft: @escaping () -> Void, peersAcknowledged: @escaping () -> Void) {
+        isLeaving = true
         listener.stopAccepting()
-        for link in membership.allLinks { link.connection?.closeAfterFlush(reason: "shutdown") }
         registry.deregister(timeout: 1) { [unowned self] in
             self.registry.stop()
-            completion()
+            registryLeft()
         }
+        let up = membership.allLinks.filter { $0.isUp }
+        logger.info("leaving the cluster: telling peers", metadata: ["peers": "\(up.count)"])
+        let id = requests.makeID()
+        let pending = PendingLeave(completion: peersAcknowledged)
+        requests.start(pending, id: id, waitingFor: Set(up.map { ObjectIdentifier($0) }), deadlines: queryDeadlines)
+        for link in up { link.send(.leaving, requestID: id, body: []) }
+        requests.endIfComplete(pending)
+    }
+
+    /// SIGTERM, last step, once this node's clients are gone: when nothing
+    /// sent to peers waits for an answer any more (a SEND being gathered,
+    /// a forwarded message, a proxied request) and no upstream request runs
+    /// for a peer, close the links after flushing them and call
+    /// `completion`. Checked now and then every tick; the node's shutdown
+    /// timer bounds the wait.
+    func finishLeaving(completion: @escaping () -> Void) {
+        leftWhenIdle = completion
+        closeLinksIfIdle()
+    }
+
+    private func closeLinksIfIdle() {
+        guard let completion = leftWhenIdle, requests.count == 0, servedProxies.isEmpty else { return }
+        leftWhenIdle = nil
+        tickTimer?.stop()
+        for link in membership.allLinks { link.close(reason: "shutdown") }
+        completion()
+    }
+
+    func receiveLeavingAck(from link: PeerLink, requestID: UInt64) {
+        guard let pending = requests.answer(requestID, from: ObjectIdentifier(link), as: PendingLeave.self) else { return }
+        requests.endIfComplete(pending)
+    }
+
+    /// A peer is shutting down: its clients stop being candidates at once
+    /// (`PeerLink.isLeaving`), and its node id is never dialed again.
+    func peerLeaving(_ link: PeerLink) {
+        guard let id = link.peerNodeID else { return }
+        logger.info("peer leaving the cluster", metadata: ["node": "\(LogText.escape(id))"])
+        membership.departed(id)
     }
 
     // MARK: Links
@@ -223,6 +281,10 @@ final class Cluster {
         let body = PingMessage(clientCount: Int64(store.count)).bytes
         for link in links.values { link.sendPing(body: body) }
         membership.tick(now: loop.now)
+        if isLeaving {
+            closeLinksIfIdle()
+            return
+        }
         // Without Redis nothing reports members: keep dialing the last ones
         // reported (same backoff), so a link lost in the outage comes back
         // with its peer instead of with Redis (cluster.md §6).
@@ -234,10 +296,10 @@ final class Cluster {
     /// stale; clients sent away on recent ticks count as still here
     /// (`GoodbyeGrace`).
     private func balance() {
-        guard !links.isEmpty else { return }
+        guard links.values.contains(where: { !$0.isLeaving }) else { return }
         let now = loop.now
         var counts: [Int] = []
-        for link in links.values {
+        for link in links.values where !link.isLeaving {
             guard let n = link.reportedClientCount, now - link.reportedAt <= 2 * tickSeconds else { return }
             // A peer's word, bounded so the arithmetic cannot overflow.
             counts.append(min(max(n, 0), 100_000_000))

@@ -56,6 +56,13 @@ enum PeerFrameType: UInt8 {
     /// The caller of a forwarded proxy request went away: the receiver
     /// aborts the upstream request with that request id (no answer).
     case proxyCancel = 24
+    /// The sender is shutting down (lame duck): the receiver stops choosing
+    /// its clients at once and answers `leavingAck` (same request id). Sent
+    /// before the sender asks its own clients to go, so everything routed
+    /// to them before the ack has reached them; the link stays open until
+    /// the sender's own requests are answered.
+    case leaving = 25
+    case leavingAck = 26
 
     /// Frames whose body is a length-prefixed MessagePack header followed by raw bytes.
     var hasRawTail: Bool { self == .proxy || self == .proxyResult }
@@ -66,7 +73,7 @@ enum PeerFrameType: UInt8 {
     /// each decoded on its own (the batches).
     var hasMessagePackBody: Bool {
         switch self {
-        case .pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch: return false
+        case .pong, .applicationsAck, .proxyCancel, .queryBatch, .queryResultBatch, .leaving, .leavingAck: return false
         default: return true
         }
     }
@@ -90,7 +97,11 @@ struct PeerFrameError: Error, Equatable {
 enum PeerFrameCodec {
     static let headerLength = 13
     /// The version both sides must speak (sent in HELLO). 3: the dialer
-    /// proves first, proofs name their role, REFUSE.
+    /// proves first, proofs name their role, REFUSE. LEAVING (added later)
+    /// did not change it: an earlier build closes the link on a frame type
+    /// it does not know, which is what a leaving node's link did anyway, and
+    /// the leaving node waits for its acknowledgement only until
+    /// CLUSTER_QUERY_TIMEOUT_MS — so a rolling upgrade keeps linking.
     static let protocolVersion: Int64 = 3
     /// Largest whole frame (header included) accepted before the peer has
     /// proved it knows COOKIE: handshake frames are a few hundred bytes, so

@@ -42,6 +42,9 @@ final class PeerLink: ConnectionHandler {
     }
 
     var isUp: Bool { state == .up }
+    /// The peer said it is shutting down: none of its clients is a
+    /// candidate any more, though the link still carries answers.
+    private(set) var isLeaving = false
 
     // MARK: ConnectionHandler
 
@@ -135,6 +138,7 @@ final class PeerLink: ConnectionHandler {
 
     /// Whether a query for `application` (nil: any) must be sent to this peer.
     func mayHaveClients(of application: String?) -> Bool {
+        guard !isLeaving else { return false }
         guard let application, let knownApplications else { return true }
         return knownApplications.contains(application)
     }
@@ -307,6 +311,14 @@ final class PeerLink: ConnectionHandler {
             cluster.receiveTagsResult(from: self, requestID: requestID, tape: tape)
         case .proxyCancel:
             cluster.receiveProxyCancel(from: self, requestID: requestID)
+        case .leaving:
+            // Acknowledged on this ordered link after everything already
+            // sent to the peer on it.
+            isLeaving = true
+            cluster.peerLeaving(self)
+            connection.send(PeerFrameCodec.make(.leavingAck, requestID: requestID, body: []))
+        case .leavingAck:
+            cluster.receiveLeavingAck(from: self, requestID: requestID)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -66,6 +66,9 @@ final class PeerMembership<Transport: MembershipTransport> {
     /// The up link not in use per node (the other of a simultaneous pair)
     /// and when it became one.
     private(set) var spares: [String: (link: Link, since: Double)] = [:]
+    /// Nodes that said they are leaving (node ids are per process, so one
+    /// never comes back); forgotten once the registry no longer lists them.
+    private var departedIDs: Set<String> = []
     /// Members this node is not first to dial (their id is smaller), by when
     /// they were first seen without a link.
     private var unlinkedSince: [String: Double] = [:]
@@ -92,7 +95,7 @@ final class PeerMembership<Transport: MembershipTransport> {
     /// backing off or waiting for the smaller id's dial.
     func membersChanged(_ members: [String: String], now: Double) {
         self.members = members
-        for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil {
+        for (id, address) in members where id != nodeID && links[id] == nil && dialing[id] == nil && !departedIDs.contains(id) {
             if let failure = dialFailures[id], now < failure.notBefore { continue }
             if id < nodeID {
                 let since = unlinkedSince[id] ?? now
@@ -103,7 +106,13 @@ final class PeerMembership<Transport: MembershipTransport> {
         }
         // Forget the state of nodes that left the registry.
         for id in dialFailures.keys where members[id] == nil { dialFailures[id] = nil }
+        for id in departedIDs where members[id] == nil { departedIDs.remove(id) }
         for id in unlinkedSince.keys where members[id] == nil || links[id] != nil { unlinkedSince[id] = nil }
+    }
+
+    /// `node` is shutting down: not dialed again once its links close.
+    func departed(_ node: String) {
+        departedIDs.insert(node)
     }
 
     /// Every tick: a spare this node dialed is closed once its grace passed

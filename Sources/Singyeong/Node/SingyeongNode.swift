@@ -168,22 +168,33 @@ final class SingyeongNode {
         let open = listener.connectionCount
         logger.info("\(name): shutting down", metadata: ["connections": "\(open)", "drain_ms": "\(settings.shutdownTimeout)"])
         listener.stopAccepting()
-        // The loop ends when the clients are gone and the node has left the
-        // registry (both bounded in time).
+        // The loop ends when the node has left the registry and its clients
+        // are gone (and, clustered, its requests to peers were answered);
+        // the shutdown timer bounds it all.
         var pendingSteps = cluster == nil ? 1 : 2
         let stepDone: () -> Void = { [unowned self] in
             pendingSteps -= 1
             if pendingSteps == 0 { self.loop.stop() }
         }
-        cluster?.stop(completion: stepDone)
-        listener.onAllClosed = stepDone
-        for connection in listener.liveConnections {
-            connection.handler.connectionShouldShutDown(connection)
+        let clientsGone: () -> Void = { [unowned self] in
+            if let cluster = self.cluster { cluster.finishLeaving(completion: stepDone) } else { stepDone() }
         }
-        if listener.connectionCount == 0 {
-            listener.onAllClosed = nil
-            stepDone()
-            return
+        // Clients are asked to go only once every peer stopped choosing them
+        // (lame duck): what peers routed to them before has arrived.
+        let drainClients: () -> Void = { [unowned self] in
+            self.listener.onAllClosed = clientsGone
+            for connection in self.listener.liveConnections {
+                connection.handler.connectionShouldShutDown(connection)
+            }
+            if self.listener.connectionCount == 0 {
+                self.listener.onAllClosed = nil
+                clientsGone()
+            }
+        }
+        if let cluster {
+            cluster.beginLeaving(registryLeft: stepDone, peersAcknowledged: drainClients)
+        } else {
+            drainClients()
         }
         shutdownTimer = LoopTimer(loop: loop) { [unowned self] in
             let left = self.listener.liveConnections
