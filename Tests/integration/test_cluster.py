@@ -1001,3 +1001,104 @@ def test_sigterm_lame_duck_loses_no_message(cluster_factory):
     for n in (A, B):
         assert C.node_id not in n.linked(), f"{n.name} still linked to C"
         assert f"cannot dial peer" not in n.log_since(offs[n.name])
+
+
+# ---------------------------------------------------------------- visibility bounds
+
+# How soon every node's clients see a membership change (README, "Clustering"),
+# in ticks: a new member is linked by the next registry read (the larger id
+# dials after 2 ticks if it was not dialed); a lost one is dropped after 3
+# silent ticks; one that comes back is dialed within 2 ticks of the last
+# attempt, which itself gives up within 2.
+NEW_MEMBER_TICKS, LOST_MEMBER_TICKS, RETURNING_MEMBER_TICKS = 2, 4, 5
+SCHEDULING_SLACK = 0.5  # seconds: connecting the clients, a loaded 2-core machine
+
+
+def test_membership_changes_are_visible_within_the_stated_bounds(cluster_factory):
+    """Issue 12: when a member joins, is cut off, comes back, or dies, the
+    clients on every node see the right set of clients (QUERY_NODES) within
+    the stated number of ticks, and a SEND is answered `no_route` exactly
+    when no visible node has a match."""
+    if shutil.which("iptables") is None:
+        pytest.fail("iptables not installed (apt-get install -y iptables): needed for the visibility test")
+    tick = TICK_MS / 1000
+    cl = cluster_factory(0)
+    A = cl.add()
+    B = cl.add()
+    C = cl.add(start=False, user=NOBODY_UID)
+    cl.wait_mesh([A, B])
+    a = uid("app")
+    members = {A: A.identified(a, "cA", metadata=typed(n=("integer", 1))),
+               B: B.identified(a, "cB", metadata=typed(n=("integer", 2)))}
+    askers = {A: A.identified(uid("qa")), B: B.identified(uid("qb"))}
+    taken = {}
+
+    def seen_everywhere(want: set[str]) -> bool:
+        return all(q.query_ids({"application": a}) == want for q in askers.values())
+
+    def measure(what: str, bound_ticks: int, pred, since: float):
+        limit = bound_ticks * tick + SCHEDULING_SLACK
+        wait_until(pred, limit + 2.0, what, cl, interval=0.02)
+        took = time.monotonic() - since
+        taken[what] = took
+        assert took <= limit, f"{what}: {took:.2f}s, bound {bound_ticks} ticks ({limit:.2f}s with slack)\n{cl.dump()}"
+
+    # A new member: from starting its process (it registers at start-up) to
+    # its client seen on every node; start-up and connecting the client are
+    # inside the measured time.
+    t0 = time.monotonic()
+    C.start()
+    members[C] = C.identified(a, "cC", metadata=typed(n=("integer", 3)))
+    askers[C] = C.identified(uid("qc"))
+    measure("new member", NEW_MEMBER_TICKS, lambda: seen_everywhere({"cA", "cB", "cC"}), t0)
+
+    tag = f"singyeong-cluster-test-{C.cluster_port}-bounds"
+    rules = [
+        ["OUTPUT", "-p", "tcp", "-d", C.host, "--dport", str(C.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-s", C.host, "--sport", str(C.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", A.host, "--dport",
+         str(A.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", B.host, "--dport",
+         str(B.cluster_port)],
+    ]
+    rules = [r + ["-m", "comment", "--comment", tag, "-j", "DROP"] for r in rules]
+    installed = []
+    try:
+        for rule in rules:
+            res = _iptables("-I", *rule)
+            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
+            installed.append(rule)
+        t0 = time.monotonic()
+
+        def split_seen() -> bool:
+            return (askers[A].query_ids({"application": a}) == {"cA", "cB"}
+                    and askers[B].query_ids({"application": a}) == {"cA", "cB"}
+                    and askers[C].query_ids({"application": a}) == {"cC"})
+        measure("member cut off", LOST_MEMBER_TICKS, split_seen, t0)
+        # no_route exactly when no visible node has a match.
+        send(askers[A], {"application": a, "ops": [eq("/n", 3)]}, 1, nonce="to-c")
+        err = askers[A].expect_invalid()
+        assert err.get("error") == "no_route", err
+        send(askers[A], {"application": a, "ops": [eq("/n", 2)]}, 2, nonce="to-b")
+        got = collect({"cB": members[B]}, 1)
+        assert nonces(got["cB"]) == ["to-b"]
+        assert_no_errors(askers[A])
+    finally:
+        errors = []
+        for rule in installed:
+            res = _iptables("-D", *rule)
+            if res.returncode != 0:
+                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
+        leftover = _iptables("-S", "OUTPUT").stdout
+        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+    t0 = time.monotonic()
+    measure("member back", RETURNING_MEMBER_TICKS, lambda: seen_everywhere({"cA", "cB", "cC"}), t0)
+    send(askers[A], {"application": a, "ops": [eq("/n", 3)]}, 3, nonce="to-c-again")
+    assert nonces(collect({"cC": members[C]}, 1)["cC"]) == ["to-c-again"]
+
+    # A member that dies.
+    del askers[C]
+    C.kill9()
+    t0 = time.monotonic()
+    measure("member died", LOST_MEMBER_TICKS, lambda: seen_everywhere({"cA", "cB"}), t0)
+    print("seconds until every node's clients saw it:", {k: round(v, 2) for k, v in taken.items()})

@@ -95,7 +95,10 @@ final class Cluster {
         // bound in flight to one peer, so big responses cannot reset it.
         maxProxiesPerLink = max(4, (linkOutputBound / 2) / (settings.proxyMaxResponseSize + 65536))
         let limits = TransportLimits(maxPendingBytes: linkOutputBound,
-                                     handshakeTimeout: Double(settings.handshakeTimeout) / 1000,
+                                     // A link's handshake takes a round trip or two: 2 ticks
+                                     // bound how long a dial into a cut (SYNs dropped) blocks
+                                     // the next one, so a node that comes back is seen soon.
+                                     handshakeTimeout: min(Double(settings.handshakeTimeout) / 1000, 2 * tickSeconds),
                                      idleTimeout: tickSeconds * 3, lingerTimeout: 2)
         var makeLink: () -> ConnectionHandler = { fatalError("cluster not ready") }
         listener = Listener(loop: loop, logger: logger, limits: limits, tlsContext: tls) { makeLink() }

@@ -43,8 +43,13 @@ protocol MembershipTransport: AnyObject {
 /// the kept link fails first (it was only half-open, say), so the pair is
 /// never without a working link it has.
 ///
-/// A failed dial backs off 1, 2, 4, then 8 ticks (reset once a link comes
-/// up) and removes the node from the registry unless a link to it is up.
+/// A failed dial backs off 1, then 2 ticks (reset once a link comes up) and
+/// removes the node from the registry unless a link to it is up. The
+/// backoff is short on purpose: it bounds how long a node that comes back
+/// stays unseen (README, "Clustering": a dial that hangs ends within 2
+/// ticks, the next starts 2 ticks later), and a dial is one connection
+/// attempt. Nodes that are really gone leave the registry when their key
+/// expires, and then nobody dials them.
 ///
 /// Pure bookkeeping over `Transport`: no sockets of its own, so every rule
 /// here has a socket-free unit test (`PeerMembershipTests`).
@@ -74,6 +79,8 @@ final class PeerMembership<Transport: MembershipTransport> {
     private var unlinkedSince: [String: Double] = [:]
     /// Ticks the node with the larger id waits for the other's dial.
     let reverseDialTicks = 2.0
+    /// Longest wait between two dials of a node that stays unreachable.
+    let maxBackoffTicks = 2.0
     /// Ticks a spare stays open before its dialer closes it: longer than a
     /// request's round trip on a live link, shorter than the idle timeout
     /// (3 ticks) of a link that is sent nothing.
@@ -191,10 +198,16 @@ final class PeerMembership<Transport: MembershipTransport> {
         }
         if link.isOutbound && !wasUp, let id = link.expectedNodeID {
             let count = (dialFailures[id]?.count ?? 0) + 1
-            dialFailures[id] = (count, now + tickSeconds * Double(1 << min(count - 1, 3)))
+            dialFailures[id] = (count, now + tickSeconds * (count == 1 ? 1 : maxBackoffTicks))
             // Reached the other way (a one-way cut): it is not gone.
             guard links[id] == nil else { return }
-            logger.info("peer unreachable; removing it from the registry", metadata: ["node": "\(LogText.escape(id))", "reason": "\(reason)", "failures": "\(count)"])
+            // Logged at the 1st, 2nd, 4th, 8th... failure in a row: a
+            // partitioned node is dialed every 2 ticks for as long as it lasts.
+            if count & (count - 1) == 0 {
+                logger.info("peer unreachable; removing it from the registry", metadata: [
+                    "node": "\(LogText.escape(id))", "reason": "\(reason)", "failures": "\(count)",
+                ])
+            }
             transport.removeFromRegistry(id)
         }
     }

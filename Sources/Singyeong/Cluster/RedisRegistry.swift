@@ -316,7 +316,7 @@ final class RedisRegistry {
         if deregistration != nil { finishDeregistration() }
     }
 
-    /// A connect or handshake failed: back off (1, 2, 4, then 8 ticks between attempts).
+    /// A connect or handshake failed: back off (1, 2, 4, then 8 ticks between attempts; Redis, unlike a peer, is one server that may be overloaded).
     private func connectFailed(_ message: String, level: Logger.Level = .warning) {
         failures += 1
         ticksUntilRetry = min(1 << min(failures - 1, 3), 8) - 1

@@ -44,7 +44,7 @@ enum SettingsTable {
         .init(name: "IDLE_TIMEOUT", defaultValue: "60000", kind: .integer(1000...86_400_000),
               help: "close a WebSocket or keep-alive HTTP connection after this long without input, ms"),
         .init(name: "HANDSHAKE_TIMEOUT", defaultValue: "10000", kind: .integer(100...600_000),
-              help: "time allowed for the TLS handshake, each HTTP request head and body, and the peer-link handshake, ms"),
+              help: "time allowed for the TLS handshake, each HTTP request head and body, and the peer-link handshake (at most 2 cluster ticks), ms"),
         .init(name: "IDENTIFY_TIMEOUT", defaultValue: "10000", kind: .integer(100...600_000),
               help: "a WebSocket that has not sent IDENTIFY this long after HELLO is closed, ms"),
         .init(name: "IDENTIFY_MAX_SIZE", defaultValue: "262144", kind: .integer(1024...1_073_741_824),
