@@ -169,11 +169,15 @@ def test_unauthenticated_data_does_not_grow_the_node(node):
 
 def test_acceptor_sends_nothing_derived_from_cookie_before_the_dialer_proves(node):
     """After our HELLO the node answers with its HELLO only (version, node id,
-    nonce), and keeps quiet while we do not prove COOKIE."""
+    nonce), and keeps quiet while we do not prove COOKIE — until the peer
+    handshake's deadline (2 ticks of 200 ms here) closes the connection."""
     with dial(node, source()) as s:
+        t0 = time.monotonic()
         s.sendall(hello("f" * 32, os.urandom(32).hex()))
         frames, closed = read_frames(s, until_closed=1.5)
-        assert not closed, f"closed after a valid HELLO: {frames}"
+        waited = time.monotonic() - t0
+        assert not closed or waited >= 0.35, f"closed {waited:.2f}s after a valid HELLO: {frames}"
+        assert closed, "an unproved peer kept its connection past the handshake deadline (2 ticks)"
         assert [t for t, _ in frames] == [HELLO], frames
         body = frames[0][1]
         assert set(body) == {"v", "node", "nonce"} and body["v"] == VERSION and body["node"] == node.node_id
