@@ -7,6 +7,8 @@ BROADCAST traffic with unique nonces between clients on all nodes, and
 injects one random fault at a time (seeded RNG), a few seconds apart:
 
   kill9      kill -9 of a node, restart after a hold time (new node id, same ports)
+  sigterm    SIGTERM of a node (lame-duck shutdown, must exit 0), restart after
+             the hold time
   freeze     SIGSTOP of a node, SIGCONT after the hold time
   partition  iptables DROP rules isolating one node's cluster port from the
              others (as test_partition_ab_c_and_heal: every node runs as its
@@ -72,7 +74,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "integration"))
 
-if "SINGYEONG_BIN" not in os.environ:
+if "SINGYEONG_BIN" in os.environ:
+    # Nodes start with another working directory: a relative path must not reach them.
+    os.environ["SINGYEONG_BIN"] = str(Path(os.environ["SINGYEONG_BIN"]).resolve())
+else:
     for cand in (REPO / ".build" / "release" / "singyeong", REPO / ".build" / "debug" / "singyeong"):
         if cand.exists():
             os.environ["SINGYEONG_BIN"] = str(cand)
@@ -86,10 +91,10 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 RX_APP = "chaos-rx"
 TX_APP = "chaos-tx"
 UID_BASE = 64000  # node i runs as uid/gid UID_BASE + i (numeric, no passwd entry needed)
-FAULT_KINDS = ["kill9", "freeze", "partition", "redis_down", "redis_restart", "redis_freeze"]
+FAULT_KINDS = ["kill9", "sigterm", "freeze", "partition", "redis_down", "redis_restart", "redis_freeze"]
 # opt-in: Redis down for the whole of a node fault (kill9/freeze/partition), back only after it healed
 OVERLAP_KINDS = ["redis_down+kill9", "redis_down+freeze", "redis_down+partition"]
-NODE_FAULTS = {"kill9", "freeze", "partition", "crash"}
+NODE_FAULTS = {"kill9", "sigterm", "freeze", "partition", "crash"}
 
 
 def mono() -> float:
@@ -506,6 +511,18 @@ class Chaos:
                 n = self.nodes[victim]
                 self.expected_down.add(victim)
                 n.kill9()
+                self.hold(f, hold)
+                n.start()
+                self.expected_down.discard(victim)
+            elif kind == "sigterm":
+                # Graceful: the node leaves as a lame duck (peers stop choosing
+                # its clients before it sends them GOODBYE), then restarts.
+                n = self.nodes[victim]
+                self.expected_down.add(victim)
+                n.proc.send_signal(signal.SIGTERM)
+                code = n.proc.wait(timeout=15)
+                if code != 0:
+                    f.note += f" EXIT CODE {code} AFTER SIGTERM"
                 self.hold(f, hold)
                 n.start()
                 self.expected_down.discard(victim)
