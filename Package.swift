@@ -48,7 +48,7 @@ let package = Package(
         ),
         .executableTarget(name: "singyeong", dependencies: ["Singyeong"]),
         // Load generator for the gateway benchmarks (BENCHMARKS.md).
-        .executableTarget(name: "singyeong-load", path: "Sources/singyeong-load"),
+        .executableTarget(name: "singyeong-load", dependencies: ["CSystem"], path: "Sources/singyeong-load"),
         .testTarget(name: "SingyeongTests", dependencies: ["Singyeong"]),
     ],
     swiftLanguageModes: [.v5],  // why not 6: README, "Source layout"

@@ -11,6 +11,20 @@
 // BROADCAST reaches every receiver. The payload carries the send time, so
 // receivers measure end-to-end latency. In-flight messages are bounded
 // (--window per sender) so latency reflects the server, not a flooded queue.
+//
+// --target gte switches the target to `/idx $gte 0` (an op the string index
+// cannot narrow; receivers then also carry integer metadata idx=i, and the
+// --population clients idx=-1, so the query evaluates and rejects them;
+// no effect under --protocol nats, which routes by subject).
+// --rate N sends N messages/s in total, spread over the senders, instead of
+// as fast as the window allows (no window), and adds p999 to the latencies.
+// --protocol nats speaks the NATS text protocol to a nats-server instead:
+// SEND receivers are one queue group on `load.send` (one of N gets each
+// message), BROADCAST receivers plain subscribers on `load.bcast`, each
+// --population client an idle connection subscribed to `idle.<i>`. The
+// payload then carries the sender's index (`"nonce":s`) itself and is padded
+// to the same size; everything else (window, timing, parsing) is shared.
+import CSystem
 import Foundation
 import Glibc
 
@@ -30,6 +44,12 @@ struct Options {
     /// Port of the node the receivers (and bystanders) connect to; default
     /// `port`. A different node measures cross-node routing.
     var receiverPort: Int?
+    /// "gateway" (the node's WebSocket gateway, JSON) or "nats".
+    var wire = "gateway"
+    /// "eq" (`/role $eq "sink"`, indexable) or "gte" (`/idx $gte 0`).
+    var target = "eq"
+    /// Total messages/s across senders (0: as fast as the window allows).
+    var rate = 0
 
     init(_ args: [String]) {
         var i = 1
@@ -46,11 +66,18 @@ struct Options {
             case "--window": window = Int(next()) ?? window
             case "--population": population = Int(next()) ?? population
             case "--receiver-port": receiverPort = Int(next())
+            case "--protocol": wire = next()
+            case "--target": target = next()
+            case "--rate": rate = Int(next()) ?? rate
             default:
                 FileHandle.standardError.write("unknown argument \(args[i])\n".data(using: .utf8)!)
                 exit(2)
             }
             i += 1
+        }
+        guard wire == "gateway" || wire == "nats", target == "eq" || target == "gte" else {
+            FileHandle.standardError.write("--protocol gateway|nats, --target eq|gte\n".data(using: .utf8)!)
+            exit(2)
         }
     }
 }
@@ -64,12 +91,15 @@ func nowNanos() -> UInt64 {
 /// One client connection: buffered writes, frame parsing of server output.
 final class LoadClient {
     let fd: Int32
+    /// Speaks the NATS text protocol instead of the gateway's WebSocket.
+    let nats: Bool
     var inbox: [UInt8] = []
     var outbox: [UInt8] = []
     var ready = false
     var received = 0
 
-    init(host: String, port: Int) {
+    init(host: String, port: Int, nats: Bool = false) {
+        self.nats = nats
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -79,6 +109,20 @@ final class LoadClient {
         if rc != 0 { perror("connect"); exit(1) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
+        if nats {
+            // The server speaks first: one INFO line. Read it (at set-up,
+            // blocking), keep anything after it, then send CONNECT.
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while inbox.firstRange(of: [13, 10]) == nil {
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { fputs("no INFO from nats-server\n", stderr); exit(1) }
+                inbox.append(contentsOf: chunk[0..<n])
+            }
+            inbox.removeFirst(inbox.firstRange(of: [13, 10])!.upperBound)
+            raw("CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            return
+        }
         let request = "GET /gateway/websocket?encoding=json HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         _ = request.withCString { write(fd, $0, strlen($0)) }
         // Read the 101 head synchronously (once, at set-up).
@@ -102,6 +146,9 @@ final class LoadClient {
         outbox.append(contentsOf: payload)
     }
 
+    /// Queues protocol text as it is (NATS).
+    func raw(_ text: String) { outbox.append(contentsOf: text.utf8) }
+
     private var outboxSent = 0
 
     func flush() {
@@ -119,13 +166,15 @@ final class LoadClient {
     /// Shared read buffer (one thread).
     static var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
 
-    /// Reads what is available and calls `onText` for each text frame.
+    /// Reads what is available and calls `onText` for each text frame
+    /// (NATS: for each MSG payload).
     func pump(_ onText: (ArraySlice<UInt8>) -> Void) {
         while true {
             let n = LoadClient.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             inbox.append(contentsOf: LoadClient.readBuffer[0..<n])
         }
+        if nats { pumpNATS(onText); return }
         var offset = 0
         while inbox.count - offset >= 2 {
             var length = Int(inbox[offset + 1] & 0x7F)
@@ -140,6 +189,41 @@ final class LoadClient {
             guard inbox.count - offset >= header + length else { break }
             if inbox[offset] & 0x0F == 1 { onText(inbox[(offset + header)..<(offset + header + length)]) }
             offset += header + length
+        }
+        if offset > 0 { inbox.removeFirst(offset) }
+    }
+
+    /// NATS server output: `MSG <subject> <sid> [reply-to] <#bytes>\r\n<payload>\r\n`,
+    /// PING (answered with PONG), PONG (marks the client ready: the server
+    /// has processed everything sent before our PING), +OK, INFO; -ERR is fatal.
+    private func pumpNATS(_ onMessage: (ArraySlice<UInt8>) -> Void) {
+        var offset = 0
+        let count = inbox.count
+        while true {
+            // The end of the control line.
+            var eol = offset
+            while eol + 1 < count && !(inbox[eol] == 13 && inbox[eol + 1] == 10) { eol += 1 }
+            guard eol + 1 < count else { break }
+            let first = inbox[offset]
+            if first == UInt8(ascii: "M") {
+                // The byte count is the line's last token.
+                var start = eol
+                while start > offset && inbox[start - 1] >= 48 && inbox[start - 1] <= 57 { start -= 1 }
+                var length = 0
+                for k in start..<eol { length = length * 10 + Int(inbox[k] - 48) }
+                let payload = eol + 2
+                guard count - payload >= length + 2 else { break }
+                onMessage(inbox[payload..<(payload + length)])
+                offset = payload + length + 2
+                continue
+            }
+            if first == UInt8(ascii: "P") && eol - offset == 4 {
+                if inbox[offset + 1] == UInt8(ascii: "I") { raw("PONG\r\n"); flush() } else { ready = true }
+            } else if first == UInt8(ascii: "-") {
+                fputs("nats-server: \(String(decoding: inbox[offset..<eol], as: UTF8.self))\n", stderr)
+                exit(1)
+            }
+            offset = eol + 2
         }
         if offset > 0 { inbox.removeFirst(offset) }
     }
@@ -169,27 +253,44 @@ func number(after marker: [UInt8], in frame: ArraySlice<UInt8>) -> UInt64? {
 func sendTime(in frame: ArraySlice<UInt8>) -> UInt64? { number(after: t0Marker, in: frame) }
 
 let options = Options(CommandLine.arguments)
+let nats = options.wire == "nats"
+let gte = options.target == "gte"
+let subject = options.mode == "broadcast" ? "load.bcast" : "load.send"
 var receivers: [LoadClient] = []
 var senders: [LoadClient] = []
 for i in 0..<options.receivers {
-    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port)
-    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"sink\"}}}}".utf8))
+    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port, nats: nats)
+    if nats {
+        c.raw(options.mode == "broadcast" ? "SUB \(subject) 1\r\nPING\r\n" : "SUB \(subject) load-recv 1\r\nPING\r\n")
+    } else {
+        let idx = gte ? ",\"idx\":{\"type\":\"integer\",\"value\":\(i)}" : ""
+        c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"r\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"sink\"}\(idx)}}}".utf8))
+    }
     receivers.append(c)
 }
 var bystanders: [LoadClient] = []
 for i in 0..<options.population {
-    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port)
-    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"p\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"idle\"}}}}".utf8))
+    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port, nats: nats)
+    if nats {
+        c.raw("SUB idle.\(i) 1\r\nPING\r\n")
+    } else {
+        let idx = gte ? ",\"idx\":{\"type\":\"integer\",\"value\":-1}" : ""
+        c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"p\(i)\",\"application_id\":\"load-recv\",\"metadata\":{\"role\":{\"type\":\"string\",\"value\":\"idle\"}\(idx)}}}".utf8))
+    }
     c.flush()
     bystanders.append(c)
 }
 for i in 0..<options.senders {
-    let c = LoadClient(host: options.host, port: options.port)
-    c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"s\(i)\",\"application_id\":\"load-send\"}}".utf8))
+    let c = LoadClient(host: options.host, port: options.port, nats: nats)
+    if nats {
+        c.raw("PING\r\n")
+    } else {
+        c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"s\(i)\",\"application_id\":\"load-send\"}}".utf8))
+    }
     senders.append(c)
 }
 let all = receivers + senders + bystanders
-// Wait for READY everywhere.
+// Wait for READY everywhere (NATS: the PONG after the SUBs).
 while all.contains(where: { !$0.ready }) {
     for c in all {
         c.flush()
@@ -201,10 +302,17 @@ while all.contains(where: { !$0.ready }) {
 let fanout = options.mode == "broadcast" ? options.receivers : 1
 let padding = String(repeating: "x", count: max(0, options.payloadBytes - 30))
 let event = options.mode == "broadcast" ? "BROADCAST" : "SEND"
+let ops = gte ? "{\"path\":\"/idx\",\"op\":\"$gte\",\"to\":{\"value\":0}}"
+              : "{\"path\":\"/role\",\"op\":\"$eq\",\"to\":{\"value\":\"sink\"}}"
+// NATS: the nonce moves into the payload; the padding shrinks by as much.
 let prefixes = (0..<options.senders).map { s in
-    Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\",\"ops\":[{\"path\":\"/role\",\"op\":\"$eq\",\"to\":{\"value\":\"sink\"}}]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
+    nats ? Array("{\"nonce\":\(s),\"t0\":".utf8)
+         : Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\",\"ops\":[\(ops)]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
 }
-let suffix = Array(",\"pad\":\"\(padding)\"}}}".utf8)
+let suffix = nats ? Array(",\"pad\":\"\(padding.dropFirst(min(padding.count, 10)))\"}".utf8)
+                  : Array(",\"pad\":\"\(padding)\"}}}".utf8)
+let publish = Array("PUB \(subject) ".utf8)
+let crlf: [UInt8] = [13, 10]
 var sentPerSender = [Int](repeating: 0, count: options.senders)
 var inFlight = [Int](repeating: 0, count: options.senders)
 var deliveredPerSender = [Int](repeating: 0, count: options.senders)
@@ -213,26 +321,51 @@ var delivered = 0
 var latencies: [UInt64] = []
 latencies.reserveCapacity(min(totalExpected, 2_000_000))
 var pollfds = (receivers + senders).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+/// --rate: nanoseconds between two sends of one sender.
+let interval = options.rate > 0 ? 1e9 * Double(options.senders) / Double(options.rate) : 0
 let start = nowNanos()
 while delivered < totalExpected {
-    // Each sender keeps at most `window` messages (times fan-out) in flight.
+    // Each sender keeps at most `window` messages (times fan-out) in flight;
+    // under --rate, it sends what is due by now instead.
+    let now = interval > 0 ? nowNanos() : 0
+    var nextDue = UInt64.max
     for (s, sender) in senders.enumerated() where sentPerSender[s] < options.messages {
         var batch = 0
-        while sentPerSender[s] < options.messages && inFlight[s] < options.window && batch < 64 {
+        while sentPerSender[s] < options.messages && batch < 64 {
+            if interval > 0 {
+                // Senders staggered by interval/senders, not in step.
+                let due = start + UInt64((Double(sentPerSender[s]) + Double(s) / Double(options.senders)) * interval)
+                if due > now { nextDue = min(nextDue, due); break }
+            } else if inFlight[s] >= options.window { break }
             var frame = prefixes[s]
             var t = nowNanos()
             var digits: [UInt8] = []
             repeat { digits.append(48 + UInt8(t % 10)); t /= 10 } while t > 0
             frame.append(contentsOf: digits.reversed())
             frame.append(contentsOf: suffix)
-            sender.queue(frame)
+            if nats {
+                sender.outbox.append(contentsOf: publish)
+                sender.outbox.append(contentsOf: String(frame.count).utf8)
+                sender.outbox.append(contentsOf: crlf)
+                sender.outbox.append(contentsOf: frame)
+                sender.outbox.append(contentsOf: crlf)
+            } else {
+                sender.queue(frame)
+            }
             sentPerSender[s] += 1
             inFlight[s] += 1
             batch += 1
         }
         sender.flush()
     }
-    _ = poll(&pollfds, nfds_t(pollfds.count), 10)
+    if interval > 0 {
+        // Sleep until the next send is due (or 10 ms), waking on input.
+        let wait = nextDue == UInt64.max ? 10_000_000 : min(10_000_000, nextDue - min(nextDue, nowNanos()))
+        var timeout = timespec(tv_sec: 0, tv_nsec: Int(wait))
+        _ = ppoll(&pollfds, nfds_t(pollfds.count), &timeout, nil)
+    } else {
+        _ = poll(&pollfds, nfds_t(pollfds.count), 10)
+    }
     for (index, r) in receivers.enumerated() where pollfds[index].revents != 0 {
         r.pump { frame in
             guard let t0 = sendTime(in: frame) else { return }
@@ -256,6 +389,13 @@ let elapsed = Double(nowNanos() - start) / 1e9
 latencies.sort()
 func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
 let sentTotal = options.senders * options.messages
-print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) population=\(options.population) payload=\(options.payloadBytes)B window=\(options.window)")
+var extra = nats ? " protocol=nats" : ""
+if gte { extra += " target=gte" }
+if options.rate > 0 { extra += " rate=\(options.rate)/s" }
+print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) population=\(options.population) payload=\(options.payloadBytes)B window=\(options.window)\(extra)")
 print(String(format: "sent %d messages, delivered %d in %.2f s: %.0f sends/s, %.0f deliveries/s", sentTotal, delivered, elapsed, Double(sentTotal) / elapsed, Double(delivered) / elapsed))
-print(String(format: "latency us: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f", percentile(0.5), percentile(0.9), percentile(0.99), percentile(1.0)))
+if options.rate > 0 {
+    print(String(format: "latency us: p50 %.0f  p90 %.0f  p99 %.0f  p999 %.0f  max %.0f", percentile(0.5), percentile(0.9), percentile(0.99), percentile(0.999), percentile(1.0)))
+} else {
+    print(String(format: "latency us: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f", percentile(0.5), percentile(0.9), percentile(0.99), percentile(1.0)))
+}
