@@ -5,6 +5,8 @@
 # Deterministic up to a few hundred instructions per message
 # (SWIFT_DETERMINISTIC_HASHING fixes the hash seed).
 #   scripts/bench_callgrind.sh BINARY send|broadcast [OUT]
+# MESSAGES (per sender; default 10000 for send, 5000 for broadcast) changes
+# the workload's size (scripts/count_allocs.py runs two sizes).
 # Valgrind 3.19 does not read the DWARF 5 of `swift build` binaries: pass a
 # copy made with `strip -g` (symbols stay, so per-function costs are
 # readable with `callgrind_annotate OUT`).
@@ -18,8 +20,8 @@ SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$o
 pid=$!
 for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 case "$mode" in
-  send) "$load" --port "$port" --mode send --senders 2 --receivers 4 --messages 10000 --window 64 >/dev/null ;;
-  broadcast) "$load" --port "$port" --mode broadcast --senders 2 --receivers 4 --messages 5000 --window 64 >/dev/null ;;
+  send) "$load" --port "$port" --mode send --senders 2 --receivers 4 --messages "${MESSAGES:-10000}" --window 64 >/dev/null ;;
+  broadcast) "$load" --port "$port" --mode broadcast --senders 2 --receivers 4 --messages "${MESSAGES:-5000}" --window 64 >/dev/null ;;
   *) echo "mode: send or broadcast" >&2; kill "$pid"; exit 2 ;;
 esac
 kill -TERM "$pid"; wait "$pid" || true

@@ -23,8 +23,8 @@ final class Router {
     /// This node's clients' delivery, for messages that waited for peers:
     /// the gateway, which owns this router. Unowned, not weak: a weak
     /// reference gives the gateway a side table, and every retain and
-    /// release of it (several per SEND) then takes the slow path (callgrind:
-    /// +1,100 instructions per SEND).
+    /// release of it (several per SEND) then takes the slow path (callgrind,
+    /// BENCHMARKS.md: about 1,500 instructions per SEND more than unowned).
     unowned var local: LocalDelivery?
     /// Counts routed, unrouted and dropped messages; samples query
     /// evaluation time.
