@@ -4,6 +4,18 @@ import Testing
 /// Metadata types, SemVer, UPDATE_METADATA validation and merge/replace
 /// (`protocol.md` §4.6, §7).
 @Suite struct MetadataTypeTests {
+    /// The precomputed hashes of the reserved keys are their key hashes, and
+    /// a reserved key is found by them.
+    @Test(arguments: ClientMetadata.ReservedKey.allCases)
+    func reservedKeyHashesArePrecomputedRight(key: ClientMetadata.ReservedKey) {
+        #expect(key.hash == ClientMetadata.keyHash(key.rawValue))
+        var metadata = ClientMetadata()
+        metadata.setReserved(lastHeartbeatTime: 7, restricted: true, encoding: "json", ip: "10.0.0.1",
+                             namespace: "ns", receiveClientUpdates: true)
+        #expect(metadata.value(key) != nil)
+        #expect(metadata.value(key) == metadata.value(key.rawValue))
+    }
+
     @Test(arguments: [
         (MetadataType.string, #""x""#, #""x""# as String?),
         (.string, "1", nil),

@@ -211,7 +211,7 @@ final class GatewaySession: WebSocketMessageHandler {
             return
         }
         // §5.2: checked on every frame, before handling it.
-        if case .int(let last)? = record.metadata.value("last_heartbeat_time"),
+        if case .int(let last)? = record.metadata.value(.lastHeartbeatTime),
            Double(last) + 1.5 * Double(gateway.heartbeatInterval) < Double(gateway.loop.nowMilliseconds) {
             fatal("heartbeat took too long")
             return
