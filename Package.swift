@@ -30,8 +30,12 @@ let package = Package(
             path: "Sources/CSimdjson",
             // -O2 in every configuration: simdjson's On-Demand API is
             // header-only templates, ~10x slower at the debug build's -O0,
-            // and the test suite decodes 16 MiB documents.
-            cxxSettings: [.unsafeFlags(["-O2"])],
+            // and the test suite decodes 16 MiB documents. NDEBUG in release
+            // only, as simdjson's own release builds do: without it the
+            // On-Demand iterators' internal assert()s run (SIMDJSON_ASSUME,
+            // ~1,300 instructions per SEND, BENCHMARKS.md); the debug build,
+            // the tests and the fuzz targets (scripts/fuzz.sh) keep them.
+            cxxSettings: [.unsafeFlags(["-O2"]), .define("NDEBUG", .when(configuration: .release))],
             linkerSettings: [.linkedLibrary("simdjson")]
         ),
         .target(
