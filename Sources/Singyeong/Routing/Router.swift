@@ -262,8 +262,7 @@ final class Router {
         func consider(_ record: ClientRecord) {
             guard query.includeRestricted || !record.restricted else { return }
             guard ignoringOps || query.matchesOps(record.metadata) else { return }
-            out.append(Candidate(applicationID: record.applicationID, clientID: record.clientID,
-                                 selectorValue: selector?.value(in: record.metadata), record: record))
+            out.append(Candidate(local: record, selectorValue: selector?.value(in: record.metadata)))
         }
         if let application = query.application {
             guard let app = store.application(application) else { return }
