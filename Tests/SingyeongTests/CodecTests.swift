@@ -189,6 +189,11 @@ private func checkSpans(_ tape: DocumentTape, source: [UInt8], json: Bool, sourc
         // string taken verbatim (the value must still be consumed).
         #"["a":1]"#, #"[1,"t":"x","d":{}},"x"]"#, #"{"a":[1,"t":"x","d":{"p":1}},"x",true],"b":1}"#,
         #"{"d":{"payload":{"a":[1,"t":"x","d":{}},"x"]}}}"#,
+        // Found by the JSON fuzz target: bytes that are neither structural
+        // nor whitespace after a nested atom (simdjson keeps them in the
+        // scalar's token).
+        "[2\u{0}]", "[2@]", "[-1\u{1}, 3]", "{\"a\":2\u{0}@x}", "[true@]", "[null\u{1}]", "[1.5\u{0}]",
+        "{\"d\":{\"payload\":{\"a\":[2\u{0}\\\\\",null,true]}}}",
     ]
 
     @Test(arguments: invalid)
