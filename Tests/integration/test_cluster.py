@@ -798,6 +798,51 @@ def _iptables(*args) -> subprocess.CompletedProcess:
     return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, timeout=15)
 
 
+class _Firewall:
+    """iptables OUTPUT rules a test installs, each tagged with a comment;
+    `close` (in a finally) removes what is left and checks that nothing
+    tagged remains."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.installed: list[list[str]] = []
+
+    def add(self, rule: list[str], target: list[str]) -> list[str]:
+        rule = rule + ["-m", "comment", "--comment", self.tag, "-j", *target]
+        res = _iptables("-I", *rule)
+        assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
+        self.installed.append(rule)
+        return rule
+
+    def remove(self, rule: list[str]):
+        self.installed.remove(rule)
+        res = _iptables("-D", *rule)
+        assert res.returncode == 0, res.stderr
+
+    def close(self):
+        errors = []
+        for rule in self.installed:
+            res = _iptables("-D", *rule)
+            if res.returncode != 0:
+                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
+        self.installed = []
+        leftover = _iptables("-S", "OUTPUT").stdout
+        assert self.tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+
+
+def _isolate(fw: _Firewall, c, others) -> None:
+    """Cuts `c` (running as NOBODY_UID) off: everything to or from its
+    cluster port, and its own dials to `others`' (test_partition_ab_c_and_heal
+    says why the uid)."""
+    rules = [
+        ["OUTPUT", "-p", "tcp", "-d", c.host, "--dport", str(c.cluster_port)],
+        ["OUTPUT", "-p", "tcp", "-s", c.host, "--sport", str(c.cluster_port)],
+    ] + [["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", o.host, "--dport",
+          str(o.cluster_port)] for o in others]
+    for rule in rules:
+        fw.add(rule, ["DROP"])
+
+
 def test_partition_ab_c_and_heal(cluster_factory):
     """cluster.md §1/§6: with [A B] [C] split, A and B route among their
     clients, C acts alone, nobody gets errors; after healing everyone sees
@@ -819,22 +864,9 @@ def test_partition_ab_c_and_heal(cluster_factory):
     rs = {"rb": B.identified(a, "rb"), "rc": C.identified(a, "rc")}
     sa = A.identified(uid("sa"))
     sc = C.identified(uid("sc"))
-    tag = f"singyeong-cluster-test-{C.cluster_port}"
-    rules = [
-        ["OUTPUT", "-p", "tcp", "-d", C.host, "--dport", str(C.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-s", C.host, "--sport", str(C.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", A.host, "--dport",
-         str(A.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", B.host, "--dport",
-         str(B.cluster_port)],
-    ]
-    rules = [r + ["-m", "comment", "--comment", tag, "-j", "DROP"] for r in rules]
-    installed = []
+    fw = _Firewall(f"singyeong-cluster-test-{C.cluster_port}")
     try:
-        for rule in rules:
-            res = _iptables("-I", *rule)
-            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
-            installed.append(rule)
+        _isolate(fw, C, [A, B])
         t0 = time.monotonic()
         wait_until(lambda: A.linked() == {B.node_id} and B.linked() == {A.node_id} and C.linked() == set(),
                    DETECT_LIMIT, "links A-C and B-C down on both sides after the partition", cl)
@@ -854,13 +886,7 @@ def test_partition_ab_c_and_heal(cluster_factory):
         assert_no_errors(sa)
         assert_no_errors(sc)
     finally:
-        errors = []
-        for rule in installed:
-            res = _iptables("-D", *rule)
-            if res.returncode != 0:
-                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
-        leftover = _iptables("-S", "OUTPUT").stdout
-        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+        fw.close()
     healed = cl.wait_mesh([A, B, C], timeout=5.0)
     print(f"partition detected after {detected:.2f}s, healed {healed:.2f}s after the rules were removed")
     n = 100
@@ -891,29 +917,22 @@ def test_one_way_reachability_links_the_pair(cluster_factory):
     cl = cluster_factory(0)
     X = cl.add(start=False, user=NOBODY_UID)
     Y = cl.add(start=False)
-    tag = f"singyeong-cluster-test-{X.cluster_port}-oneway"
+    fw = _Firewall(f"singyeong-cluster-test-{X.cluster_port}-oneway")
     dials = {  # the dials of each node, by the uid it runs as
         "X": ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", Y.host, "--dport",
               str(Y.cluster_port)],
         "Y": ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", "0", "-d", X.host, "--dport", str(X.cluster_port)],
     }
-    dials = {k: r + ["-m", "comment", "--comment", tag, "-j", "REJECT", "--reject-with", "tcp-reset"]
-             for k, r in dials.items()}
-    installed = {}
     try:
-        for name, rule in dials.items():
-            res = _iptables("-I", *rule)
-            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
-            installed[name] = rule
+        installed = {name: fw.add(rule, ["REJECT", "--reject-with", "tcp-reset"]) for name, rule in dials.items()}
         X.start()
         Y.start()
         time.sleep(1.0)  # 5 ticks: both have dialed and been refused
         assert X.linked() == set() and Y.linked() == set(), "linked through a refused direction"
         larger = "X" if X.node_id > Y.node_id else "Y"
-        res = _iptables("-D", *installed.pop(larger))
-        assert res.returncode == 0, res.stderr
+        fw.remove(installed[larger])
         t0 = time.monotonic()
-        # The larger id's dials back off at most 8 ticks; its first dial of a
+        # The larger id's dials back off at most 2 ticks; its first dial of a
         # newly unlinked peer waits 2.
         took = cl.wait_mesh([X, Y], timeout=5.0)
         print(f"linked {took:.2f}s after opening {larger}'s direction only")
@@ -938,13 +957,7 @@ def test_one_way_reachability_links_the_pair(cluster_factory):
         assert cl.redis.registry() == {n.node_id: n.advertise for n in (X, Y)}
         assert time.monotonic() - t0 < 60
     finally:
-        errors = []
-        for rule in installed.values():
-            res = _iptables("-D", *rule)
-            if res.returncode != 0:
-                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
-        leftover = _iptables("-S", "OUTPUT").stdout
-        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+        fw.close()
 
 
 # ---------------------------------------------------------------- lame duck
@@ -1052,22 +1065,9 @@ def test_membership_changes_are_visible_within_the_stated_bounds(cluster_factory
     askers[C] = C.identified(uid("qc"))
     measure("new member", NEW_MEMBER_TICKS, lambda: seen_everywhere({"cA", "cB", "cC"}), t0)
 
-    tag = f"singyeong-cluster-test-{C.cluster_port}-bounds"
-    rules = [
-        ["OUTPUT", "-p", "tcp", "-d", C.host, "--dport", str(C.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-s", C.host, "--sport", str(C.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", A.host, "--dport",
-         str(A.cluster_port)],
-        ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", str(NOBODY_UID), "-d", B.host, "--dport",
-         str(B.cluster_port)],
-    ]
-    rules = [r + ["-m", "comment", "--comment", tag, "-j", "DROP"] for r in rules]
-    installed = []
+    fw = _Firewall(f"singyeong-cluster-test-{C.cluster_port}-bounds")
     try:
-        for rule in rules:
-            res = _iptables("-I", *rule)
-            assert res.returncode == 0, f"iptables -I {' '.join(rule)} failed ({res.returncode}): {res.stderr}"
-            installed.append(rule)
+        _isolate(fw, C, [A, B])
         t0 = time.monotonic()
 
         def split_seen() -> bool:
@@ -1084,13 +1084,7 @@ def test_membership_changes_are_visible_within_the_stated_bounds(cluster_factory
         assert nonces(got["cB"]) == ["to-b"]
         assert_no_errors(askers[A])
     finally:
-        errors = []
-        for rule in installed:
-            res = _iptables("-D", *rule)
-            if res.returncode != 0:
-                errors.append(f"iptables -D {' '.join(rule)}: {res.stderr}")
-        leftover = _iptables("-S", "OUTPUT").stdout
-        assert tag not in leftover and not errors, f"could not remove iptables rules: {errors}\n{leftover}"
+        fw.close()
     t0 = time.monotonic()
     measure("member back", RETURNING_MEMBER_TICKS, lambda: seen_everywhere({"cA", "cB", "cC"}), t0)
     send(askers[A], {"application": a, "ops": [eq("/n", 3)]}, 3, nonce="to-c-again")
