@@ -430,8 +430,7 @@ final class GatewaySession: WebSocketMessageHandler {
     // MARK: HEARTBEAT (§5.1)
 
     private func heartbeat(_ record: ClientRecord) {
-        // An integer key: not indexed, so no index update is needed.
-        record.metadata.setReserved(.lastHeartbeatTime, .int(gateway.loop.nowMilliseconds))
+        gateway.store.touchHeartbeat(record, milliseconds: gateway.loop.nowMilliseconds)
         gateway.heartbeatDeadlines.arm(heartbeatDeadline)
         var w = FrameWriter(encoding: encoding)
         w.beginFrame(op: 6, t: nil, ts: gateway.loop.nowMilliseconds)

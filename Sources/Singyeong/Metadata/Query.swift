@@ -15,7 +15,9 @@ struct Query: Sendable, Equatable {
     /// If the ops leave no candidate, fall back to the base filter (§9).
     var optional: Bool
     /// Constraints, all of which must hold (implicit AND).
-    var ops: [QueryOp]
+    var ops: [QueryOp] { didSet { plan = QueryPlan(ops) } }
+    /// Derived from `ops`; not part of equality.
+    private(set) var plan: QueryPlan
     /// Picks one client among the candidates (§7).
     var selector: Selector?
 
@@ -34,8 +36,18 @@ struct Query: Sendable, Equatable {
         self.droppable = droppable
         self.optional = optional
         self.ops = ops
+        self.plan = ops.isEmpty ? .empty : QueryPlan(ops)
         self.selector = selector
     }
+
+    static func == (lhs: Query, rhs: Query) -> Bool {
+        lhs.application == rhs.application && lhs.includeRestricted == rhs.includeRestricted
+            && lhs.key == rhs.key && lhs.droppable == rhs.droppable && lhs.optional == rhs.optional
+            && lhs.ops == rhs.ops && lhs.selector == rhs.selector
+    }
+
+    /// See `QueryPlan.indexableEquality`.
+    var indexableEquality: (key: String, value: String)? { plan.indexableEquality }
 
     /// Parses and compiles a query. `context` names the query in the "must
     /// be an object" detail: `target` for SEND/BROADCAST/QUEUE, `query` for

@@ -21,8 +21,9 @@ final class ClientRecord {
     /// dynamic exclusivity checking (BENCHMARKS.md, "Checked release
     /// build": the check cost ~100 instructions per read). Why no two
     /// accesses can overlap: one thread; the only writes are
-    /// `setReserved` (a ClientMetadata method that calls out to nothing)
-    /// and `ClientStore.updateMetadata`, whose `change` closures (in
+    /// `ClientStore.touchHeartbeat` (`setReserved`, a ClientMetadata method
+    /// that calls out to nothing) and `ClientStore.updateMetadata`, whose
+    /// `change` closures (in
     /// Gateway.enqueue/flushMetadata) touch only their inout parameter and
     /// locals.
     @exclusivity(unchecked) var metadata: ClientMetadata

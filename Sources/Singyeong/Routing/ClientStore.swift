@@ -12,8 +12,27 @@
 /// holding that value instead of the whole application (BENCHMARKS.md: with
 /// 10,000 clients in an application the full scan cost ~1 ms per SEND). The
 /// index only narrows: the full query still runs on every client it yields.
-/// All metadata changes go through `updateMetadata` so the index stays true.
+/// All metadata changes go through `updateMetadata` (or `touchHeartbeat`)
+/// so the index stays true.
+///
+/// For queries whose ops are all comparisons of a top-level key against a
+/// null, boolean or number literal (`QueryPlan.scalarTests`), an
+/// application also keeps columns: one key of every client as a trivial
+/// `MetadataScalar`, in `clients` order, plus every client's restricted
+/// flag. A query then scans plain arrays (BENCHMARKS.md, issue 13: from
+/// ~240 ns per client to a few). Columns are built when a query first needs
+/// the key and kept true by every change; at most `maxColumns` per
+/// application (16 bytes per client each), the one unused longest is
+/// replaced only once `columnIdleQueries` queries went by without it, so
+/// queries cycling over many keys cannot make the store rebuild columns on
+/// every message.
 final class ClientStore {
+    /// Columns per application.
+    static let maxColumns = QueryPlan.maxScalarTests
+    /// A column unused for this many of its application's column queries
+    /// may be replaced.
+    static let columnIdleQueries: UInt64 = 1024
+
     /// The clients of one application.
     final class Application {
         let id: String
@@ -27,7 +46,37 @@ final class ClientStore {
         fileprivate var byClientID: [String: ClientRecord] = [:]
         /// key → string value → clients holding it.
         @exclusivity(unchecked) fileprivate var stringIndex: [String: [String: [ObjectIdentifier: ClientRecord]]] = [:]
+        /// `clients[i].restricted`, densely (read by column scans).
+        @exclusivity(unchecked) fileprivate(set) var restrictedFlags: [Bool] = []
+        fileprivate(set) var columns: [ScalarColumn] = []
+        /// Counts column lookups, to age columns.
+        private var clock: UInt64 = 0
         init(id: String) { self.id = id }
+
+        /// The column for top-level `key`, built now if missing; nil when
+        /// every column slot is taken by a column used recently.
+        func column(key: String, hash: UInt64) -> ScalarColumn? {
+            clock &+= 1
+            for column in columns where column.hash == hash && ExactKey.bytesEqual(column.key, key) {
+                column.lastUsed = clock
+                return column
+            }
+            let built = ScalarColumn(key: key, hash: hash, clients: clients, now: clock)
+            if columns.count < ClientStore.maxColumns {
+                columns.append(built)
+                return built
+            }
+            var oldest = 0
+            for i in columns.indices where columns[i].lastUsed < columns[oldest].lastUsed { oldest = i }
+            guard clock - columns[oldest].lastUsed > ClientStore.columnIdleQueries else { return nil }
+            columns[oldest] = built
+            return built
+        }
+
+        /// Re-reads the record's entries into every column.
+        fileprivate func refreshColumns(_ record: ClientRecord) {
+            for column in columns { column.scalars[record.storeIndex] = column.scalar(of: record) }
+        }
 
         /// Clients whose top-level `key` is a string entry equal to `value`
         /// (a superset only where Swift's canonical string equality merges
@@ -93,6 +142,8 @@ final class ClientStore {
         }
         record.storeIndex = app.clients.count
         app.clients.append(record)
+        app.restrictedFlags.append(record.restricted)
+        for column in app.columns { column.scalars.append(column.scalar(of: record)) }
         app.byClientID[record.clientID] = record
         app.index(record)
         byHandle[record.handle] = record
@@ -113,9 +164,15 @@ final class ClientStore {
         byHandle[record.handle] = nil
         let index = record.storeIndex
         let last = app.clients.removeLast()
+        let lastRestricted = app.restrictedFlags.removeLast()
         if last !== record {
             app.clients[index] = last
+            app.restrictedFlags[index] = lastRestricted
             last.storeIndex = index
+        }
+        for column in app.columns {
+            let moved = column.scalars.removeLast()
+            if last !== record { column.scalars[index] = moved }
         }
         if app.byClientID[record.clientID] === record { app.byClientID[record.clientID] = nil }
         if app.clients.isEmpty {
@@ -147,6 +204,18 @@ final class ClientStore {
         app.unindex(record)
         change(&record.metadata)
         app.index(record)
+        app.refreshColumns(record)
+    }
+
+    /// Sets the client's `last_heartbeat_time` (an integer: the string
+    /// index is unaffected, a column may not be).
+    func touchHeartbeat(_ record: ClientRecord, milliseconds: Int64) {
+        record.metadata.setReserved(.lastHeartbeatTime, .int(milliseconds))
+        guard record.isRegistered, let app = applications[record.applicationID] else { return }
+        let reserved = ClientMetadata.ReservedKey.lastHeartbeatTime
+        for column in app.columns where column.hash == reserved.hash && ExactKey.bytesEqual(column.key, reserved.rawValue) {
+            column.scalars[record.storeIndex] = MetadataScalar(.int(milliseconds))
+        }
     }
 
     /// Every registered client (for queries without an application).

@@ -247,6 +247,54 @@ final class Router {
         return !scratch.isEmpty
     }
 
+    /// Indices of matching clients while a column scan runs (reused).
+    private var matchIndices: [Int32] = []
+
+    /// `collectLocal` over the application's columns, for ops that are all
+    /// column tests; false (and nothing appended) when the application has
+    /// no free column for one of the keys.
+    private func collectByColumns(_ app: ClientStore.Application, tests: [ScalarTest], includeRestricted: Bool,
+                                  selector: Selector?, into out: inout [Candidate]) -> Bool {
+        // Taken out of `self` so appends work on a uniquely held buffer.
+        var indices = matchIndices
+        matchIndices = []
+        defer { matchIndices = indices }
+        indices.removeAll(keepingCapacity: true)
+        let count = app.clients.count
+        if tests.isEmpty {
+            app.restrictedFlags.withUnsafeBufferPointer { restricted in
+                for i in 0..<count where includeRestricted || !restricted[i] { indices.append(Int32(truncatingIfNeeded: i)) }
+            }
+        } else {
+            // The first test scans every client; the others filter its matches.
+            guard let column = app.column(key: tests[0].key, hash: tests[0].hash) else { return false }
+            app.restrictedFlags.withUnsafeBufferPointer { restricted in
+                column.scan(tests[0], restricted: restricted, includeRestricted: includeRestricted, into: &indices)
+            }
+        }
+        for t in tests.indices.dropFirst() {
+            guard let column = app.column(key: tests[t].key, hash: tests[t].hash) else { return false }
+            let test = tests[t]
+            var kept = 0
+            column.scalars.withUnsafeBufferPointer { scalars in
+                indices.withUnsafeMutableBufferPointer { list in
+                    for k in 0..<list.count where test.matches(scalars[Int(list[k])]) {
+                        list[kept] = list[k]
+                        kept += 1
+                    }
+                }
+            }
+            indices.removeLast(indices.count - kept)
+        }
+        app.clients.withUnsafeBufferPointer { clients in
+            for i in indices {
+                let record = clients[Int(i)]
+                out.append(Candidate(local: record, selectorValue: selector?.value(in: record.metadata)))
+            }
+        }
+        return true
+    }
+
     /// This node's candidates for `query` (what a peer asks for).
     func collectLocalCandidates(_ query: Query, ignoringOps: Bool) -> [Candidate] {
         var out: [Candidate] = []
@@ -271,6 +319,10 @@ final class Router {
                 if let holders = app.clients(withKey: key, value: value) {
                     for record in holders { consider(record) }
                 }
+                return
+            }
+            if !ignoringOps, let tests = query.plan.scalarTests,
+               collectByColumns(app, tests: tests, includeRestricted: query.includeRestricted, selector: selector, into: &out) {
                 return
             }
             for record in app.clients { consider(record) }

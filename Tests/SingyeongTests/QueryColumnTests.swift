@@ -1,0 +1,189 @@
+import Testing
+@testable import Singyeong
+
+/// Column tests must answer exactly what full evaluation answers: per
+/// comparison over a table of stored values × literals × operators, and
+/// through the router's column scans while clients come, go, change their
+/// metadata and send heartbeats.
+@Suite struct QueryColumnTests {
+    /// Stored values, `nil` = key missing. Strings, arrays and objects are
+    /// the `other` kind.
+    private static let stored: [Value?] = [
+        nil, .null, .bool(true), .bool(false),
+        .int(.min), .int(-1), .int(0), .int(1), .int(2), .int(.max),
+        .uint(UInt64(Int64.max) + 1), .uint(.max),
+        .double(-0.5), .double(0), .double(-0.0), .double(0.5), .double(1), .double(2.5),
+        .double(9_223_372_036_854_775_808.0), .double(18_446_744_073_709_551_616.0),
+        .double(.infinity), .double(-.infinity), .double(.nan),
+        .string(""), .string("1"), .string("1.0.0"), .array([.int(1)]), .object(ValueObject([("a", .int(1))])),
+    ]
+    private static let literals: [Value] = [
+        .null, .bool(true), .bool(false),
+        .int(.min), .int(-1), .int(0), .int(1), .int(.max),
+        .uint(UInt64(Int64.max) + 1), .uint(.max),
+        .double(-0.5), .double(0), .double(1), .double(2.5), .double(.infinity), .double(-.infinity), .double(.nan),
+    ]
+    private static let scalarOps: [ComparisonOperator] = [.eq, .ne, .gt, .gte, .lt, .lte]
+
+    private func metadata(_ value: Value?) -> ClientMetadata {
+        var m = ClientMetadata()
+        guard let value else { return m }
+        let type: String
+        switch value {
+        case .null, .string: type = "string"
+        case .bool: type = "boolean"
+        case .int, .uint: type = "integer"
+        case .double: type = "float"
+        case .array: type = "list"
+        case .object: type = "map"
+        }
+        let update = MetadataUpdate.validate(.object(ValueObject([("k", .object(ValueObject([("type", .string(type)), ("value", value)])))])))
+        guard case .success(let u) = update else { return m }
+        m.apply(u, strategy: .merge)
+        return m
+    }
+
+    @Test func columnTestEqualsFullEvaluationForEveryStoredValueLiteralAndOperator() {
+        var checked = 0
+        for op in Self.scalarOps {
+            for literal in Self.literals {
+                let comparison = Comparison(path: MetadataPath(topLevelKey: "k"), op: op, operand: .literal(literal))
+                guard let test = ScalarTest(comparison) else {
+                    Issue.record("\(op) \(literal) is not a column test")
+                    continue
+                }
+                for value in Self.stored {
+                    let m = metadata(value)
+                    // The table is about values the metadata can hold.
+                    if value != nil, m.entry("k") == nil { continue }
+                    let scalar = MetadataScalar(m.entry("k")?.value)
+                    #expect(test.matches(scalar) == comparison.matches(m),
+                            "\(String(describing: value)) \(op.rawValue) \(literal)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 2_000)
+    }
+
+    @Test func onlyScalarComparisonsOfTopLevelKeysBecomeColumnTests() {
+        func plan(_ ops: String) -> [ScalarTest]? {
+            guard case .success(let q) = Query.parse(QueryTestJSON.parse("{\"application\":\"a\",\"ops\":\(ops)}")) else {
+                Issue.record("did not parse: \(ops)")
+                return nil
+            }
+            return q.plan.scalarTests
+        }
+        #expect(plan("[]")?.count == 0)
+        #expect(plan(#"[{"path":"/n","op":"$gte","to":{"value":0}}]"#)?.count == 1)
+        #expect(plan(#"[{"n":{"$gt":1,"$lt":5}}]"#)?.count == 2)
+        #expect(plan(#"[{"op":"$and","with":[{"path":"/n","op":"$eq","to":{"value":null}},{"path":"/b","op":"$ne","to":{"value":true}}]}]"#)?.count == 2)
+        #expect(plan(#"[{"path":"/n","op":"$eq","to":{"value":"x"}}]"#) == nil)           // string literal
+        #expect(plan(#"[{"path":"/n/0","op":"$eq","to":{"value":1}}]"#) == nil)           // nested path
+        #expect(plan(#"[{"path":"/n","op":"$in","to":{"value":[1]}}]"#) == nil)            // array operator
+        #expect(plan(#"[{"path":"/n","op":"$eq","to":{"path":"/m"}}]"#) == nil)            // path operand
+        #expect(plan(#"[{"op":"$or","with":[{"path":"/n","op":"$eq","to":{"value":1}}]}]"#) == nil)
+        let nine = (0..<9).map { #"{"path":"/k\#($0)","op":"$gte","to":{"value":0}}"# }.joined(separator: ",")
+        #expect(plan("[\(nine)]") == nil)                                                  // more than the column budget
+    }
+
+    // MARK: Column scans through the router
+
+    private func record(_ id: Int, n: Value?, restricted: Bool) -> ClientRecord {
+        var m = metadata(n)
+        m.setReserved(lastHeartbeatTime: Int64(id), restricted: restricted, encoding: "json", ip: nil,
+                      namespace: nil, receiveClientUpdates: false)
+        return ClientRecord(applicationID: "app", clientID: "c\(id)", handle: UInt64(id), restricted: restricted,
+                            encoding: .json, receivesClientUpdates: false, socketIP: nil, tags: [],
+                            metadata: m, session: nil)
+    }
+
+    private func query(_ ops: String, restricted: Bool = false) -> Query {
+        let text = "{\"application\":\"app\",\"restricted\":\(restricted),\"ops\":\(ops)}"
+        guard case .success(let q) = Query.parse(QueryTestJSON.parse(text)) else { fatalError("test query did not parse") }
+        return q
+    }
+
+    private func routed(_ router: Router, _ q: Query) -> Set<String> {
+        var ids = Set<String>()
+        router.resolveLocally(q, purpose: .list) { for c in $0 { ids.insert(c.clientID) } }
+        return ids
+    }
+
+    private func bruteForce(_ store: ClientStore, _ q: Query) -> Set<String> {
+        var ids = Set<String>()
+        store.forEachClient { r in
+            if q.matchesBase(application: r.applicationID, restricted: r.restricted), q.matchesOps(r.metadata) { ids.insert(r.clientID) }
+        }
+        return ids
+    }
+
+    @Test func columnScansEqualFullScansAcrossStoreChanges() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        var rng = SplitMix64(seed: 7)
+        var records: [ClientRecord] = []
+        func randomValue() -> Value? { Self.stored[Int(rng.next() % UInt64(Self.stored.count))] }
+        for id in 0..<400 {
+            let r = record(id, n: randomValue(), restricted: rng.next() % 5 == 0)
+            store.add(r)
+            records.append(r)
+        }
+        let queries = [
+            query("[]"), query("[]", restricted: true),
+            query(#"[{"path":"/k","op":"$gte","to":{"value":0}}]"#),
+            query(#"[{"path":"/k","op":"$ne","to":{"value":1}}]"#, restricted: true),
+            query(#"[{"k":{"$gt":-1,"$lte":1.5}}]"#),
+            query(#"[{"path":"/k","op":"$eq","to":{"value":null}}]"#),
+            query(#"[{"path":"/last_heartbeat_time","op":"$lt","to":{"value":200}}]"#),
+            query(#"[{"path":"/k","op":"$lt","to":{"value":2}},{"path":"/last_heartbeat_time","op":"$gte","to":{"value":100}}]"#),
+            query(#"[{"path":"/absent","op":"$ne","to":{"value":false}}]"#),
+        ]
+        for q in queries { #expect(q.plan.scalarTests != nil) }
+        func check(_ when: String) {
+            for q in queries { #expect(routed(router, q) == bruteForce(store, q), "\(when): \(q.ops)") }
+        }
+        check("after adding")
+        for (i, r) in records.enumerated() {
+            switch i % 6 {
+            case 0: store.remove(r)
+            case 1:
+                let m = metadata(randomValue())
+                store.updateMetadata(of: r) { metadata in
+                    metadata = m
+                    metadata.copyReserved(from: r.metadata)
+                }
+            case 2: store.touchHeartbeat(r, milliseconds: Int64(rng.next() % 400))
+            default: break
+            }
+        }
+        check("after removals, updates and heartbeats")
+        for id in 400..<450 { store.add(record(id, n: randomValue(), restricted: false)) }
+        check("after adding again")
+        let app = store.application("app")!
+        for column in app.columns { #expect(column.scalars.count == app.clients.count) }
+        #expect(app.restrictedFlags.count == app.clients.count)
+    }
+
+    @Test func columnsAreBoundedAndOnlyIdleOnesAreReplaced() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        for id in 0..<10 { store.add(record(id, n: .int(Int64(id)), restricted: false)) }
+        let app = store.application("app")!
+        for key in 0..<ClientStore.maxColumns {
+            _ = routed(router, query(#"[{"path":"/x\#(key)","op":"$eq","to":{"value":1}}]"#))
+        }
+        #expect(app.columns.count == ClientStore.maxColumns)
+        // A ninth key while every column is fresh: answered by the full
+        // evaluation, no column built or replaced.
+        let ninth = query(#"[{"path":"/k","op":"$gte","to":{"value":5}}]"#)
+        #expect(routed(router, ninth) == bruteForce(store, ninth))
+        #expect(!app.columns.contains { $0.key == "k" })
+        // After enough queries on one key the others are idle and replaceable.
+        let busy = query(#"[{"path":"/x0","op":"$eq","to":{"value":1}}]"#)
+        for _ in 0...ClientStore.columnIdleQueries { _ = routed(router, busy) }
+        #expect(routed(router, ninth) == bruteForce(store, ninth))
+        #expect(app.columns.contains { $0.key == "k" })
+        #expect(app.columns.count == ClientStore.maxColumns)
+    }
+}
