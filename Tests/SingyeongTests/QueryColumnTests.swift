@@ -15,13 +15,15 @@ import Testing
         .double(-0.5), .double(0), .double(-0.0), .double(0.5), .double(1), .double(2.5),
         .double(9_223_372_036_854_775_808.0), .double(18_446_744_073_709_551_616.0),
         .double(.infinity), .double(-.infinity), .double(.nan),
-        .string(""), .string("1"), .string("1.0.0"), .array([.int(1)]), .object(ValueObject([("a", .int(1))])),
+        .string(""), .string("1"), .string("1.0.0"), .string("sink"), .string("é"), .string("e\u{301}"),
+        .array([.int(1)]), .array([.string("sink")]), .object(ValueObject([("a", .int(1))])),
     ]
     private static let literals: [Value] = [
         .null, .bool(true), .bool(false),
         .int(.min), .int(-1), .int(0), .int(1), .int(.max),
         .uint(UInt64(Int64.max) + 1), .uint(.max),
         .double(-0.5), .double(0), .double(1), .double(2.5), .double(.infinity), .double(-.infinity), .double(.nan),
+        .string(""), .string("sink"), .string("é"), .string("1"),
     ]
     private static let scalarOps: [ComparisonOperator] = [.eq, .ne, .gt, .gte, .lt, .lte]
 
@@ -48,6 +50,10 @@ import Testing
         for op in Self.scalarOps {
             for literal in Self.literals {
                 let comparison = Comparison(path: MetadataPath(topLevelKey: "k"), op: op, operand: .literal(literal))
+                if case .string = literal, op != .eq {
+                    #expect(ScalarTest(comparison) == nil, "only $eq takes a string literal")
+                    continue
+                }
                 guard let test = ScalarTest(comparison) else {
                     Issue.record("\(op) \(literal) is not a column test")
                     continue
@@ -57,13 +63,29 @@ import Testing
                     // The table is about values the metadata can hold.
                     if value != nil, m.entry("k") == nil { continue }
                     let scalar = MetadataScalar(m.entry("k")?.value)
-                    #expect(test.matches(scalar) == comparison.matches(m),
+                    let answer = test.matches(scalar) && (!test.needsConfirmation || test.confirm(m))
+                    #expect(answer == comparison.matches(m),
                             "\(String(describing: value)) \(op.rawValue) \(literal)")
                     checked += 1
                 }
             }
         }
         #expect(checked > 2_000)
+    }
+
+    @Test func aStringEqualityHitIsConfirmedOnTheBytes() {
+        let comparison = Comparison(path: MetadataPath(topLevelKey: "k"), op: .eq, operand: .literal(.string("é")))
+        guard let test = ScalarTest(comparison) else {
+            Issue.record("string $eq is not a column test")
+            return
+        }
+        #expect(test.needsConfirmation)
+        #expect(test.confirm(metadata(.string("é"))))
+        // Canonically equivalent, different bytes: not equal (query.md §6.3).
+        #expect(!test.confirm(metadata(.string("e\u{301}"))))
+        #expect(!test.confirm(metadata(nil)))
+        // A SemVer literal may meet the version rule: not a column test.
+        #expect(ScalarTest(Comparison(path: MetadataPath(topLevelKey: "k"), op: .eq, operand: .literal(.string("1.0.0")))) == nil)
     }
 
     @Test func onlyScalarComparisonsOfTopLevelKeysBecomeColumnTests() {
@@ -78,7 +100,9 @@ import Testing
         #expect(plan(#"[{"path":"/n","op":"$gte","to":{"value":0}}]"#)?.count == 1)
         #expect(plan(#"[{"n":{"$gt":1,"$lt":5}}]"#)?.count == 2)
         #expect(plan(#"[{"op":"$and","with":[{"path":"/n","op":"$eq","to":{"value":null}},{"path":"/b","op":"$ne","to":{"value":true}}]}]"#)?.count == 2)
-        #expect(plan(#"[{"path":"/n","op":"$eq","to":{"value":"x"}}]"#) == nil)           // string literal
+        #expect(plan(#"[{"path":"/n","op":"$eq","to":{"value":"x"}}]"#)?.count == 1)
+        #expect(plan(#"[{"path":"/n","op":"$ne","to":{"value":"x"}}]"#) == nil)           // string, not $eq
+        #expect(plan(#"[{"path":"/n","op":"$eq","to":{"value":"1.0.0"}}]"#) == nil)       // SemVer string
         #expect(plan(#"[{"path":"/n/0","op":"$eq","to":{"value":1}}]"#) == nil)           // nested path
         #expect(plan(#"[{"path":"/n","op":"$in","to":{"value":[1]}}]"#) == nil)            // array operator
         #expect(plan(#"[{"path":"/n","op":"$eq","to":{"path":"/m"}}]"#) == nil)            // path operand
@@ -118,13 +142,16 @@ import Testing
         return ids
     }
 
-    @Test func columnScansEqualFullScansAcrossStoreChanges() {
+    /// 400 clients: string `$eq` goes through the string index; 200: through
+    /// the columns (`Router.columnScanLimit`).
+    @Test(arguments: [400, 200])
+    func columnScansEqualFullScansAcrossStoreChanges(clients: Int) {
         let store = ClientStore()
         let router = Router(store: store)
         var rng = SplitMix64(seed: 7)
         var records: [ClientRecord] = []
         func randomValue() -> Value? { Self.stored[Int(rng.next() % UInt64(Self.stored.count))] }
-        for id in 0..<400 {
+        for id in 0..<clients {
             let r = record(id, n: randomValue(), restricted: rng.next() % 5 == 0)
             store.add(r)
             records.append(r)
@@ -138,6 +165,9 @@ import Testing
             query(#"[{"path":"/last_heartbeat_time","op":"$lt","to":{"value":200}}]"#),
             query(#"[{"path":"/k","op":"$lt","to":{"value":2}},{"path":"/last_heartbeat_time","op":"$gte","to":{"value":100}}]"#),
             query(#"[{"path":"/absent","op":"$ne","to":{"value":false}}]"#),
+            query(#"[{"path":"/k","op":"$eq","to":{"value":"sink"}}]"#),
+            query(#"[{"path":"/k","op":"$eq","to":{"value":"é"}}]"#, restricted: true),
+            query(#"[{"path":"/k","op":"$eq","to":{"value":"sink"}},{"path":"/last_heartbeat_time","op":"$lt","to":{"value":300}}]"#),
         ]
         for q in queries { #expect(q.plan.scalarTests != nil) }
         func check(_ when: String) {
@@ -158,7 +188,7 @@ import Testing
             }
         }
         check("after removals, updates and heartbeats")
-        for id in 400..<450 { store.add(record(id, n: randomValue(), restricted: false)) }
+        for id in clients..<(clients + 50) { store.add(record(id, n: randomValue(), restricted: false)) }
         check("after adding again")
         let app = store.application("app")!
         for column in app.columns { #expect(column.scalars.count == app.clients.count) }

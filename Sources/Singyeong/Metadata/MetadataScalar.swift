@@ -1,20 +1,23 @@
-/// A metadata value reduced to what a comparison against a null, boolean or
-/// number literal needs: its kind and, for scalars, its bits. Trivial (no
+/// A metadata value reduced to what a comparison against a null, boolean,
+/// number or plain string literal needs: its kind and, for scalars, its
+/// bits (for a string, a hash of its bytes). Trivial (no
 /// reference counting), so the store can keep one per client in a dense
 /// column and a query can scan 10,000 clients as 160 KB of plain memory
 /// (issue 13: evaluating `ClientMetadata` in place cost ~240 ns per client,
 /// mostly pointer chasing and reference counting).
 ///
-/// Strings, arrays and objects are all `other`: against a non-string
-/// literal they never compare equal and have no order (query.md §6.3), so
-/// the kind alone decides such a comparison.
+/// Arrays and objects are `other`: against a scalar literal they never
+/// compare equal and have no order (query.md §6.3), so the kind alone
+/// decides such a comparison; the same holds for strings against a
+/// non-string literal.
 struct MetadataScalar: Sendable, Equatable {
     enum Kind: UInt8, Sendable {
-        case missing, null, bool, int, uint, double, other
+        case missing, null, bool, int, uint, double, string, other
     }
 
     /// `int`: the Int64's bit pattern; `uint`: the value; `double`: its bit
-    /// pattern; `bool`: 0 or 1; otherwise 0.
+    /// pattern; `bool`: 0 or 1; `string`: `ClientMetadata.keyHash` of its
+    /// bytes; otherwise 0.
     let bits: UInt64
     let kind: Kind
 
@@ -34,15 +37,16 @@ struct MetadataScalar: Sendable, Equatable {
         case .int(let i)?: self.init(kind: .int, bits: UInt64(bitPattern: i))
         case .uint(let u)?: self.init(kind: .uint, bits: u)
         case .double(let d)?: self.init(kind: .double, bits: d.bitPattern)
-        case .string?, .array?, .object?: self.init(kind: .other, bits: 0)
+        case .string(let text)?: self.init(kind: .string, bits: ClientMetadata.keyHash(text))
+        case .array?, .object?: self.init(kind: .other, bits: 0)
         }
     }
 
     /// The value again, for the scalar kinds (no allocation: every payload
-    /// is trivial); nil for `missing` and `other`.
+    /// is trivial); nil for `missing`, `string` and `other`.
     var value: Value? {
         switch kind {
-        case .missing, .other: return nil
+        case .missing, .string, .other: return nil
         case .null: return .null
         case .bool: return .bool(bits != 0)
         case .int: return .int(Int64(bitPattern: bits))
@@ -53,9 +57,11 @@ struct MetadataScalar: Sendable, Equatable {
 }
 
 /// One comparison of a top-level key against a null, boolean or number
-/// literal, evaluated on a `MetadataScalar`: exactly what
-/// `Comparison.matches` answers for that client (QueryColumnTests proves it
-/// over a table of stored values, literals and operators).
+/// literal, or an `$eq` against a string that is not SemVer, evaluated on a
+/// `MetadataScalar`: exactly what `Comparison.matches` answers for that
+/// client (QueryColumnTests proves it over a table of stored values,
+/// literals and operators), except that a string `$eq` compares hashes, so
+/// its hits must be confirmed on the bytes (`needsConfirmation`, `confirm`).
 ///
 /// An integer literal against an integer entry, the common case, is a range
 /// check on Int64 with the operator folded into the bounds at compile time.
@@ -71,10 +77,16 @@ struct ScalarTest: Sendable, Equatable {
     private let high: Int64
     private let integerLiteral: Bool
     private let negated: Bool
+    /// For a string literal: its hash as a stored string's scalar has it.
+    private let stringHash: UInt64
+    /// A string `$eq`: a hit is only a hash match until `confirm`ed.
+    let needsConfirmation: Bool
 
     /// nil unless `comparison` is a single-segment path against a null,
     /// boolean or number literal with an operator other than the array
-    /// ones (`$in`, `$nin`, `$contains`, `$ncontains`).
+    /// ones (`$in`, `$nin`, `$contains`, `$ncontains`), or an `$eq` against
+    /// a string literal that is not SemVer (so the version rule cannot
+    /// apply: a `version` entry always holds SemVer, see `QueryPlan`).
     init?(_ comparison: Comparison) {
         guard comparison.path.segments.count == 1, case .literal(let literal) = comparison.operand else { return nil }
         switch comparison.op {
@@ -82,8 +94,14 @@ struct ScalarTest: Sendable, Equatable {
         case .in, .nin, .contains, .ncontains: return nil
         }
         switch literal {
-        case .null, .bool, .int, .uint, .double: break
-        case .string, .array, .object: return nil
+        case .null, .bool, .int, .uint, .double:
+            stringHash = 0
+            needsConfirmation = false
+        case .string(let text):
+            guard comparison.op == .eq, !SemanticVersion.isValid(text) else { return nil }
+            stringHash = ClientMetadata.keyHash(text)
+            needsConfirmation = true
+        case .array, .object: return nil
         }
         key = comparison.path.segments[0].name
         hash = comparison.path.segments[0].hash
@@ -125,9 +143,20 @@ struct ScalarTest: Sendable, Equatable {
             return (x >= low && x <= high) != negated
         case .missing, .other:
             return negated      // the positive operator is false (§6.4)
+        case .string:
+            // Only a string `$eq` (never negated) can hold for a string.
+            return needsConfirmation ? scalar.bits == stringHash : negated
         default:
-            return general(scalar) != negated
+            return needsConfirmation ? false : general(scalar) != negated
         }
+    }
+
+    /// For a `needsConfirmation` test whose `matches` held: whether the
+    /// entry really is the literal's bytes, not just its hash.
+    func confirm(_ metadata: ClientMetadata) -> Bool {
+        guard case .string(let wanted) = literal, let found = metadata.entry(key, hash: hash),
+              case .string(let text) = found.value else { return false }
+        return ExactKey.bytesEqual(text, wanted)
     }
 
     /// The positive operator through `ValueComparison`, as

@@ -247,6 +247,10 @@ final class Router {
         return !scratch.isEmpty
     }
 
+    /// Up to this many clients an application is scanned by columns rather
+    /// than narrowed by the string index (~2 ns per client scanned).
+    static let columnScanLimit = 256
+
     /// Indices of matching clients while a column scan runs (reused).
     private var matchIndices: [Int32] = []
 
@@ -286,9 +290,11 @@ final class Router {
             }
             indices.removeLast(indices.count - kept)
         }
+        let confirming = tests.contains { $0.needsConfirmation }
         app.clients.withUnsafeBufferPointer { clients in
             for i in indices {
                 let record = clients[Int(i)]
+                if confirming, !tests.allSatisfy({ !$0.needsConfirmation || $0.confirm(record.metadata) }) { continue }
                 out.append(Candidate(local: record, selectorValue: selector?.value(in: record.metadata)))
             }
         }
@@ -314,15 +320,19 @@ final class Router {
         }
         if let application = query.application {
             guard let app = store.application(application) else { return }
+            // A small application is scanned by columns even when the string
+            // index could narrow: scanning a few hundred scalars costs less
+            // than the index's three String-keyed lookups.
+            if !ignoringOps, let tests = query.plan.scalarTests,
+               query.indexableEquality == nil || app.clients.count <= Self.columnScanLimit,
+               collectByColumns(app, tests: tests, includeRestricted: query.includeRestricted, selector: selector, into: &out) {
+                return
+            }
             if !ignoringOps, let (key, value) = query.indexableEquality {
                 // Only clients holding that string can satisfy the op.
                 if let holders = app.clients(withKey: key, value: value) {
                     for record in holders { consider(record) }
                 }
-                return
-            }
-            if !ignoringOps, let tests = query.plan.scalarTests,
-               collectByColumns(app, tests: tests, includeRestricted: query.includeRestricted, selector: selector, into: &out) {
                 return
             }
             for record in app.clients { consider(record) }
