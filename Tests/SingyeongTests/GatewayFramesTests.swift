@@ -37,7 +37,7 @@ import Testing
             var scratch: [UInt8] = []
             let frame = DispatchFrame.make(event: "SEND", nonce: tape.member(of: d, named: "nonce"),
                                            payload: tape.member(of: d, named: "payload")!, of: message,
-                                           for: encoding, ts: 1_690_000_000_456, scratch: &scratch)
+                                           for: encoding, ts: 1_690_000_000_456, scratch: &scratch, pool: FramePool())
             return frame.withBytes { Array($0) }
         }
     }

@@ -3,18 +3,19 @@
 ///
 /// This is the per-message hot path, so it is built by hand: the exact size
 /// is computed first and the WebSocket frame is written in one allocation,
-/// copying the payload exactly once. When sender and recipient share an
+/// copying the payload exactly once, into a buffer from the loop's
+/// `FramePool` (no allocation in steady state). When sender and recipient share an
 /// encoding, `nonce` and `payload` are the sender's own bytes (for JSON, the
 /// very text it sent); otherwise they are transcoded from the tape into a
 /// scratch buffer first.
 enum DispatchFrame {
     /// Builds the frame for `encoding` from a decoded client frame.
     static func make(event: StaticString, nonce: Int?, payload: Int, of message: DecodedMessage,
-                     for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes {
+                     for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8], pool: FramePool) -> OutboundBytes {
         if message.encoding == encoding {
             let nonceBytes = nonce.map { UnsafeRawBufferPointer(rebasing: message.source[message.tape.span($0)]) }
             let payloadBytes = UnsafeRawBufferPointer(rebasing: message.source[message.tape.span(payload)])
-            return assemble(event: event, nonce: nonceBytes, payload: payloadBytes, encoding: encoding, ts: ts)
+            return assemble(event: event, nonce: nonceBytes, payload: payloadBytes, encoding: encoding, ts: ts, pool: pool)
         }
         scratch.removeAll(keepingCapacity: true)
         defer { releaseIfLarge(&scratch) }
@@ -32,7 +33,7 @@ enum DispatchFrame {
         let payloadRange = payloadStart..<scratch.count
         return scratch.withUnsafeBytes { all in
             assemble(event: event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
-                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts)
+                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts, pool: pool)
         }
     }
 
@@ -41,9 +42,10 @@ enum DispatchFrame {
     /// another encoding are decoded and re-encoded (JSON pieces must be
     /// followed by readable padding, as `OwnedRoutedMessage` and the peer
     /// read buffers are).
-    static func make(_ message: RoutedMessage, for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8]) -> OutboundBytes? {
+    static func make(_ message: RoutedMessage, for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8],
+                     pool: FramePool) -> OutboundBytes? {
         if message.encoding == encoding {
-            return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts)
+            return assemble(event: message.event, nonce: message.nonce, payload: message.payload, encoding: encoding, ts: ts, pool: pool)
         }
         scratch.removeAll(keepingCapacity: true)
         defer { releaseIfLarge(&scratch) }
@@ -64,7 +66,7 @@ enum DispatchFrame {
         guard let payloadRange = transcode(message.payload) else { return nil }
         return scratch.withUnsafeBytes { all in
             assemble(event: message.event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
-                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts)
+                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts, pool: pool)
         }
     }
 
@@ -78,12 +80,13 @@ enum DispatchFrame {
 
     /// Builds the frame from already-encoded payload bytes (events the server
     /// originates, such as CLIENT_CONNECTED).
-    static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: PayloadEncoding, ts: Int64) -> OutboundBytes {
-        assemble(event: event, nonce: nil, payload: encodedPayload, encoding: encoding, ts: ts)
+    static func make(event: StaticString, encodedPayload: UnsafeRawBufferPointer, for encoding: PayloadEncoding, ts: Int64,
+                     pool: FramePool) -> OutboundBytes {
+        assemble(event: event, nonce: nil, payload: encodedPayload, encoding: encoding, ts: ts, pool: pool)
     }
 
     private static func assemble(event: StaticString, nonce: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer,
-                                 encoding: PayloadEncoding, ts: Int64) -> OutboundBytes {
+                                 encoding: PayloadEncoding, ts: Int64, pool: FramePool) -> OutboundBytes {
         let eventBytes = UnsafeRawBufferPointer(start: event.utf8Start, count: event.utf8CodeUnitCount)
         switch encoding {
         case .json:
@@ -97,7 +100,7 @@ enum DispatchFrame {
             let nonceCount = nonce?.count ?? nullText.utf8CodeUnitCount
             let bodyLength = head1.utf8CodeUnitCount + eventBytes.count + head2.utf8CodeUnitCount + nonceCount
                 + mid.utf8CodeUnitCount + payload.count + tail.utf8CodeUnitCount + RawWriter.decimalCount(tsValue) + 1
-            return frame(opcode: .text, bodyLength: bodyLength) { w in
+            return frame(opcode: .text, bodyLength: bodyLength, pool: pool) { w in
                 w.put(head1); w.put(eventBytes); w.put(head2)
                 if let nonce { w.put(nonce) } else { w.put(nullText) }
                 w.put(mid); w.put(payload); w.put(tail)
@@ -112,7 +115,7 @@ enum DispatchFrame {
             let nonceCount = nonce?.count ?? 1
             let bodyLength = head.count + eventHeaderLength + eventBytes.count + dHead.count + nonceCount
                 + payloadKey.count + payload.count + tsKey.count + 8
-            return frame(opcode: .binary, bodyLength: bodyLength) { w in
+            return frame(opcode: .binary, bodyLength: bodyLength, pool: pool) { w in
                 w.put(head)
                 if eventBytes.count < 32 { w.put(0xA0 | UInt8(eventBytes.count)) } else { w.put(0xD9); w.put(UInt8(eventBytes.count)) }
                 w.put(eventBytes); w.put(dHead)
@@ -123,10 +126,12 @@ enum DispatchFrame {
         }
     }
 
-    /// Allocates header + body once and lets `write` fill the body.
-    private static func frame(opcode: WebSocketOpcode, bodyLength: Int, _ write: (inout RawWriter) -> Void) -> OutboundBytes {
+    /// Takes header + body in one buffer from `pool` and lets `write` fill
+    /// the body.
+    private static func frame(opcode: WebSocketOpcode, bodyLength: Int, pool: FramePool,
+                              _ write: (inout RawWriter) -> Void) -> OutboundBytes {
         let headerLength = WebSocketFrameEncoder.headerLength(payloadLength: bodyLength)
-        return OutboundBytes.make(count: headerLength + bodyLength) { destination in
+        return pool.make(count: headerLength + bodyLength) { destination in
             WebSocketFrameEncoder.writeHeader(opcode: opcode, fin: true, payloadLength: bodyLength, to: destination)
             var writer = RawWriter(cursor: destination + headerLength)
             write(&writer)

@@ -103,7 +103,7 @@ final class Gateway {
                 payload.key("app"); payload.string(application)
                 payload.endObject()
                 frames[slot] = payload.bytes.withUnsafeBytes {
-                    DispatchFrame.make(event: event, encodedPayload: $0, for: subscriber.encoding, ts: ts)
+                    DispatchFrame.make(event: event, encodedPayload: $0, for: subscriber.encoding, ts: ts, pool: loop.framePool)
                 }
             }
             session.deliver(frames[slot]!)
@@ -117,7 +117,7 @@ final class Gateway {
     func deliverLocally(_ message: RoutedMessage, to recipients: [ClientRecord]) {
         let ts = loop.nowMilliseconds
         deliverLocally(event: Metrics.Event(message.event), to: recipients) { encoding in
-            DispatchFrame.make(message, for: encoding, ts: ts, scratch: &scratch)
+            DispatchFrame.make(message, for: encoding, ts: ts, scratch: &scratch, pool: loop.framePool)
         }
     }
 

@@ -566,7 +566,8 @@ final class GatewaySession: WebSocketMessageHandler {
         let ts = gateway.loop.nowMilliseconds
         let gateway = self.gateway
         gateway.deliverLocally(event: Metrics.Event(event), to: candidates.lazy.compactMap { $0.record }) { encoding in
-            DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts, scratch: &gateway.scratch)
+            DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts,
+                               scratch: &gateway.scratch, pool: gateway.loop.framePool)
         }
     }
 

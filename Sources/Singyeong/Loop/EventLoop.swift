@@ -14,6 +14,8 @@ final class EventLoop {
     /// Callbacks to run once at the end of the current turn (flushes). Kept as
     /// an array of objects that is reused, so scheduling allocates nothing.
     private var endOfTurn: [EndOfTurnTask] = []
+    /// Buffers for routed messages' frames (see FramePool).
+    let framePool = FramePool()
     private var runningEndOfTurn = false
 
     /// The node's loop: libev's default loop (the one that handles signals).

@@ -3,15 +3,37 @@
 ///
 /// It is a class so one encoded frame can sit in many connections' queues at
 /// once (a BROADCAST builds each frame once and shares it): reference counting
-/// frees it when the last connection has written it.
-final class OutboundBytes: ManagedBuffer<Int, UInt8> {
+/// frees it when the last connection has written it, or, for a frame taken
+/// from a `FramePool`, gives it back to the pool.
+final class OutboundBytes: ManagedBuffer<OutboundBytes.Header, UInt8> {
+    struct Header {
+        /// Bytes in use (at most the capacity).
+        var count: Int
+        /// Made by a `FramePool`, with its fixed capacity: may go back to it.
+        let pooled: Bool
+    }
+
     /// Allocates `count` bytes and lets `fill` write them (the single copy of
     /// an outgoing payload happens inside `fill`).
     static func make(count: Int, _ fill: (UnsafeMutableRawPointer) -> Void) -> OutboundBytes {
-        let buffer = OutboundBytes.create(minimumCapacity: max(count, 1)) { _ in count }
-        let bytes = unsafeDowncast(buffer, to: OutboundBytes.self)
-        bytes.withUnsafeMutablePointerToElements { fill(UnsafeMutableRawPointer($0)) }
+        let bytes = allocate(capacity: count, pooled: false)
+        bytes.refill(count: count, fill)
         return bytes
+    }
+
+    /// An empty buffer of at least `capacity` bytes.
+    static func allocate(capacity: Int, pooled: Bool) -> OutboundBytes {
+        let buffer = OutboundBytes.create(minimumCapacity: max(capacity, 1)) { _ in Header(count: 0, pooled: pooled) }
+        return unsafeDowncast(buffer, to: OutboundBytes.self)
+    }
+
+    /// Sets the count and lets `fill` write the bytes. Only for a buffer
+    /// nobody else holds (new, or handed out again by its pool).
+    func refill(count: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
+        withUnsafeMutablePointers { header, elements in
+            header.pointee.count = count
+            fill(UnsafeMutableRawPointer(elements))
+        }
     }
 
     /// A copy of `source`.
@@ -29,9 +51,12 @@ final class OutboundBytes: ManagedBuffer<Int, UInt8> {
     /// Number of bytes. Read through the header pointer rather than
     /// `header`, a class property whose every read pays a dynamic
     /// exclusivity check (~100 instructions, several per frame per flush):
-    /// the header is written once, by `create` in `make`, and never again,
-    /// so no read can overlap a write.
-    var count: Int { withUnsafeMutablePointerToHeader { $0.pointee } }
+    /// the header is written only by `refill`, while no queue holds the
+    /// buffer, so no read can overlap a write.
+    var count: Int { withUnsafeMutablePointerToHeader { $0.pointee.count } }
+
+    /// Whether the buffer came from a `FramePool`.
+    var isPooled: Bool { withUnsafeMutablePointerToHeader { $0.pointee.pooled } }
 
     /// Calls `body` with the bytes.
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

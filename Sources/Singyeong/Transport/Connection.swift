@@ -443,7 +443,7 @@ final class Connection: EndOfTurnTask {
                 written = n
             }
             listener.bytesOut &+= UInt64(written)
-            output.advance(written)
+            output.advance(written, recyclingInto: listener.loop.framePool)
         }
         setWatching(write: tlsReadWantsWrite)
         if state == .draining { startLingering() }
