@@ -63,7 +63,9 @@ import Testing
                     // The table is about values the metadata can hold.
                     if value != nil, m.entry("k") == nil { continue }
                     let scalar = MetadataScalar(m.entry("k")?.value)
-                    let answer = test.matches(scalar) && (!test.needsConfirmation || test.confirm(m))
+                    var confirmed = true
+                    if case .string(let text) = literal { confirmed = test.confirm(m, key: "k", text: text) }
+                    let answer = test.matches(scalar) && confirmed
                     #expect(answer == comparison.matches(m),
                             "\(String(describing: value)) \(op.rawValue) \(literal)")
                     checked += 1
@@ -80,10 +82,10 @@ import Testing
             return
         }
         #expect(test.needsConfirmation)
-        #expect(test.confirm(metadata(.string("é"))))
+        #expect(test.confirm(metadata(.string("é")), key: "k", text: "é"))
         // Canonically equivalent, different bytes: not equal (query.md §6.3).
-        #expect(!test.confirm(metadata(.string("e\u{301}"))))
-        #expect(!test.confirm(metadata(nil)))
+        #expect(!test.confirm(metadata(.string("e\u{301}")), key: "k", text: "é"))
+        #expect(!test.confirm(metadata(nil), key: "k", text: "é"))
         // A SemVer literal may meet the version rule: not a column test.
         #expect(ScalarTest(Comparison(path: MetadataPath(topLevelKey: "k"), op: .eq, operand: .literal(.string("1.0.0")))) == nil)
     }
@@ -215,5 +217,53 @@ import Testing
         #expect(routed(router, ninth) == bruteForce(store, ninth))
         #expect(app.columns.contains { $0.key == "k" })
         #expect(app.columns.count == ClientStore.maxColumns)
+    }
+
+    /// A SEND without selector or key draws its one client during the
+    /// column scan: always a match, and every match can be drawn.
+    @Test func aSendDrawsOneMatchUniformly() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        for id in 0..<100 { store.add(record(id, n: id % 10 == 5 ? .string("sink") : .int(Int64(id)), restricted: false)) }
+        for ops in [#"[{"path":"/k","op":"$eq","to":{"value":"sink"}}]"#, #"[{"path":"/k","op":"$gte","to":{"value":89}}]"#] {
+            let q = query(ops)
+            let matches = bruteForce(store, q)
+            #expect(matches.count == 10)
+            var drawn: [String: Int] = [:]
+            for _ in 0..<2_000 {
+                router.resolveLocally(q, purpose: .one) { chosen in
+                    #expect(chosen.count == 1)
+                    if let c = chosen.first { drawn[c.clientID, default: 0] += 1 }
+                }
+            }
+            #expect(Set(drawn.keys) == matches)
+            // Each of 10 expects 200 draws; 100 is more than 7 standard deviations off.
+            #expect(drawn.values.allSatisfy { $0 > 100 })
+        }
+    }
+
+    /// A string `$eq` hit is a hash match; a hash that collides must not
+    /// make a client a candidate. Collisions are forged by overwriting
+    /// column entries with the literal's scalar.
+    @Test func hashCollisionsInAColumnAreRejected() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        for id in 0..<20 { store.add(record(id, n: .string(id < 2 ? "sink" : "idle"), restricted: false)) }
+        let q = query(#"[{"path":"/k","op":"$eq","to":{"value":"sink"}}]"#)
+        #expect(routed(router, q) == ["c0", "c1"])
+        guard let column = store.application("app")?.columns.first(where: { $0.key == "k" }) else {
+            Issue.record("no column for k")
+            return
+        }
+        for i in column.scalars.indices { column.scalars[i] = MetadataScalar(.string("sink")) }
+        #expect(routed(router, q) == ["c0", "c1"])
+        var drawn: Set<String> = []
+        for _ in 0..<500 {
+            router.resolveLocally(q, purpose: .one) { chosen in
+                #expect(chosen.count == 1)
+                if let c = chosen.first { drawn.insert(c.clientID) }
+            }
+        }
+        #expect(drawn == ["c0", "c1"])
     }
 }

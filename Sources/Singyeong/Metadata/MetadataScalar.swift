@@ -65,11 +65,16 @@ struct MetadataScalar: Sendable, Equatable {
 ///
 /// An integer literal against an integer entry, the common case, is a range
 /// check on Int64 with the operator folded into the bounds at compile time.
+///
+/// Trivial, like the scalars it reads: copying one costs no reference
+/// counting. The key's name and a string literal's bytes, needed only to
+/// find the column and to confirm, stay in the `QueryPlan`.
 struct ScalarTest: Sendable, Equatable {
-    let key: String
+    /// `ClientMetadata.keyHash` of the key.
     let hash: UInt64
     let op: ComparisonOperator
-    let literal: Value
+    /// The literal; for a string, kind `string` with its hash.
+    let literal: MetadataScalar
     /// For an integer literal: an integer entry satisfies the positive
     /// operator exactly when it lies in `low...high` (never when
     /// `low > high`).
@@ -77,8 +82,6 @@ struct ScalarTest: Sendable, Equatable {
     private let high: Int64
     private let integerLiteral: Bool
     private let negated: Bool
-    /// For a string literal: its hash as a stored string's scalar has it.
-    private let stringHash: UInt64
     /// A string `$eq`: a hit is only a hash match until `confirm`ed.
     let needsConfirmation: Bool
 
@@ -95,19 +98,16 @@ struct ScalarTest: Sendable, Equatable {
         }
         switch literal {
         case .null, .bool, .int, .uint, .double:
-            stringHash = 0
             needsConfirmation = false
         case .string(let text):
             guard comparison.op == .eq, !SemanticVersion.isValid(text) else { return nil }
-            stringHash = ClientMetadata.keyHash(text)
             needsConfirmation = true
         case .array, .object: return nil
         }
-        key = comparison.path.segments[0].name
         hash = comparison.path.segments[0].hash
         op = comparison.op
         negated = op.isNegated
-        self.literal = literal
+        self.literal = MetadataScalar(literal)
         var lo: Int64 = 1, hi: Int64 = 0
         if case .int(let w) = literal {
             integerLiteral = true
@@ -145,18 +145,18 @@ struct ScalarTest: Sendable, Equatable {
             return negated      // the positive operator is false (§6.4)
         case .string:
             // Only a string `$eq` (never negated) can hold for a string.
-            return needsConfirmation ? scalar.bits == stringHash : negated
+            return needsConfirmation ? scalar.bits == literal.bits : negated
         default:
             return needsConfirmation ? false : general(scalar) != negated
         }
     }
 
     /// For a `needsConfirmation` test whose `matches` held: whether the
-    /// entry really is the literal's bytes, not just its hash.
-    func confirm(_ metadata: ClientMetadata) -> Bool {
-        guard case .string(let wanted) = literal, let found = metadata.entry(key, hash: hash),
-              case .string(let text) = found.value else { return false }
-        return ExactKey.bytesEqual(text, wanted)
+    /// entry under `key` (this test's key) really is `text`, the literal,
+    /// not just its hash.
+    func confirm(_ metadata: ClientMetadata, key: String, text: String) -> Bool {
+        guard let found = metadata.entry(key, hash: hash), case .string(let stored) = found.value else { return false }
+        return ExactKey.bytesEqual(stored, text)
     }
 
     /// The positive operator through `ValueComparison`, as
@@ -164,7 +164,7 @@ struct ScalarTest: Sendable, Equatable {
     /// so it never applies here).
     @inline(never)
     private func general(_ scalar: MetadataScalar) -> Bool {
-        guard let v = scalar.value else { return false }
+        guard let v = scalar.value, let literal = literal.value else { return false }
         switch op {
         case .eq, .ne: return ValueComparison.equal(v, literal)
         case .gt: return (ValueComparison.order(v, literal) ?? 0) > 0

@@ -3,23 +3,28 @@
 /// paths are pre-split and pre-unescaped, array indices pre-parsed, literal
 /// operands owned by the query, and whether the SemVer rule can apply is
 /// decided per comparison at parse time.
-struct Query: Sendable, Equatable {
+///
+/// Immutable and a class: the query cache hands the same compiled query to
+/// every message with the same target, and passing it along the route
+/// (several times per SEND) then costs one reference count, not one per
+/// field (issue 13: Query copies were ~12 atomic operations per SEND).
+final class Query: Sendable, Equatable {
     /// Only clients of this application; nil = every application.
-    var application: String?
+    let application: String?
     /// The query's `restricted` flag: restricted clients may be selected too.
-    var includeRestricted: Bool
+    let includeRestricted: Bool
     /// Consistent-hashing key (§8); only kept if it was a string.
-    var key: String?
+    let key: String?
     /// Unroutable SEND/BROADCAST is dropped silently (§9).
-    var droppable: Bool
+    let droppable: Bool
     /// If the ops leave no candidate, fall back to the base filter (§9).
-    var optional: Bool
+    let optional: Bool
     /// Constraints, all of which must hold (implicit AND).
-    var ops: [QueryOp] { didSet { plan = QueryPlan(ops) } }
+    let ops: [QueryOp]
     /// Derived from `ops`; not part of equality.
-    private(set) var plan: QueryPlan
+    let plan: QueryPlan
     /// Picks one client among the candidates (§7).
-    var selector: Selector?
+    let selector: Selector?
 
     /// Limits that keep hostile queries from exhausting the stack or CPU.
     /// Depth: top-level ops are level 1, each `with` (or v1 logical array)
@@ -36,7 +41,7 @@ struct Query: Sendable, Equatable {
         self.droppable = droppable
         self.optional = optional
         self.ops = ops
-        self.plan = ops.isEmpty ? .empty : QueryPlan(ops)
+        self.plan = QueryPlan(ops)
         self.selector = selector
     }
 
@@ -245,36 +250,36 @@ private struct QueryParser {
 
     mutating func query(_ value: Value, context: String) throws(QueryError) -> Query {
         guard case .object(let object) = value else { throw QueryError(detail: "\(context): must be an object") }
-        var q = Query()
+        let application: String?
         switch object["application"] {
-        case nil, .null?: q.application = nil
-        case .string(let s)?: q.application = s
+        case nil, .null?: application = nil
+        case .string(let s)?: application = s
         default: throw QueryError(detail: "application: must be a string or null")
         }
-        q.includeRestricted = Self.flag(object["restricted"])
-        q.droppable = Self.flag(object["droppable"])
-        q.optional = Self.flag(object["optional"])
-        if case .string(let k)? = object["key"] { q.key = k }
+        var key: String?
+        if case .string(let k)? = object["key"] { key = k }
+        var ops: [QueryOp] = []
         switch object["ops"] {
-        case nil, .null?: q.ops = []
+        case nil, .null?: break
         case .array(let elements)?:
-            var ops: [QueryOp] = []
             ops.reserveCapacity(elements.count)
             for (i, element) in elements.enumerated() {
                 ops.append(try op(element, at: "ops[\(i)]", depth: 1))
             }
-            q.ops = ops
         default: throw QueryError(detail: "ops: must be an array")
         }
+        var selector: Selector?
         switch object["selector"] {
-        case nil, .null?: q.selector = nil
+        case nil, .null?: break
         case let selectorValue?:
             guard let s = Selector.parse(selectorValue) else {
                 throw QueryError(detail: "selector: must be {\"$min\"|\"$max\"|\"$avg\": \"<key>\"}")
             }
-            q.selector = s
+            selector = s
         }
-        return q
+        return Query(application: application, includeRestricted: Self.flag(object["restricted"]), key: key,
+                     droppable: Self.flag(object["droppable"]), optional: Self.flag(object["optional"]),
+                     ops: ops, selector: selector)
     }
 
     /// `true` or `"true"` → true; anything else false (both eras).

@@ -2,9 +2,7 @@
 /// worked out once when the query is compiled (and cached with it) rather
 /// than on every message.
 ///
-/// A reference type so that copying a `Query` (several times per SEND) adds
-/// one reference count, not one per field.
-final class QueryPlan: Sendable {
+struct QueryPlan: Sendable {
     /// A top-level (implicitly AND-ed) `$eq` of a single-segment path against
     /// a literal string that is not a SemVer version, if the query has one.
     ///
@@ -20,11 +18,15 @@ final class QueryPlan: Sendable {
     /// of them: a client matches exactly when it passes every test. Empty
     /// for a query without ops; nil when some op needs the full evaluation.
     let scalarTests: [ScalarTest]?
+    /// Per test: the key's name, and for a string `$eq` the literal (what
+    /// `ScalarTest.confirm` compares); empty without `scalarTests`.
+    let testKeys: [String]
+    let testStrings: [String?]
+    /// Some test needs confirmation.
+    let confirms: Bool
 
     /// A store keeps at most this many columns per application.
     static let maxScalarTests = 8
-
-    static let empty = QueryPlan([])
 
     init(_ ops: [QueryOp]) {
         var equality: (key: String, value: String)?
@@ -37,18 +39,27 @@ final class QueryPlan: Sendable {
             break
         }
         indexableEquality = equality
-        var tests: [ScalarTest] = []
-        scalarTests = Self.flatten(ops, into: &tests) ? tests : nil
+        var comparisons: [(ScalarTest, Comparison)] = []
+        if Self.flatten(ops, into: &comparisons) {
+            scalarTests = comparisons.map(\.0)
+            testKeys = comparisons.map { $0.1.path.segments[0].name }
+            testStrings = comparisons.map { if case .literal(.string(let text)) = $0.1.operand { text } else { nil } }
+        } else {
+            scalarTests = nil
+            testKeys = []
+            testStrings = []
+        }
+        confirms = testStrings.contains { $0 != nil }
     }
 
     /// Appends the tests of `ops` (an implicit AND); false if one of them is
     /// not a column test or there are too many.
-    private static func flatten(_ ops: [QueryOp], into tests: inout [ScalarTest]) -> Bool {
+    private static func flatten(_ ops: [QueryOp], into tests: inout [(ScalarTest, Comparison)]) -> Bool {
         for op in ops {
             switch op {
             case .comparison(let c):
                 guard let test = ScalarTest(c), tests.count < maxScalarTests else { return false }
-                tests.append(test)
+                tests.append((test, c))
             case .logical(.and, let children):
                 guard flatten(children, into: &tests) else { return false }
             case .logical(.or, _), .logical(.nor, _):

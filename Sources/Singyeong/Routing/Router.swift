@@ -172,7 +172,9 @@ final class Router {
     /// or a peer that forwarded a message whose candidates can only be here.
     @inline(__always)
     func resolveLocally(_ query: Query, purpose: RoutingPurpose, completion: (ArraySlice<Candidate>) -> Void) {
-        collectMatches(query)
+        // Uniform choice among the matches: the column scan can draw the
+        // one without building a candidate for each (`choose` then has one).
+        collectMatches(query, pickOne: purpose == .one && query.selector == nil && query.key == nil)
         var fallback: [Candidate] = []
         if query.optional && scratch.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)
@@ -182,21 +184,21 @@ final class Router {
 
     /// This node's matches into `scratch`, timed for one query in a sample.
     @inline(__always)
-    private func collectMatches(_ query: Query) {
+    private func collectMatches(_ query: Query, pickOne: Bool = false) {
         scratch.removeAll(keepingCapacity: true)
         if metrics.shouldSampleQuery() {
-            collectLocalTimed(query)
+            collectLocalTimed(query, pickOne: pickOne)
         } else {
-            collectLocal(query, ignoringOps: false, into: &scratch)
+            collectLocal(query, ignoringOps: false, into: &scratch, pickOne: pickOne)
         }
     }
 
     /// The sampled case of `resolve`'s local collection, kept out of line so
     /// the timing code does not grow every inlined copy of `resolve`.
     @inline(never)
-    private func collectLocalTimed(_ query: Query) {
+    private func collectLocalTimed(_ query: Query, pickOne: Bool) {
         let start = Metrics.monotonicSeconds()
-        collectLocal(query, ignoringOps: false, into: &scratch)
+        collectLocal(query, ignoringOps: false, into: &scratch, pickOne: pickOne)
         metrics.queryEvaluation.observe(Metrics.monotonicSeconds() - start)
     }
 
@@ -257,8 +259,11 @@ final class Router {
     /// `collectLocal` over the application's columns, for ops that are all
     /// column tests; false (and nothing appended) when the application has
     /// no free column for one of the keys.
-    private func collectByColumns(_ app: ClientStore.Application, tests: [ScalarTest], includeRestricted: Bool,
-                                  selector: Selector?, into out: inout [Candidate]) -> Bool {
+    /// With `pickOne`, only one match drawn uniformly at random is
+    /// appended (a SEND without selector or key: the others would only be
+    /// built to be dropped).
+    private func collectByColumns(_ app: ClientStore.Application, plan: QueryPlan, tests: [ScalarTest], includeRestricted: Bool,
+                                  selector: Selector?, pickOne: Bool, into out: inout [Candidate]) -> Bool {
         // Taken out of `self` so appends work on a uniquely held buffer.
         var indices = matchIndices
         matchIndices = []
@@ -271,13 +276,13 @@ final class Router {
             }
         } else {
             // The first test scans every client; the others filter its matches.
-            guard let column = app.column(key: tests[0].key, hash: tests[0].hash) else { return false }
+            guard let column = app.column(key: plan.testKeys[0], hash: tests[0].hash) else { return false }
             app.restrictedFlags.withUnsafeBufferPointer { restricted in
                 column.scan(tests[0], restricted: restricted, includeRestricted: includeRestricted, into: &indices)
             }
         }
         for t in tests.indices.dropFirst() {
-            guard let column = app.column(key: tests[t].key, hash: tests[t].hash) else { return false }
+            guard let column = app.column(key: plan.testKeys[t], hash: tests[t].hash) else { return false }
             let test = tests[t]
             var kept = 0
             column.scalars.withUnsafeBufferPointer { scalars in
@@ -290,13 +295,47 @@ final class Router {
             }
             indices.removeLast(indices.count - kept)
         }
-        let confirming = tests.contains { $0.needsConfirmation }
+        if pickOne {
+            // Draw, and confirm only the one drawn; a hash hit that fails is
+            // removed and the draw repeated, which keeps the choice uniform
+            // over the true matches.
+            while indices.count > 1 || (plan.confirms && indices.count == 1) {
+                let k = indices.count == 1 ? 0 : Int.random(in: 0..<indices.count, using: &rng)
+                let chosen = indices[k]
+                if !plan.confirms || confirmed(plan, tests: tests, app.clients[Int(chosen)].metadata) {
+                    indices[0] = chosen
+                    indices.removeLast(indices.count - 1)
+                    break
+                }
+                indices.swapAt(k, indices.count - 1)
+                indices.removeLast()
+            }
+        } else if plan.confirms {
+            var kept = 0
+            app.clients.withUnsafeBufferPointer { clients in
+                indices.withUnsafeMutableBufferPointer { list in
+                    for k in 0..<list.count where confirmed(plan, tests: tests, clients[Int(list[k])].metadata) {
+                        list[kept] = list[k]
+                        kept += 1
+                    }
+                }
+            }
+            indices.removeLast(indices.count - kept)
+        }
         app.clients.withUnsafeBufferPointer { clients in
             for i in indices {
                 let record = clients[Int(i)]
-                if confirming, !tests.allSatisfy({ !$0.needsConfirmation || $0.confirm(record.metadata) }) { continue }
                 out.append(Candidate(local: record, selectorValue: selector?.value(in: record.metadata)))
             }
+        }
+        return true
+    }
+
+    /// Every string `$eq` of `plan` holds on the bytes (column hits compare
+    /// hashes).
+    private func confirmed(_ plan: QueryPlan, tests: [ScalarTest], _ metadata: ClientMetadata) -> Bool {
+        for t in tests.indices where tests[t].needsConfirmation {
+            guard let text = plan.testStrings[t], tests[t].confirm(metadata, key: plan.testKeys[t], text: text) else { return false }
         }
         return true
     }
@@ -309,7 +348,7 @@ final class Router {
     }
 
     /// query.md §2 + §6 over this node's clients.
-    private func collectLocal(_ query: Query, ignoringOps: Bool, into out: inout [Candidate]) {
+    private func collectLocal(_ query: Query, ignoringOps: Bool, into out: inout [Candidate], pickOne: Bool = false) {
         let selector = ignoringOps ? nil : query.selector
         // The store holds only live clients (a record leaves it the moment
         // its connection ends), so no per-client liveness check is needed.
@@ -325,7 +364,8 @@ final class Router {
             // than the index's three String-keyed lookups.
             if !ignoringOps, let tests = query.plan.scalarTests,
                query.indexableEquality == nil || app.clients.count <= Self.columnScanLimit,
-               collectByColumns(app, tests: tests, includeRestricted: query.includeRestricted, selector: selector, into: &out) {
+               collectByColumns(app, plan: query.plan, tests: tests, includeRestricted: query.includeRestricted, selector: selector,
+                                pickOne: pickOne, into: &out) {
                 return
             }
             if !ignoringOps, let (key, value) = query.indexableEquality {
