@@ -140,6 +140,9 @@ final class GatewaySession: WebSocketMessageHandler {
     /// One complete WebSocket data message.
     func received(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer) {
         guard !isClosing else { return }
+        // Read once: every read of an unowned reference is an atomic
+        // retain and release (~13 per SEND when each use read it).
+        let gateway = self.gateway
         if awaitingAnnouncement {
             // Bounded: a client has no business sending much before READY.
             heldBytes += payload.count
@@ -198,6 +201,7 @@ final class GatewaySession: WebSocketMessageHandler {
     }
 
     private func handle(_ m: DecodedMessage) {
+        let gateway = self.gateway
         let tape = m.tape
         // The gate for everything below, which reads `tape.root` freely.
         guard tape.rootObject != nil else {
@@ -211,8 +215,7 @@ final class GatewaySession: WebSocketMessageHandler {
             return
         }
         // §5.2: checked on every frame, before handling it.
-        if case .int(let last)? = record.metadata.value(.lastHeartbeatTime),
-           Double(last) + 1.5 * Double(gateway.heartbeatInterval) < Double(gateway.loop.nowMilliseconds) {
+        if Double(record.lastHeartbeatTime) + 1.5 * Double(gateway.heartbeatInterval) < Double(gateway.loop.nowMilliseconds) {
             fatal("heartbeat took too long")
             return
         }
@@ -519,6 +522,7 @@ final class GatewaySession: WebSocketMessageHandler {
 
     /// Parses a query node; answers op 3 `invalid query` and returns nil when invalid.
     private func parseQuery(_ node: Int, in m: DecodedMessage, context: String) -> Query? {
+        let gateway = self.gateway
         let bytes = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(node)])
         let tag: UInt8 = m.encoding == .json ? 0 : 1
         let result = gateway.queryCache.query(for: bytes, tag: tag) { Query.parse(m.tape.value(node), context: context) }
@@ -537,6 +541,7 @@ final class GatewaySession: WebSocketMessageHandler {
     /// when peers are involved, the router copies the frame once (the read
     /// buffer is reused before the peers answer).
     private func route(_ m: DecodedMessage, d: Int?, broadcast: Bool) {
+        let gateway = self.gateway
         let tape = m.tape
         guard let d, tape.kind(d) == .object,
               let targetNode = tape.member(of: d, named: "target"),

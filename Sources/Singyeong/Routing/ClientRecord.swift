@@ -32,6 +32,11 @@ final class ClientRecord {
     /// One copy, whatever the number of updates, so pending state is bounded
     /// by the metadata budget like the stored state.
     var projectedMetadata: ClientMetadata?
+    /// The `last_heartbeat_time` metadata value, also kept here: it is
+    /// checked on every frame (protocol.md §5.2), and reading it from the
+    /// metadata cost a copy of the entries with its reference counting.
+    /// Written with the metadata entry by `ClientStore.touchHeartbeat`.
+    var lastHeartbeatTime: Int64
     /// Where messages for this client go; nil once the connection is gone.
     weak var session: ClientSession?
     /// Position in the application's client array (swap-remove bookkeeping).
@@ -54,6 +59,7 @@ final class ClientRecord {
         self.socketIP = socketIP
         self.tags = tags
         self.metadata = metadata
+        if case .int(let time)? = metadata.value(.lastHeartbeatTime) { lastHeartbeatTime = time } else { lastHeartbeatTime = 0 }
         self.session = session
     }
 }

@@ -211,6 +211,7 @@ final class ClientStore {
     /// index is unaffected, a column may not be).
     func touchHeartbeat(_ record: ClientRecord, milliseconds: Int64) {
         record.metadata.setReserved(.lastHeartbeatTime, .int(milliseconds))
+        record.lastHeartbeatTime = milliseconds
         guard record.isRegistered, let app = applications[record.applicationID] else { return }
         let reserved = ClientMetadata.ReservedKey.lastHeartbeatTime
         for column in app.columns where column.hash == reserved.hash && ExactKey.bytesEqual(column.key, reserved.rawValue) {
