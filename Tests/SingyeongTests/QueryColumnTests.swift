@@ -244,7 +244,8 @@ import Testing
 
     /// A string `$eq` hit is a hash match; a hash that collides must not
     /// make a client a candidate. Collisions are forged by overwriting
-    /// column entries with the literal's scalar.
+    /// column entries with the literal's scalar and marking the column as
+    /// it marks itself when two strings with one hash are stored.
     @Test func hashCollisionsInAColumnAreRejected() {
         let store = ClientStore()
         let router = Router(store: store)
@@ -255,7 +256,9 @@ import Testing
             Issue.record("no column for k")
             return
         }
-        for i in column.scalars.indices { column.scalars[i] = MetadataScalar(.string("sink")) }
+        #expect(!column.hashesCollide)
+        for i in column.scalars.indices { column.forge(MetadataScalar(.string("sink")), at: i) }
+        column.noteCollision()
         #expect(routed(router, q) == ["c0", "c1"])
         var drawn: Set<String> = []
         for _ in 0..<500 {
@@ -265,5 +268,38 @@ import Testing
             }
         }
         #expect(drawn == ["c0", "c1"])
+    }
+
+    /// The column counts the strings its clients hold, so that the check
+    /// of a literal stays exact and the bookkeeping shrinks with them.
+    @Test func aColumnCountsTheStringsItsClientsHold() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        var records: [ClientRecord] = []
+        for id in 0..<6 {
+            let r = record(id, n: .string(["a", "b", "c"][id % 3]), restricted: false)
+            store.add(r)
+            records.append(r)
+        }
+        let q = query(#"[{"path":"/k","op":"$eq","to":{"value":"a"}}]"#)
+        #expect(routed(router, q) == ["c0", "c3"])
+        guard let column = store.application("app")?.columns.first(where: { $0.key == "k" }) else {
+            Issue.record("no column for k")
+            return
+        }
+        #expect(column.heldStringCount == 3)
+        #expect(column.isExact(text: "a", textHash: ClientMetadata.keyHash("a")))
+        #expect(!column.hashesCollide)
+        // Clients holding "c" leave or change to a number: "c" is no longer held.
+        store.remove(records[2])
+        let m = metadata(.int(1))
+        store.updateMetadata(of: records[5]) { metadata in
+            metadata = m
+            metadata.copyReserved(from: records[5].metadata)
+        }
+        #expect(column.heldStringCount == 2)
+        #expect(routed(router, q) == ["c0", "c3"])
+        for r in records where r.isRegistered { store.remove(r) }
+        #expect(store.application("app") == nil)
     }
 }

@@ -27,7 +27,21 @@ final class GatewaySession: WebSocketMessageHandler {
     private var held: [(WebSocketOpcode, [UInt8])] = []
     private var heldBytes = 0
     /// Re-armed by every HEARTBEAT; expiry is "heartbeat took too long".
-    private lazy var heartbeatDeadline = DeadlineEntry { [weak self] in self?.heartbeatExpired() }
+    /// Captures `self` unowned: a weak reference would give the session a
+    /// side table, which makes every retain and release of it slow (it is
+    /// retained for each message delivered to it). Safe because `deinit`
+    /// disarms the entry, so it cannot fire after the session is gone.
+    private var heartbeatDeadline: DeadlineEntry {
+        if let heartbeatEntry { return heartbeatEntry }
+        let entry = DeadlineEntry { [unowned self] in self.heartbeatExpired() }
+        heartbeatEntry = entry
+        return entry
+    }
+    private var heartbeatEntry: DeadlineEntry?
+
+    // Not through `heartbeatDeadline`: making the entry here would capture
+    // `self` while it is being destroyed.
+    deinit { heartbeatEntry?.cancel() }
 
     /// Longest `client_id` / `application_id` / `namespace`, bytes.
     static let maxIDLength = 255

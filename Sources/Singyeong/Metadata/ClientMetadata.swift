@@ -131,6 +131,17 @@ struct ClientMetadata: Sendable, Equatable {
         return (entries[i].type, entries[i].value)
     }
 
+    /// Whether the entry under `key` is a string with exactly the bytes of
+    /// `text`. Read in place: no copy of the entry (column confirmations
+    /// run it per candidate).
+    func holdsString(_ text: String, key: String, hash: UInt64) -> Bool {
+        guard let i = index(of: key, hash: hash) else { return false }
+        return entries.withUnsafeBufferPointer { buffer in
+            if case .string(let stored) = buffer[i].value { return Self.bytesEqual(stored, text) }
+            return false
+        }
+    }
+
     /// The value stored under `key`, or nil if absent.
     func value(_ key: String) -> Value? {
         guard let i = index(of: key) else { return nil }

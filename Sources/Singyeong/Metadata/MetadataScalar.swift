@@ -155,8 +155,7 @@ struct ScalarTest: Sendable, Equatable {
     /// entry under `key` (this test's key) really is `text`, the literal,
     /// not just its hash.
     func confirm(_ metadata: ClientMetadata, key: String, text: String) -> Bool {
-        guard let found = metadata.entry(key, hash: hash), case .string(let stored) = found.value else { return false }
-        return ExactKey.bytesEqual(stored, text)
+        metadata.holdsString(text, key: key, hash: hash)
     }
 
     /// The positive operator through `ValueComparison`, as

@@ -22,8 +22,6 @@ struct QueryPlan: Sendable {
     /// `ScalarTest.confirm` compares); empty without `scalarTests`.
     let testKeys: [String]
     let testStrings: [String?]
-    /// Some test needs confirmation.
-    let confirms: Bool
 
     /// A store keeps at most this many columns per application.
     static let maxScalarTests = 8
@@ -49,7 +47,6 @@ struct QueryPlan: Sendable {
             testKeys = []
             testStrings = []
         }
-        confirms = testStrings.contains { $0 != nil }
     }
 
     /// Appends the tests of `ops` (an implicit AND); false if one of them is

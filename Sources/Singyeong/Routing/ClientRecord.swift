@@ -1,8 +1,11 @@
 /// One identified client on this node: who it is, its metadata, and the
 /// session that delivers to it.
 ///
-/// The store holds records strongly; the session holds its own record. A
-/// record is removed exactly once (`isRegistered` guards the cleanup).
+/// The store holds records strongly; the session holds its own record, and
+/// the record its session, strongly too: the session's cleanup (which runs
+/// when its connection ends, and is what removes the record from the store)
+/// sets `session` to nil and so breaks the cycle. A record is removed
+/// exactly once (`isRegistered` guards the cleanup).
 final class ClientRecord {
     let applicationID: String
     let clientID: String
@@ -38,7 +41,10 @@ final class ClientRecord {
     /// Written with the metadata entry by `ClientStore.touchHeartbeat`.
     var lastHeartbeatTime: Int64
     /// Where messages for this client go; nil once the connection is gone.
-    weak var session: ClientSession?
+    /// Strong, not weak: a weak reference gives every session a side table,
+    /// so each retain and release of it takes Swift's slow path, and each
+    /// delivery paid `swift_weakLoadStrong` (BENCHMARKS.md, issue 13).
+    var session: ClientSession?
     /// Position in the application's client array (swap-remove bookkeeping).
     var storeIndex = -1
     /// Position in the store's subscriber array, or -1.

@@ -75,7 +75,7 @@ final class ClientStore {
 
         /// Re-reads the record's entries into every column.
         fileprivate func refreshColumns(_ record: ClientRecord) {
-            for column in columns { column.scalars[record.storeIndex] = column.scalar(of: record) }
+            for column in columns { column.update(record, at: record.storeIndex) }
         }
 
         /// Clients whose top-level `key` is a string entry equal to `value`
@@ -143,7 +143,7 @@ final class ClientStore {
         record.storeIndex = app.clients.count
         app.clients.append(record)
         app.restrictedFlags.append(record.restricted)
-        for column in app.columns { column.scalars.append(column.scalar(of: record)) }
+        for column in app.columns { column.append(record) }
         app.byClientID[record.clientID] = record
         app.index(record)
         byHandle[record.handle] = record
@@ -170,10 +170,7 @@ final class ClientStore {
             app.restrictedFlags[index] = lastRestricted
             last.storeIndex = index
         }
-        for column in app.columns {
-            let moved = column.scalars.removeLast()
-            if last !== record { column.scalars[index] = moved }
-        }
+        for column in app.columns { column.removeSwapping(at: index) }
         if app.byClientID[record.clientID] === record { app.byClientID[record.clientID] = nil }
         if app.clients.isEmpty {
             applications[record.applicationID] = nil
@@ -215,7 +212,7 @@ final class ClientStore {
         guard record.isRegistered, let app = applications[record.applicationID] else { return }
         let reserved = ClientMetadata.ReservedKey.lastHeartbeatTime
         for column in app.columns where column.hash == reserved.hash && ExactKey.bytesEqual(column.key, reserved.rawValue) {
-            column.scalars[record.storeIndex] = MetadataScalar(.int(milliseconds))
+            column.setInteger(milliseconds, at: record.storeIndex)
         }
     }
 

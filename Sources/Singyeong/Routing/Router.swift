@@ -270,6 +270,8 @@ final class Router {
         defer { matchIndices = indices }
         indices.removeAll(keepingCapacity: true)
         let count = app.clients.count
+        // Whether string hits need a look at each candidate (see ScalarColumn).
+        var mustConfirm = false
         if tests.isEmpty {
             app.restrictedFlags.withUnsafeBufferPointer { restricted in
                 for i in 0..<count where includeRestricted || !restricted[i] { indices.append(Int32(truncatingIfNeeded: i)) }
@@ -277,12 +279,14 @@ final class Router {
         } else {
             // The first test scans every client; the others filter its matches.
             guard let column = app.column(key: plan.testKeys[0], hash: tests[0].hash) else { return false }
+            if let text = plan.testStrings[0], !column.isExact(text: text, textHash: tests[0].literal.bits) { mustConfirm = true }
             app.restrictedFlags.withUnsafeBufferPointer { restricted in
                 column.scan(tests[0], restricted: restricted, includeRestricted: includeRestricted, into: &indices)
             }
         }
         for t in tests.indices.dropFirst() {
             guard let column = app.column(key: plan.testKeys[t], hash: tests[t].hash) else { return false }
+            if let text = plan.testStrings[t], !column.isExact(text: text, textHash: tests[t].literal.bits) { mustConfirm = true }
             let test = tests[t]
             var kept = 0
             column.scalars.withUnsafeBufferPointer { scalars in
@@ -299,10 +303,10 @@ final class Router {
             // Draw, and confirm only the one drawn; a hash hit that fails is
             // removed and the draw repeated, which keeps the choice uniform
             // over the true matches.
-            while indices.count > 1 || (plan.confirms && indices.count == 1) {
+            while indices.count > 1 || (mustConfirm && indices.count == 1) {
                 let k = indices.count == 1 ? 0 : Int.random(in: 0..<indices.count, using: &rng)
                 let chosen = indices[k]
-                if !plan.confirms || confirmed(plan, tests: tests, app.clients[Int(chosen)].metadata) {
+                if !mustConfirm || confirmed(plan, tests: tests, app.clients[Int(chosen)]) {
                     indices[0] = chosen
                     indices.removeLast(indices.count - 1)
                     break
@@ -310,11 +314,11 @@ final class Router {
                 indices.swapAt(k, indices.count - 1)
                 indices.removeLast()
             }
-        } else if plan.confirms {
+        } else if mustConfirm {
             var kept = 0
             app.clients.withUnsafeBufferPointer { clients in
                 indices.withUnsafeMutableBufferPointer { list in
-                    for k in 0..<list.count where confirmed(plan, tests: tests, clients[Int(list[k])].metadata) {
+                    for k in 0..<list.count where confirmed(plan, tests: tests, clients[Int(list[k])]) {
                         list[kept] = list[k]
                         kept += 1
                     }
@@ -333,9 +337,10 @@ final class Router {
 
     /// Every string `$eq` of `plan` holds on the bytes (column hits compare
     /// hashes).
-    private func confirmed(_ plan: QueryPlan, tests: [ScalarTest], _ metadata: ClientMetadata) -> Bool {
+    private func confirmed(_ plan: QueryPlan, tests: [ScalarTest], _ record: ClientRecord) -> Bool {
         for t in tests.indices where tests[t].needsConfirmation {
-            guard let text = plan.testStrings[t], tests[t].confirm(metadata, key: plan.testKeys[t], text: text) else { return false }
+            guard let text = plan.testStrings[t],
+                  record.metadata.holdsString(text, key: plan.testKeys[t], hash: tests[t].hash) else { return false }
         }
         return true
     }

@@ -4,29 +4,101 @@
 /// Built when a query first needs the key (`Application.column`) and kept
 /// true by the store on every add, remove, metadata change and heartbeat,
 /// so a column test scans plain memory instead of each client's metadata.
+///
+/// A string is kept as a hash of its bytes, so a string `$eq` hit is a hash
+/// match. The column also keeps, per hash, one string with that hash and
+/// how many clients hold that hash; while no two different strings with
+/// one hash were ever stored (`hashesCollide`), a query checks its literal
+/// against that one string once (`isExact`) and its hits are then exact,
+/// with no look at each candidate's metadata.
 final class ScalarColumn {
     let key: String
     let hash: UInt64
     /// Read by every query that uses the key; exempt from dynamic
     /// exclusivity checking like `Application.clients`, and for the same
-    /// reason: one thread, changed only by ClientStore with plain array
-    /// operations that call out to nothing.
-    @exclusivity(unchecked) var scalars: [MetadataScalar] = []
+    /// reason: one thread, changed only through the methods below, which
+    /// call out to nothing but String hashing and comparison.
+    @exclusivity(unchecked) private(set) var scalars: [MetadataScalar] = []
     /// The application's query clock when a query last used the column.
     var lastUsed: UInt64
+    /// Per string hash held: a string with that hash, and the number of
+    /// clients holding a string with that hash.
+    private var strings: [UInt64: (text: String, count: Int)] = [:]
+    /// Two different strings with one hash were stored at some point: hits
+    /// must be confirmed per candidate for as long as the column lives.
+    private(set) var hashesCollide = false
 
     init(key: String, hash: UInt64, clients: [ClientRecord], now: UInt64) {
         self.key = key
         self.hash = hash
         self.lastUsed = now
         scalars.reserveCapacity(clients.count)
-        for record in clients { scalars.append(scalar(of: record)) }
+        for record in clients { append(record) }
     }
 
-    /// The record's entry under `key`, reduced.
-    @inline(__always)
-    func scalar(of record: ClientRecord) -> MetadataScalar {
-        MetadataScalar(record.metadata.entry(key, hash: hash)?.value)
+    /// Adds the record's entry at the end.
+    func append(_ record: ClientRecord) {
+        scalars.append(hold(record))
+    }
+
+    /// Re-reads the entry of the record at position `index`.
+    func update(_ record: ClientRecord, at index: Int) {
+        drop(scalars[index])
+        scalars[index] = hold(record)
+    }
+
+    /// Removes position `index`, moving the last one there (as the store
+    /// does with its clients).
+    func removeSwapping(at index: Int) {
+        drop(scalars[index])
+        let last = scalars.removeLast()
+        if index < scalars.count { scalars[index] = last }
+    }
+
+    /// Sets position `index` to an integer (heartbeat time: no string).
+    func setInteger(_ value: Int64, at index: Int) {
+        drop(scalars[index])
+        scalars[index] = MetadataScalar(.int(value))
+    }
+
+    /// Whether a hit of a string `$eq` for `text` (hash `textHash`) is a
+    /// match without confirmation.
+    func isExact(text: String, textHash: UInt64) -> Bool {
+        guard !hashesCollide else { return false }
+        guard let held = strings[textHash] else { return true }   // no client holds that hash: no hits
+        return ExactKey.bytesEqual(held.text, text)
+    }
+
+    /// Distinct string hashes held (bounded by the number of clients).
+    var heldStringCount: Int { strings.count }
+
+    /// Marks the column as holding colliding hashes (also for tests that
+    /// forge collisions).
+    func noteCollision() { hashesCollide = true }
+
+    /// Overwrites a scalar without bookkeeping: only for tests that forge
+    /// collisions.
+    func forge(_ scalar: MetadataScalar, at index: Int) { scalars[index] = scalar }
+
+    /// The record's entry, reduced, with a string counted in `strings`.
+    private func hold(_ record: ClientRecord) -> MetadataScalar {
+        let value = record.metadata.entry(key, hash: hash)?.value
+        let scalar = MetadataScalar(value)
+        if scalar.kind == .string, case .string(let text)? = value {
+            if let held = strings[scalar.bits] {
+                if !hashesCollide && !ExactKey.bytesEqual(held.text, text) { hashesCollide = true }
+                strings[scalar.bits] = (held.text, held.count + 1)
+            } else {
+                strings[scalar.bits] = (text, 1)
+            }
+        }
+        return scalar
+    }
+
+    /// Uncounts a scalar that is going away.
+    private func drop(_ scalar: MetadataScalar) {
+        guard scalar.kind == .string, let held = strings[scalar.bits] else { return }
+        strings[scalar.bits] = held.count > 1 ? (held.text, held.count - 1) : nil
     }
 
     /// Appends the position of every client that passes `test` and whose
