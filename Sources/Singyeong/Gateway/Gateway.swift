@@ -121,17 +121,31 @@ final class Gateway {
         }
     }
 
+    /// Delivers to the router's local candidates (all of them on this node).
+    func deliverLocally(event: Metrics.Event, to candidates: ArraySlice<Candidate>, frame: (PayloadEncoding) -> OutboundBytes?) {
+        let first = candidates.startIndex
+        deliverEach(event: event, count: candidates.count, recipient: { candidates[first + $0].record }, frame: frame)
+    }
+
+    /// Delivers to local clients.
+    func deliverLocally(event: Metrics.Event, to recipients: [ClientRecord], frame: (PayloadEncoding) -> OutboundBytes?) {
+        deliverEach(event: event, count: recipients.count, recipient: { recipients[$0] }, frame: frame)
+    }
+
     /// The one delivery loop: `frame` is asked at most once per encoding
     /// (JSON, MessagePack) and that frame is shared by every recipient using
     /// it. A nil frame (a payload that cannot be transcoded) is logged and
-    /// those recipients skipped.
-    func deliverLocally<Recipients: Sequence<ClientRecord>>(event: Metrics.Event, to recipients: Recipients,
-                                                          frame: (PayloadEncoding) -> OutboundBytes?) {
+    /// those recipients skipped. Recipients by position, not a `Sequence`:
+    /// a lazy `compactMap` over the candidates cost reference counting for
+    /// its wrappers on every message.
+    @inline(__always)
+    private func deliverEach(event: Metrics.Event, count: Int, recipient: (Int) -> ClientRecord?,
+                             frame: (PayloadEncoding) -> OutboundBytes?) {
         var json: OutboundBytes??
         var msgpack: OutboundBytes??
         var delivered = 0
-        for recipient in recipients {
-            guard let session = recipient.session else { continue }
+        for i in 0..<count {
+            guard let recipient = recipient(i), let session = recipient.session else { continue }
             let built: OutboundBytes?
             if recipient.encoding == .json {
                 if json == nil { json = .some(frame(.json)) }

@@ -584,7 +584,7 @@ final class GatewaySession: WebSocketMessageHandler {
     private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
         let ts = gateway.loop.nowMilliseconds
         let gateway = self.gateway
-        gateway.deliverLocally(event: Metrics.Event(event), to: candidates.lazy.compactMap { $0.record }) { encoding in
+        gateway.deliverLocally(event: Metrics.Event(event), to: candidates) { encoding in
             DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts,
                                scratch: &gateway.scratch, pool: gateway.loop.framePool)
         }

@@ -19,6 +19,13 @@ final class Connection: EndOfTurnTask {
     let id: UInt64
     let peer: PeerAddress
     unowned let listener: Listener
+    /// The listener's loop and output bound, held here because every read
+    /// of the unowned `listener` is an atomic retain and release, and
+    /// `send` runs once per delivered message. The loop outlives every
+    /// connection, and holds one only while it waits for its end-of-turn
+    /// flush, so the strong reference makes no lasting cycle.
+    let loop: EventLoop
+    private let maxPendingBytes: Int
     var handler: ConnectionHandler
     // `state` and `output` are touched for every frame sent, so they are
     // exempt from dynamic exclusivity checking (BENCHMARKS.md, "Checked
@@ -57,6 +64,8 @@ final class Connection: EndOfTurnTask {
         self.id = id
         self.peer = peer
         self.listener = listener
+        self.loop = listener.loop
+        self.maxPendingBytes = listener.limits.maxPendingBytes
         self.tls = tls
         self.handler = handler
         self.state = connecting ? .connecting : (tls == nil ? .open : .tlsHandshake)
@@ -72,7 +81,7 @@ final class Connection: EndOfTurnTask {
         }, fd, connecting ? Int32(EV_WRITE) : Int32(EV_READ))
         watchingWrite = connecting
         sy_ev_set_data(io, Unmanaged.passUnretained(self).toOpaque())
-        ev_io_start(listener.loop.raw, io)
+        ev_io_start(loop.raw, io)
         listener.handshakeDeadlines.arm(deadline)
     }
 
@@ -88,7 +97,7 @@ final class Connection: EndOfTurnTask {
     func send(_ bytes: OutboundBytes) {
         guard state == .open || state == .tlsHandshake || state == .connecting else { return }
         output.append(bytes)
-        if output.chargedBytes > listener.limits.maxPendingBytes {
+        if output.chargedBytes > maxPendingBytes {
             listener.logger.warning("closing slow consumer: output queue over bound", metadata: [
                 "peer": "\(peer.description)", "pending_bytes": "\(output.pendingBytes)",
                 "held_bytes": "\(output.chargedBytes)",
@@ -98,7 +107,7 @@ final class Connection: EndOfTurnTask {
             abort(reason: "slow consumer")
             return
         }
-        listener.loop.runAtEndOfTurn(self)
+        loop.runAtEndOfTurn(self)
     }
 
     override func runEndOfTurn() {
@@ -143,11 +152,11 @@ final class Connection: EndOfTurnTask {
     private func finish() {
         guard state != .closed else { return }
         state = .closed
-        ev_io_stop(listener.loop.raw, io)
+        ev_io_stop(loop.raw, io)
         deadline.cancel()
         output.removeAll()
         finishDeferred = true
-        listener.loop.runAtEndOfTurn(self)
+        loop.runAtEndOfTurn(self)
     }
 
     /// Releases the input, tells the handler and the listener, and closes
@@ -358,7 +367,7 @@ final class Connection: EndOfTurnTask {
         deliveryDepth += 1
         defer {
             deliveryDepth -= 1
-            if deliveryDepth == 0 && finishDeferred { listener.loop.runAtEndOfTurn(self) }
+            if deliveryDepth == 0 && finishDeferred { loop.runAtEndOfTurn(self) }
         }
         var offset = 0
         while offset < bytes.count && state == .open {
@@ -443,7 +452,7 @@ final class Connection: EndOfTurnTask {
                 written = n
             }
             listener.bytesOut &+= UInt64(written)
-            output.advance(written, recyclingInto: listener.loop.framePool)
+            output.advance(written, recyclingInto: loop.framePool)
         }
         setWatching(write: tlsReadWantsWrite)
         if state == .draining { startLingering() }
@@ -463,8 +472,8 @@ final class Connection: EndOfTurnTask {
     private func setWatching(write: Bool) {
         guard write != watchingWrite, state != .closed else { return }
         watchingWrite = write
-        ev_io_stop(listener.loop.raw, io)
+        ev_io_stop(loop.raw, io)
         sy_ev_io_modify(io, Int32(EV_READ) | (write ? Int32(EV_WRITE) : 0))
-        ev_io_start(listener.loop.raw, io)
+        ev_io_start(loop.raw, io)
     }
 }
