@@ -48,7 +48,10 @@ final class ClientStore {
         @exclusivity(unchecked) fileprivate var stringIndex: [String: [String: [ObjectIdentifier: ClientRecord]]] = [:]
         /// `clients[i].restricted`, densely (read by column scans).
         @exclusivity(unchecked) fileprivate(set) var restrictedFlags: [Bool] = []
-        fileprivate(set) var columns: [ScalarColumn] = []
+        /// Looked up by every column query; exempt from dynamic exclusivity
+        /// checking like `clients`: changed only by `column`'s append and
+        /// assignment, which call out to nothing.
+        @exclusivity(unchecked) fileprivate(set) var columns: [ScalarColumn] = []
         /// Counts column lookups, to age columns.
         private var clock: UInt64 = 0
         init(id: String) { self.id = id }

@@ -34,10 +34,29 @@ final class Router {
     /// methods call nothing, and the one closure run while it is passed
     /// inout (`selector.choose`'s `value`) only reads candidates.
     @exclusivity(unchecked) private var rng = FastRandom()
-    /// Stays dynamically checked: `choose` runs the caller's completion
-    /// while `scratch` is passed inout, so a completion that re-entered
-    /// `resolve` would overlap it — a bug the check turns into a trap.
-    private var scratch: [Candidate] = []
+    /// Reused for the candidates of one local resolution. Only ever moved
+    /// out (`takeScratch`) and back (`returnScratch`), never passed inout
+    /// from `self`, so a completion that re-entered `resolve` would find it
+    /// empty and grow its own, not overlap this one: hence exempt from
+    /// dynamic exclusivity checking (three checks per SEND).
+    @exclusivity(unchecked) private var scratch: [Candidate] = []
+
+    /// The scratch array, emptied, now owned by the caller.
+    @inline(__always)
+    private func takeScratch() -> [Candidate] {
+        var taken = scratch
+        scratch = []
+        taken.removeAll(keepingCapacity: true)
+        return taken
+    }
+
+    /// Gives the array back for the next resolution (dropping its
+    /// elements, keeping its storage).
+    @inline(__always)
+    private func returnScratch(_ array: inout [Candidate]) {
+        array.removeAll(keepingCapacity: true)
+        scratch = array
+    }
 
     init(store: ClientStore, metrics: Metrics = Metrics()) {
         self.store = store
@@ -154,8 +173,8 @@ final class Router {
             resolveLocally(query, purpose: purpose, completion: completion)
             return
         }
-        collectMatches(query)
-        var matches = scratch
+        var matches: [Candidate] = []
+        collectMatches(query, into: &matches)
         var fallback: [Candidate] = []
         if query.optional && matches.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)
@@ -174,31 +193,32 @@ final class Router {
     func resolveLocally(_ query: Query, purpose: RoutingPurpose, completion: (ArraySlice<Candidate>) -> Void) {
         // Uniform choice among the matches: the column scan can draw the
         // one without building a candidate for each (`choose` then has one).
-        collectMatches(query, pickOne: purpose == .one && query.selector == nil && query.key == nil)
+        var matches = takeScratch()
+        collectMatches(query, into: &matches, pickOne: purpose == .one && query.selector == nil && query.key == nil)
         var fallback: [Candidate] = []
-        if query.optional && scratch.isEmpty {
+        if query.optional && matches.isEmpty {
             collectLocal(query, ignoringOps: true, into: &fallback)
         }
-        choose(query, purpose: purpose, matches: &scratch, fallback: fallback, completion: completion)
+        choose(query, purpose: purpose, matches: &matches, fallback: fallback, completion: completion)
+        returnScratch(&matches)
     }
 
-    /// This node's matches into `scratch`, timed for one query in a sample.
+    /// This node's matches into `out`, timed for one query in a sample.
     @inline(__always)
-    private func collectMatches(_ query: Query, pickOne: Bool = false) {
-        scratch.removeAll(keepingCapacity: true)
+    private func collectMatches(_ query: Query, into out: inout [Candidate], pickOne: Bool = false) {
         if metrics.shouldSampleQuery() {
-            collectLocalTimed(query, pickOne: pickOne)
+            collectLocalTimed(query, into: &out, pickOne: pickOne)
         } else {
-            collectLocal(query, ignoringOps: false, into: &scratch, pickOne: pickOne)
+            collectLocal(query, ignoringOps: false, into: &out, pickOne: pickOne)
         }
     }
 
     /// The sampled case of `resolve`'s local collection, kept out of line so
     /// the timing code does not grow every inlined copy of `resolve`.
     @inline(never)
-    private func collectLocalTimed(_ query: Query, pickOne: Bool) {
+    private func collectLocalTimed(_ query: Query, into out: inout [Candidate], pickOne: Bool) {
         let start = Metrics.monotonicSeconds()
-        collectLocal(query, ignoringOps: false, into: &scratch, pickOne: pickOne)
+        collectLocal(query, ignoringOps: false, into: &out, pickOne: pickOne)
         metrics.queryEvaluation.observe(Metrics.monotonicSeconds() - start)
     }
 
@@ -242,11 +262,11 @@ final class Router {
     /// Whether any local client could be a candidate (matches, or under
     /// `optional` a base-filter client that the fallback could pick).
     private func hasLocalCandidates(_ query: Query) -> Bool {
-        scratch.removeAll(keepingCapacity: true)
-        collectLocal(query, ignoringOps: false, into: &scratch)
-        if scratch.isEmpty && query.optional { collectLocal(query, ignoringOps: true, into: &scratch) }
-        defer { scratch.removeAll(keepingCapacity: true) }
-        return !scratch.isEmpty
+        var found = takeScratch()
+        defer { returnScratch(&found) }
+        collectLocal(query, ignoringOps: false, into: &found)
+        if found.isEmpty && query.optional { collectLocal(query, ignoringOps: true, into: &found) }
+        return !found.isEmpty
     }
 
     /// Up to this many clients an application is scanned by columns rather
@@ -254,7 +274,9 @@ final class Router {
     static let columnScanLimit = 256
 
     /// Indices of matching clients while a column scan runs (reused).
-    private var matchIndices: [Int32] = []
+    /// Exempt from dynamic exclusivity checking: `collectByColumns` only
+    /// moves it out at its start and back at its end.
+    @exclusivity(unchecked) private var matchIndices: [Int32] = []
 
     /// `collectLocal` over the application's columns, for ops that are all
     /// column tests; false (and nothing appended) when the application has

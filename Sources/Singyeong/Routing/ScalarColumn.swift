@@ -23,7 +23,10 @@ final class ScalarColumn {
     var lastUsed: UInt64
     /// Per string hash held: a string with that hash, and the number of
     /// clients holding a string with that hash.
-    private var strings: [UInt64: (text: String, count: Int)] = [:]
+    /// Read by every string `$eq` query (`isExact`); exempt from dynamic
+    /// exclusivity checking: one thread, and `hold`, `drop` and `isExact`
+    /// call nothing but `ExactKey.bytesEqual` while they touch it.
+    @exclusivity(unchecked) private var strings: [UInt64: (text: String, count: Int)] = [:]
     /// Two different strings with one hash were stored at some point: hits
     /// must be confirmed per candidate for as long as the column lives.
     private(set) var hashesCollide = false
