@@ -582,8 +582,8 @@ final class GatewaySession: WebSocketMessageHandler {
 
     /// The zero-copy local delivery: frames built from this frame's tape.
     private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
-        let ts = gateway.loop.nowMilliseconds
         let gateway = self.gateway
+        let ts = gateway.loop.nowMilliseconds
         gateway.deliverLocally(event: Metrics.Event(event), to: candidates) { encoding in
             DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts,
                                scratch: &gateway.scratch, pool: gateway.loop.framePool)

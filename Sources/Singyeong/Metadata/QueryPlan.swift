@@ -1,7 +1,6 @@
 /// What routing needs to know about a query's ops beyond evaluating them,
 /// worked out once when the query is compiled (and cached with it) rather
 /// than on every message.
-///
 struct QueryPlan: Sendable {
     /// A top-level (implicitly AND-ed) `$eq` of a single-segment path against
     /// a literal string that is not a SemVer version, if the query has one.

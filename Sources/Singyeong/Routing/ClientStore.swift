@@ -16,7 +16,8 @@
 /// so the index stays true.
 ///
 /// For queries whose ops are all comparisons of a top-level key against a
-/// null, boolean or number literal (`QueryPlan.scalarTests`), an
+/// null, boolean or number literal, or `$eq` against a non-SemVer string
+/// (`QueryPlan.scalarTests`), an
 /// application also keeps columns: one key of every client as a trivial
 /// `MetadataScalar`, in `clients` order, plus every client's restricted
 /// flag. A query then scans plain arrays (BENCHMARKS.md, issue 13: from
@@ -64,15 +65,17 @@ final class ClientStore {
                 column.lastUsed = clock
                 return column
             }
-            let built = ScalarColumn(key: key, hash: hash, clients: clients, now: clock)
-            if columns.count < ClientStore.maxColumns {
-                columns.append(built)
-                return built
+            // Which slot the new column takes, decided before building it
+            // (O(clients)): a query that gets no slot must not pay for one.
+            var slot = columns.count
+            if slot == ClientStore.maxColumns {
+                var oldest = 0
+                for i in columns.indices where columns[i].lastUsed < columns[oldest].lastUsed { oldest = i }
+                guard clock - columns[oldest].lastUsed > ClientStore.columnIdleQueries else { return nil }
+                slot = oldest
             }
-            var oldest = 0
-            for i in columns.indices where columns[i].lastUsed < columns[oldest].lastUsed { oldest = i }
-            guard clock - columns[oldest].lastUsed > ClientStore.columnIdleQueries else { return nil }
-            columns[oldest] = built
+            let built = ScalarColumn(key: key, hash: hash, clients: clients, now: clock)
+            if slot == columns.count { columns.append(built) } else { columns[slot] = built }
             return built
         }
 

@@ -13,9 +13,12 @@
 /// and the purpose's choice apply once, on the union — so every matching
 /// client anywhere is equally likely.
 ///
-/// Local collection runs the compiled query over the application's clients
-/// (or, for a top-level string `$eq`, the store's index) and allocates
-/// nothing per client; matches go into a reused scratch array.
+/// Local collection allocates nothing per client; matches go into a reused
+/// scratch array. It scans the application's metadata columns when every op
+/// is a column test (`QueryPlan.scalarTests`; a SEND then draws its one
+/// client during the scan), else narrows by the store's string index for a
+/// top-level string `$eq` in a large application, else runs the compiled
+/// query over each client's metadata.
 final class Router {
     let store: ClientStore
     /// The other nodes; set when clustering.
