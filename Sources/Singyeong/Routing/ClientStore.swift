@@ -55,6 +55,8 @@ final class ClientStore {
         @exclusivity(unchecked) fileprivate(set) var columns: [ScalarColumn] = []
         /// Counts column lookups, to age columns.
         private var clock: UInt64 = 0
+        /// Columns built so far (each cost a pass over the clients).
+        private(set) var columnsBuilt = 0
         init(id: String) { self.id = id }
 
         /// The column for top-level `key`, built now if missing; nil when
@@ -75,6 +77,7 @@ final class ClientStore {
                 slot = oldest
             }
             let built = ScalarColumn(key: key, hash: hash, clients: clients, now: clock)
+            columnsBuilt += 1
             if slot == columns.count { columns.append(built) } else { columns[slot] = built }
             return built
         }
