@@ -216,14 +216,13 @@ final class GatewaySession: WebSocketMessageHandler {
 
     private func handle(_ m: DecodedMessage) {
         let gateway = self.gateway
-        let tape = m.tape
-        // The gate for everything below, which reads `tape.root` freely.
-        guard tape.rootObject != nil else {
+        // The gate for everything below, which reads `m.tape.root` freely.
+        guard m.tape.rootObject != nil else {
             fatal("decode: payload: unrecoverable")
             return
         }
-        let opNode = tape.member(of: tape.root, named: "op")
-        let op = opNode.flatMap { tape.int64($0) }.flatMap { GatewayOpcode(rawValue: $0) }
+        let opNode = m.tape.member(of: m.tape.root, named: "op")
+        let op = opNode.flatMap { m.tape.int64($0) }.flatMap { GatewayOpcode(rawValue: $0) }
         guard let record else {
             if op == .identify { identify(m) } else { fatal("sent payload with non-identify opcode without identifying first") }
             return
@@ -464,25 +463,24 @@ final class GatewaySession: WebSocketMessageHandler {
     private enum Event { case updateMetadata, send, broadcast, queryNodes, other }
 
     private func dispatch(_ m: DecodedMessage, record: ClientRecord) {
-        let tape = m.tape
-        let tNode = tape.member(of: tape.root, named: "t")
+        let tNode = m.tape.member(of: m.tape.root, named: "t")
         let event: Event
-        if let tNode, tape.kind(tNode) == .string {
-            if tape.isString(tNode, equalTo: "UPDATE_METADATA") { event = .updateMetadata }
-            else if tape.isString(tNode, equalTo: "SEND") { event = .send }
-            else if tape.isString(tNode, equalTo: "BROADCAST") { event = .broadcast }
-            else if tape.isString(tNode, equalTo: "QUERY_NODES") { event = .queryNodes }
+        if let tNode, m.tape.kind(tNode) == .string {
+            if m.tape.isString(tNode, equalTo: "UPDATE_METADATA") { event = .updateMetadata }
+            else if m.tape.isString(tNode, equalTo: "SEND") { event = .send }
+            else if m.tape.isString(tNode, equalTo: "BROADCAST") { event = .broadcast }
+            else if m.tape.isString(tNode, equalTo: "QUERY_NODES") { event = .queryNodes }
             else { event = .other }
         } else {
             event = .other
         }
         if record.restricted && event != .updateMetadata {
             // Only `error`, no extra_info (§4.3); a missing t renders as empty.
-            let name = tNode.flatMap { tape.kind($0) == .string ? tape.string($0) : nil } ?? ""
+            let name = tNode.flatMap { m.tape.kind($0) == .string ? m.tape.string($0) : nil } ?? ""
             invalid("invalid dispatch type \(name) (are you restricted?)", extra: nil)
             return
         }
-        let d = tape.member(of: tape.root, named: "d")
+        let d = m.tape.member(of: m.tape.root, named: "d")
         switch event {
         case .updateMetadata:
             updateMetadata(d, in: m, record: record)
@@ -556,24 +554,23 @@ final class GatewaySession: WebSocketMessageHandler {
     /// buffer is reused before the peers answer).
     private func route(_ m: DecodedMessage, d: Int?, broadcast: Bool) {
         let gateway = self.gateway
-        let tape = m.tape
-        guard let d, tape.kind(d) == .object,
-              let targetNode = tape.member(of: d, named: "target"),
-              let payloadNode = tape.member(of: d, named: "payload")
+        guard let d, m.tape.kind(d) == .object,
+              let targetNode = m.tape.member(of: d, named: "target"),
+              let payloadNode = m.tape.member(of: d, named: "payload")
         else {
             invalidDispatchPayload(m)
             return
         }
         guard let query = parseQuery(targetNode, in: m, context: "target") else { return }
-        let nonceNode = tape.member(of: d, named: "nonce")
+        let nonceNode = m.tape.member(of: d, named: "nonce")
         let event: StaticString = broadcast ? "BROADCAST" : "SEND"
-        let nonceSpan = nonceNode.map { tape.span($0) }
-        let payloadSpan = tape.span(payloadNode)
+        let nonceSpan = nonceNode.map { m.tape.span($0) }
+        let payloadSpan = m.tape.span(payloadNode)
         let message = RoutedMessage(event: event, encoding: encoding,
                                     nonce: nonceSpan.map { UnsafeRawBufferPointer(rebasing: m.source[$0]) },
                                     payload: UnsafeRawBufferPointer(rebasing: m.source[payloadSpan]))
         let status = gateway.router.route(
-            query, target: UnsafeRawBufferPointer(rebasing: m.source[tape.span(targetNode)]),
+            query, target: UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(targetNode)]),
             purpose: broadcast ? .all : .one, message: message, origin: self,
             copy: { OwnedRoutedMessage(event: event, encoding: encoding, source: m.source, nonce: nonceSpan, payload: payloadSpan) },
             deliverHere: { candidates in deliverLocal(event: event, nonce: nonceNode, payload: payloadNode, of: m, to: candidates) })
