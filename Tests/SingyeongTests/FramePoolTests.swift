@@ -59,4 +59,20 @@ import Testing
         queue.advance(FramePool.maxFreeFrames + 10, recyclingInto: pool)
         #expect(pool.freeCount == FramePool.maxFreeFrames)
     }
+
+    /// A drained queue keeps its slots only up to `keptSlots`: a burst
+    /// does not pin a large slot array on an idle connection.
+    @Test func aDrainedQueueKeepsAtMostKeptSlots() {
+        let pool = FramePool()
+        var queue = OutboundQueue()
+        for _ in 0..<8 { queue.append(frame(pool, "s")) }
+        queue.advance(8, recyclingInto: pool)
+        #expect(queue.slotCapacity >= 8 && queue.slotCapacity <= OutboundQueue.keptSlots)
+        let burst = OutboundQueue.keptSlots * 4
+        for _ in 0..<burst { queue.append(frame(pool, "b")) }
+        #expect(queue.slotCapacity >= burst)
+        queue.advance(burst, recyclingInto: pool)
+        #expect(queue.isEmpty)
+        #expect(queue.slotCapacity <= OutboundQueue.keptSlots)
+    }
 }

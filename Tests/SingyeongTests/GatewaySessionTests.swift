@@ -35,6 +35,25 @@ import Testing
         #expect(c.isOpen)
     }
 
+    /// A record and its session hold each other strongly (no weak
+    /// reference, so no side table on the hot path); the session's cleanup
+    /// must break that cycle when the connection ends.
+    @Test func aClosedSessionIsFreedWithItsRecord() {
+        let c = h.gatewayConnection()
+        _ = c.takeSent()
+        h.identify(c, client: "gone", app: "app")
+        weak var session = (c.handler as? WebSocketConnectionHandler)?.session as? GatewaySession
+        weak var record = h.gateway.store.find(application: "app", client: "gone")
+        #expect(session != nil && record != nil)
+        #expect(record?.session === session)
+        c.finishClose()
+        // The connection lets go of its handler, as a finished one does.
+        c.handler = h.httpConnection().handler
+        #expect(h.gateway.store.find(application: "app", client: "gone") == nil)
+        #expect(session == nil, "the session outlived its connection")
+        #expect(record == nil, "the record outlived its session")
+    }
+
     @Test func heartbeatIsAcknowledged() {
         let c = h.gatewayConnection()
         _ = c.takeSent()

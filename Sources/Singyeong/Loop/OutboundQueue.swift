@@ -43,6 +43,9 @@ struct OutboundQueue {
 
     var isEmpty: Bool { pendingBytes == 0 }
 
+    /// Slots the queue's storage holds (for the `keptSlots` bound's test).
+    var slotCapacity: Int { chunks.capacity }
+
     mutating func append(_ bytes: OutboundBytes) {
         guard bytes.count > 0 else { return }
         chunks.append(bytes)
