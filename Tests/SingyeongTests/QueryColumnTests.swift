@@ -130,20 +130,6 @@ import Testing
         return q
     }
 
-    private func routed(_ router: Router, _ q: Query) -> Set<String> {
-        var ids = Set<String>()
-        router.resolveLocally(q, purpose: .list) { for c in $0 { ids.insert(c.clientID) } }
-        return ids
-    }
-
-    private func bruteForce(_ store: ClientStore, _ q: Query) -> Set<String> {
-        var ids = Set<String>()
-        store.forEachClient { r in
-            if q.matchesBase(application: r.applicationID, restricted: r.restricted), q.matchesOps(r.metadata) { ids.insert(r.clientID) }
-        }
-        return ids
-    }
-
     /// 400 clients: string `$eq` goes through the string index; 200: through
     /// the columns (`Router.columnScanLimit`).
     @Test(arguments: [400, 200])
@@ -173,7 +159,7 @@ import Testing
         ]
         for q in queries { #expect(q.plan.scalarTests != nil) }
         func check(_ when: String) {
-            for q in queries { #expect(routed(router, q) == bruteForce(store, q), "\(when): \(q.ops)") }
+            for q in queries { #expect(router.listedClientIDs(q) == store.clientIDs(matching: q), "\(when): \(q.ops)") }
         }
         check("after adding")
         for (i, r) in records.enumerated() {
@@ -203,20 +189,20 @@ import Testing
         for id in 0..<10 { store.add(record(id, n: .int(Int64(id)), restricted: false)) }
         let app = store.application("app")!
         for key in 0..<ClientStore.maxColumns {
-            _ = routed(router, query(#"[{"path":"/x\#(key)","op":"$eq","to":{"value":1}}]"#))
+            _ = router.listedClientIDs(query(#"[{"path":"/x\#(key)","op":"$eq","to":{"value":1}}]"#))
         }
         #expect(app.columns.count == ClientStore.maxColumns)
         #expect(app.columnsBuilt == ClientStore.maxColumns)
         // A ninth key while every column is fresh: answered by the full
         // evaluation, no column built or replaced.
         let ninth = query(#"[{"path":"/k","op":"$gte","to":{"value":5}}]"#)
-        for _ in 0..<3 { #expect(routed(router, ninth) == bruteForce(store, ninth)) }
+        for _ in 0..<3 { #expect(router.listedClientIDs(ninth) == store.clientIDs(matching: ninth)) }
         #expect(!app.columns.contains { $0.key == "k" })
         #expect(app.columnsBuilt == ClientStore.maxColumns)
         // After enough queries on one key the others are idle and replaceable.
         let busy = query(#"[{"path":"/x0","op":"$eq","to":{"value":1}}]"#)
-        for _ in 0...ClientStore.columnIdleQueries { _ = routed(router, busy) }
-        #expect(routed(router, ninth) == bruteForce(store, ninth))
+        for _ in 0...ClientStore.columnIdleQueries { _ = router.listedClientIDs(busy) }
+        #expect(router.listedClientIDs(ninth) == store.clientIDs(matching: ninth))
         #expect(app.columns.contains { $0.key == "k" })
         #expect(app.columns.count == ClientStore.maxColumns)
         #expect(app.columnsBuilt == ClientStore.maxColumns + 1)
@@ -230,7 +216,7 @@ import Testing
         for id in 0..<100 { store.add(record(id, n: id % 10 == 5 ? .string("sink") : .int(Int64(id)), restricted: false)) }
         for ops in [#"[{"path":"/k","op":"$eq","to":{"value":"sink"}}]"#, #"[{"path":"/k","op":"$gte","to":{"value":89}}]"#] {
             let q = query(ops)
-            let matches = bruteForce(store, q)
+            let matches = store.clientIDs(matching: q)
             #expect(matches.count == 10)
             var drawn: [String: Int] = [:]
             for _ in 0..<2_000 {
@@ -254,7 +240,7 @@ import Testing
         let router = Router(store: store)
         for id in 0..<20 { store.add(record(id, n: .string(id < 2 ? "sink" : "idle"), restricted: false)) }
         let q = query(#"[{"path":"/k","op":"$eq","to":{"value":"sink"}}]"#)
-        #expect(routed(router, q) == ["c0", "c1"])
+        #expect(router.listedClientIDs(q) == ["c0", "c1"])
         guard let column = store.application("app")?.columns.first(where: { $0.key == "k" }) else {
             Issue.record("no column for k")
             return
@@ -262,7 +248,7 @@ import Testing
         #expect(!column.hashesCollide)
         for i in column.scalars.indices { column.forge(MetadataScalar(.string("sink")), at: i) }
         column.noteCollision()
-        #expect(routed(router, q) == ["c0", "c1"])
+        #expect(router.listedClientIDs(q) == ["c0", "c1"])
         var drawn: Set<String> = []
         for _ in 0..<500 {
             router.resolveLocally(q, purpose: .one) { chosen in
@@ -285,7 +271,7 @@ import Testing
             records.append(r)
         }
         let q = query(#"[{"path":"/k","op":"$eq","to":{"value":"a"}}]"#)
-        #expect(routed(router, q) == ["c0", "c3"])
+        #expect(router.listedClientIDs(q) == ["c0", "c3"])
         guard let column = store.application("app")?.columns.first(where: { $0.key == "k" }) else {
             Issue.record("no column for k")
             return
@@ -301,7 +287,7 @@ import Testing
             metadata.copyReserved(from: records[5].metadata)
         }
         #expect(column.heldStringCount == 2)
-        #expect(routed(router, q) == ["c0", "c3"])
+        #expect(router.listedClientIDs(q) == ["c0", "c3"])
         for r in records where r.isRegistered { store.remove(r) }
         #expect(store.application("app") == nil)
     }

@@ -35,12 +35,9 @@ struct ClientMetadata: Sendable, Equatable {
         }
     }
 
-    /// FNV-1a 64 of a key's UTF-8 bytes.
-    static func keyHash(_ key: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return h
-    }
+    /// FNV-1a 64 of a key's UTF-8 bytes (the hash query.md §8 uses).
+    @inline(__always)
+    static func keyHash(_ key: String) -> UInt64 { KeyHash.fnv1a64(key) }
 
     /// The server-set keys, with the type each is stored under.
     enum ReservedKey: String, Sendable, CaseIterable {

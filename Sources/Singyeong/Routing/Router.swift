@@ -365,7 +365,7 @@ final class Router {
     private func confirmed(_ plan: QueryPlan, tests: [ScalarTest], _ record: ClientRecord) -> Bool {
         for t in tests.indices where tests[t].needsConfirmation {
             guard let text = plan.testStrings[t],
-                  record.metadata.holdsString(text, key: plan.testKeys[t], hash: tests[t].hash) else { return false }
+                  tests[t].confirm(record.metadata, key: plan.testKeys[t], text: text) else { return false }
         }
         return true
     }
