@@ -14,7 +14,7 @@ seconds="${FUZZ_SECONDS:-60}"
 out=.build-fuzz
 mkdir -p "$out"
 
-codec="Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/UTF8Validator.swift Sources/Singyeong/Codec/TapeEncoders.swift Sources/Singyeong/Codec/ByteSink.swift Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Codec/Value.swift"
+codec="Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/KnownSpans.swift Sources/Singyeong/Codec/MessagePackTapeDecoder.swift Sources/Singyeong/Codec/UTF8Validator.swift Sources/Singyeong/Codec/TapeEncoders.swift Sources/Singyeong/Codec/ByteSink.swift Sources/Singyeong/Codec/ValueEncoders.swift Sources/Singyeong/Codec/Value.swift"
 
 # The JSON decoder calls simdjson through the CSimdjson C API: compile that
 # C++ shim with the fuzzer's instrumentation and give swiftc a module map.
@@ -28,7 +28,7 @@ declare -A sources=(
   [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/Value.swift Fuzz/QueryParserFuzz.swift"
   [msgpack]="$codec Sources/Singyeong/Codec/MessagePackToJSON.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="$codec Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
-  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Loop/InputBuffer.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/JSONDecoderFuzz.swift"
+  [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Codec/EnvelopeTemplate.swift Sources/Singyeong/Loop/InputBuffer.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/JSONDecoderFuzz.swift"
   [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Loop/InputBuffer.swift $(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/REST/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Sources/Singyeong/Proxy/ProxyResponse.swift Sources/Singyeong/Routing/QueryCache.swift Fuzz/RESTRequestFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/Codec/UTF8Validator.swift Sources/Singyeong/Loop/InputBuffer.swift Fuzz/WebSocketFrameDecoderFuzz.swift"

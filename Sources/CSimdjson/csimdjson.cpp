@@ -134,6 +134,12 @@ struct Walker {
     // hostile frame costs at most this many nodes, not one per value.
     uint32_t max_nodes = UINT32_MAX;
     bool too_many = false;
+    // SY_JSON_SKIP_KNOWN_TARGET: asked whether the first container under
+    // the root's "d" named "target" is a span the caller has validated
+    // before, byte for byte; if so it is skipped, not walked.
+    sy_json_known_fn known = nullptr;
+    void *known_context = nullptr;
+    bool target_seen = false;
 
     // True (and the walk ends) once the node limit is passed.
     bool over_limit() {
@@ -354,6 +360,53 @@ struct Walker {
         }
     }
 
+    // Offset just past the container that opens at `start`, by bracket
+    // depth with strings and their escapes skipped; 0 when the input ends
+    // first. Only the caller's answer makes the span trusted: a span it
+    // has seen validated (identical bytes) is valid JSON, so its brackets
+    // nest properly and simdjson's skip of it stops at `end - 1`.
+    // `deepest`: the most containers open at once, the span's own included.
+    uint32_t balanced_end(uint32_t start, long &deepest) const {
+        long depth = 0;
+        deepest = 0;
+        bool in_string = false;
+        for (size_t i = start; i < length; i++) {
+            uint8_t c = base[i];
+            if (in_string) {
+                if (c == '\\') i++;
+                else if (c == '"') in_string = false;
+                continue;
+            }
+            if (c == '"') in_string = true;
+            else if (c == '{' || c == '[') { if (++depth > deepest) deepest = depth; }
+            else if ((c == '}' || c == ']') && --depth == 0) return uint32_t(i + 1);
+        }
+        return 0;
+    }
+
+    // SY_JSON_SKIP_KNOWN_TARGET: a container value whose exact bytes the
+    // caller knows becomes one UNEXPANDED node and is left unconsumed.
+    // `depth`: the value's own depth. Spans that would nest deeper here than
+    // SY_JSON_MAX_DEPTH are walked (and refused) as usual: the span may
+    // have been validated at a shallower depth.
+    error_code skip_known(ondemand::value &v, int depth, uint32_t &end, bool &skipped) {
+        skipped = false;
+        ondemand::json_type type;
+        auto error = v.type().get(type);
+        if (error) return error;
+        if (type != ondemand::json_type::object && type != ondemand::json_type::array) return SUCCESS;
+        uint32_t start = offset_of(v.raw_json_token().data());
+        long deepest;
+        uint32_t stop = balanced_end(start, deepest);
+        if (stop == 0 || depth + deepest > SY_JSON_MAX_DEPTH) return SUCCESS;
+        if (!known(known_context, base + start, stop - start)) return SUCCESS;
+        add(SY_KIND_UNEXPANDED, start, stop, 0, 0);
+        unexpanded_count++;
+        end = stop;
+        skipped = true;
+        return SUCCESS;
+    }
+
     // Validates a container without writing nodes, then adds one
     // UNEXPANDED node with its span.
     error_code walk_unexpanded(ondemand::value &v, int depth, uint32_t &end) {
@@ -394,6 +447,24 @@ struct Walker {
                 Role child = OTHER;
                 if (lazy_payload && !dry) {
                     if (role == ROOT && key == "d") child = D;
+                    else if (role == D && known && !target_seen && key == "target") {
+                        target_seen = true;
+                        ondemand::value value = field.value();
+                        uint32_t target_end;
+                        bool skipped;
+                        if ((error = skip_known(value, depth + 1, target_end, skipped))) return error;
+                        if (skipped) {
+                            // Not consumed: the object iterator skips it.
+                            last_end = target_end;
+                            count++;
+                            if (over_limit()) return TAPE_ERROR;
+                            continue;
+                        }
+                        if ((error = walk(value, depth + 1, last_end, OTHER))) return error;
+                        count++;
+                        if (over_limit()) return TAPE_ERROR;
+                        continue;
+                    }
                     else if (role == D && key == "payload") {
                         ondemand::value value = field.value();
                         ondemand::json_type value_type;
@@ -476,8 +547,11 @@ static bool brackets_balance(const uint8_t *input, size_t length) {
 // Returns SY_JSON_OK or SY_JSON_INVALID (with `result` filled in).
 // `balanced`: the caller knows the brackets balance (a span this file's walk
 // already validated), so the rare-case scan below can be skipped.
+// `root_depth`: the depth the document's root sits at in an enclosing
+// document (0 on its own), so a span checked alone obeys SY_JSON_MAX_DEPTH
+// as it would in place.
 static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t length, Walker &w,
-                         bool balanced, sy_json_result *result) {
+                         bool balanced, sy_json_result *result, int root_depth = 0) {
     result->node_count = 0;
     result->string_bytes = 0;
     result->simdjson_error = 0;
@@ -516,7 +590,7 @@ static int walk_document(sy_json_parser *parser, const uint8_t *input, size_t le
             } else {
                 ondemand::value root;
                 error = doc.get_value().get(root);
-                if (!error) error = w.walk(root, 0, end, Walker::ROOT);
+                if (!error) error = w.walk(root, root_depth, end, Walker::ROOT);
             }
         }
         // Only whitespace may follow the root value.
@@ -539,8 +613,22 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
                                   sy_tape_node *nodes, size_t node_capacity,
                                   uint8_t *strings, size_t string_capacity,
                                   sy_json_result *result) {
+    return sy_json_build_tape_known(parser, input, length, flags, max_nodes, nodes, node_capacity, strings,
+                                    string_capacity, nullptr, nullptr, result);
+}
+
+extern "C" int sy_json_build_tape_known(sy_json_parser *parser, const uint8_t *input, size_t length,
+                                        uint32_t flags, uint32_t max_nodes,
+                                        sy_tape_node *nodes, size_t node_capacity,
+                                        uint8_t *strings, size_t string_capacity,
+                                        sy_json_known_fn known, void *known_context,
+                                        sy_json_result *result) {
     Walker w{input, length, nodes, node_capacity, 0, strings, string_capacity};
     w.lazy_payload = (flags & SY_JSON_LAZY_PAYLOAD) != 0;
+    if ((flags & SY_JSON_SKIP_KNOWN_TARGET) != 0 && w.lazy_payload) {
+        w.known = known;
+        w.known_context = known_context;
+    }
     w.max_nodes = max_nodes;
     int status = walk_document(parser, input, length, w, (flags & SY_JSON_VALIDATED_SPAN) != 0, result);
     if (status != SY_JSON_OK) return status;
@@ -549,6 +637,34 @@ extern "C" int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, 
     result->unexpanded_count = w.unexpanded_count;
     if (w.node_count > node_capacity || w.string_used > string_capacity) return SY_JSON_NEED_CAPACITY;
     return SY_JSON_OK;
+}
+
+extern "C" int sy_json_validate_container(const uint8_t *input, size_t length, uint32_t depth,
+                                          sy_json_result *result) {
+    result->message = nullptr;
+    result->simdjson_error = 0;
+    if (length < 2 || (input[0] != '{' && input[0] != '[') || (input[length - 1] != '}' && input[length - 1] != ']')) {
+        result->message = "not exactly one array or object";
+        return SY_JSON_INVALID;
+    }
+    if (depth >= SY_JSON_MAX_DEPTH) { result->message = "nesting too deep"; return SY_JSON_INVALID; }
+    // A small span is checked in a copy followed by spaces: in place, the
+    // byte after it is usually the frame's closing brace, which costs the
+    // bracket-balance scan of walk_document (a byte loop, ~5 % of a SEND's
+    // time when measured) that the copy (one memcpy) avoids.
+    static thread_local std::vector<uint8_t> copy;
+    const size_t max_copied = size_t(64) << 10;
+    if (length <= max_copied) {
+        copy.resize(length + SIMDJSON_PADDING);
+        std::memcpy(copy.data(), input, length);
+        std::memset(copy.data() + length, ' ', SIMDJSON_PADDING);
+        input = copy.data();
+    }
+    Walker w{input, length, nullptr, 0, 0, nullptr, 0};
+    // Dry: validated by the walk a lazy payload gets, nothing written.
+    w.dry = true;
+    w.dry_start = UINT32_MAX;
+    return walk_document(nullptr, input, length, w, false, result, int(depth));
 }
 
 extern "C" int sy_json_to_msgpack(const uint8_t *input, size_t length, uint32_t flags,

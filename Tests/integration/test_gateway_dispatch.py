@@ -101,6 +101,34 @@ def test_send_payload_raw_bytes_preserved(clients):
     assert f["d"]["payload"]["a"] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("bad", ['{"n":}', '{"n":1', '{"n":1}]', '[1,]', '{"n":1},{"n":2}',
+                                 '{"n":"\\x"}', '[' * 63 + ']' * 63])
+def test_repeated_envelope_payloads(clients, bad):
+    # A session's frames that repeat the last SEND's envelope (target, nonce,
+    # ts) with another payload are decoded from it (issue 13): each payload
+    # still arrives byte for byte, and a bad one is still refused.
+    a = app()
+    c = clients.identified(a)
+    r = clients.identified(a + "-r")
+    envelope = '{"op":4,"t":"SEND","d":{"target":{"application":"%s"},"nonce":7,"payload":%%s},"ts":1}' % (a + "-r")
+    payloads = ['{"n":1}', '{"n":2,"s":"}]\\"{["}', '[]', '[' * 62 + ']' * 62, '{"n":1}']
+    for p in payloads:
+        c.send_raw(envelope % p)
+        r.recv_frame()
+        assert r.last_raw.endswith(',"payload":%s},"ts":%d}' % (p, json.loads(r.last_raw)["ts"])), r.last_raw
+    # A scalar payload is not the envelope's shape: decoded in full, delivered.
+    c.send_raw(envelope % '"text"')
+    assert r.recv_frame()["d"]["payload"] == "text"
+    c.send_raw(envelope % '{"n":1},"x":{"n":2}')  # valid: another key in d
+    assert r.recv_frame()["d"]["payload"] == {"n": 1}
+    c.send_raw(envelope % '{"n":3}')
+    assert r.recv_frame()["d"]["payload"] == {"n": 3}
+    c.send_raw(envelope % bad)
+    d = c.expect_error_close()
+    assert d["error"].startswith("decode: "), d
+    r.expect_no_frame(0.2)
+
+
 @pytest.mark.parametrize("src,dst", [("json", "msgpack"), ("msgpack", "json"), ("msgpack", "msgpack")])
 def test_send_transcoding(clients, src, dst):
     a = app()

@@ -39,8 +39,20 @@ enum {
     /* The input is a span that sy_json_build_tape already validated inside
      * a larger document (an UNEXPANDED node's span): its brackets are known
      * to balance, so that scan is skipped. Never set for other input. */
-    SY_JSON_VALIDATED_SPAN = 2
+    SY_JSON_VALIDATED_SPAN = 2,
+    /* With SY_JSON_LAZY_PAYLOAD, for sy_json_build_tape_known: the first
+     * "target" inside the root object's "d", when it is an array or object
+     * whose exact bytes `known` vouches for, is skipped, not walked: one
+     * UNEXPANDED node holds its span. `known` must answer true only for
+     * bytes it has seen validated as one JSON value (the gateway's query
+     * cache, which holds only targets that decoded): a repeated SEND
+     * target is then walked once, not per message. */
+    SY_JSON_SKIP_KNOWN_TARGET = 4
 };
+
+/* Whether `bytes[0..length)` is a span the caller has seen validated; see
+ * SY_JSON_SKIP_KNOWN_TARGET. */
+typedef int (*sy_json_known_fn)(void *context, const uint8_t *bytes, size_t length);
 
 /* One node, 32 bytes. `next` is the index just past the node's subtree (for a
  * scalar: its own index + 1). [span_start, span_end) are byte offsets of the
@@ -97,6 +109,23 @@ int sy_json_build_tape(sy_json_parser *parser, const uint8_t *input, size_t leng
                        sy_tape_node *nodes, size_t node_capacity,
                        uint8_t *strings, size_t string_capacity,
                        sy_json_result *result);
+
+/* sy_json_build_tape with SY_JSON_SKIP_KNOWN_TARGET's oracle (`known` may
+ * be NULL: then the flag does nothing). */
+int sy_json_build_tape_known(sy_json_parser *parser, const uint8_t *input, size_t length,
+                             uint32_t flags, uint32_t max_nodes,
+                             sy_tape_node *nodes, size_t node_capacity,
+                             uint8_t *strings, size_t string_capacity,
+                             sy_json_known_fn known, void *known_context,
+                             sy_json_result *result);
+
+/* Validates `input[0..length)` (same padding requirement) as exactly one
+ * JSON array or object, first and last byte its brackets, by the rules of
+ * sy_json_build_tape, writing nothing; `depth`: the depth it sits at in its
+ * document (SY_JSON_MAX_DEPTH counts from that document's root). Returns
+ * SY_JSON_OK or SY_JSON_INVALID (message set). For a frame that repeats a
+ * validated envelope around a new payload (EnvelopeTemplate.swift). */
+int sy_json_validate_container(const uint8_t *input, size_t length, uint32_t depth, sy_json_result *result);
 
 /* Transcodes one JSON value (same rules and checks as sy_json_build_tape,
  * same padding requirement) straight to MessagePack, encoded exactly as

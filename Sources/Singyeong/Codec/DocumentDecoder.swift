@@ -8,13 +8,16 @@ enum DocumentDecoder {
     /// is cleared first and left empty on error). JSON input needs
     /// `JSONTapeDecoder.padding` readable bytes after `input.count`, as
     /// `JSONTapeDecoder.decode` documents; MessagePack needs none. Without
-    /// `maxNodes` there is no limit beyond each decoder's own.
+    /// `maxNodes` there is no limit beyond each decoder's own. `knownTargets`:
+    /// see `JSONTapeDecoder.decode` (MessagePack ignores it).
     @inline(__always)
     static func decode(_ input: UnsafeRawBufferPointer, encoding: PayloadEncoding, into tape: inout DocumentTape,
-                       lazyPayload: Bool = false, maxNodes: Int? = nil) throws(DocumentDecodeError) {
+                       lazyPayload: Bool = false, maxNodes: Int? = nil,
+                       knownTargets: KnownSpans? = nil) throws(DocumentDecodeError) {
         switch (encoding, maxNodes) {
         case (.json, let maxNodes?):
-            try JSONTapeDecoder.decode(input, into: &tape, lazyPayload: lazyPayload, maxNodes: maxNodes)
+            try JSONTapeDecoder.decode(input, into: &tape, lazyPayload: lazyPayload, maxNodes: maxNodes,
+                                       knownTargets: knownTargets)
         case (.json, nil):
             try JSONTapeDecoder.decode(input, into: &tape, lazyPayload: lazyPayload)
         case (.msgpack, let maxNodes?):

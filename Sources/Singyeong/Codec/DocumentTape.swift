@@ -295,6 +295,42 @@ struct DocumentTape {
         }
     }
 
+    /// Becomes a copy of `other`'s nodes and strings, in this tape's own
+    /// storage (no allocation once it is large enough; plain assignment
+    /// would share `other`'s arrays and copy them on the next write).
+    mutating func copyContents(of other: DocumentTape) {
+        reserveStorage(nodes: other.nodeCount, stringBytes: other.stringCount)
+        nodeStorage.withUnsafeMutableBufferPointer { to in
+            other.nodeStorage.withUnsafeBufferPointer { from in
+                if other.nodeCount > 0 { to.baseAddress!.update(from: from.baseAddress!, count: other.nodeCount) }
+            }
+        }
+        stringStorage.withUnsafeMutableBufferPointer { to in
+            other.stringStorage.withUnsafeBufferPointer { from in
+                if other.stringCount > 0 { to.baseAddress!.update(from: from.baseAddress!, count: other.stringCount) }
+            }
+        }
+        nodeCount = other.nodeCount
+        stringCount = other.stringCount
+        hasUnexpanded = other.hasUnexpanded
+        dropsAppends = false
+    }
+
+    /// Replaces node `i`'s span `[start, oldEnd)` by `[start, newEnd)` and
+    /// moves every span boundary at or after `oldEnd` by the difference: the
+    /// tape of the same document with node `i`'s text replaced (node `i`
+    /// must be opaque, `.unexpanded`, so that nothing else changes).
+    mutating func resizeSpan(of i: Int, to newEnd: Int) {
+        let oldEnd = Int(nodeStorage[i].spanEnd)
+        let delta = newEnd - oldEnd
+        nodeStorage.withUnsafeMutableBufferPointer { nodes in
+            for n in 0..<nodeCount {
+                if Int(nodes[n].spanStart) >= oldEnd { nodes[n].spanStart = UInt32(Int(nodes[n].spanStart) + delta) }
+                if Int(nodes[n].spanEnd) >= oldEnd { nodes[n].spanEnd = UInt32(Int(nodes[n].spanEnd) + delta) }
+            }
+        }
+    }
+
     /// Sets the logical sizes after a decoder wrote into `withStorage`.
     mutating func setCounts(nodes: Int, stringBytes: Int, hasUnexpanded: Bool) {
         precondition(nodes <= nodeStorage.count && stringBytes <= stringStorage.count)

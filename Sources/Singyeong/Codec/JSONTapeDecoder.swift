@@ -23,19 +23,32 @@ enum JSONTapeDecoder {
     /// the calling thread. On error the tape is left empty. More than
     /// `maxNodes` nodes is `.tooManyValues` (an unexpanded payload is one
     /// node), found while counting, so it costs about `maxNodes` nodes.
+    ///
+    /// `knownTargets` (with `lazyPayload`): the first container `target` in
+    /// the root's `d` whose bytes it vouches for becomes one `.unexpanded`
+    /// node instead of being walked (`SY_JSON_SKIP_KNOWN_TARGET`).
     static func decode(_ input: UnsafeRawBufferPointer, into tape: inout DocumentTape,
-                       lazyPayload: Bool = false, maxNodes: Int = Int(UInt32.max)) throws(DocumentDecodeError) {
+                       lazyPayload: Bool = false, maxNodes: Int = Int(UInt32.max),
+                       knownTargets: KnownSpans? = nil) throws(DocumentDecodeError) {
         tape.removeAll()
         // Unescaped strings never exceed the input length; nodes start modest.
         tape.reserveStorage(nodes: 16, stringBytes: input.count)
         var result = sy_json_result()
+        var flags = lazyPayload ? UInt32(SY_JSON_LAZY_PAYLOAD) : 0
+        if knownTargets != nil { flags |= UInt32(SY_JSON_SKIP_KNOWN_TARGET) }
         while true {
             let base = input.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyInput
-            let status = tape.withStorage { nodes, strings -> Int32 in
-                nodes.withMemoryRebound(to: sy_tape_node.self) { cNodes in
-                    sy_json_build_tape(nil, base, input.count, lazyPayload ? UInt32(SY_JSON_LAZY_PAYLOAD) : 0,
-                                       UInt32(clamping: maxNodes), cNodes.baseAddress, cNodes.count,
-                                       strings.baseAddress, strings.count, &result)
+            // The oracle travels as a pointer to this existential, valid
+            // while the C side runs (it calls back only then).
+            let status = withUnsafePointer(to: knownTargets) { oracle in
+                tape.withStorage { nodes, strings -> Int32 in
+                    nodes.withMemoryRebound(to: sy_tape_node.self) { cNodes in
+                        sy_json_build_tape_known(nil, base, input.count, flags,
+                                                 UInt32(clamping: maxNodes), cNodes.baseAddress, cNodes.count,
+                                                 strings.baseAddress, strings.count,
+                                                 knownTargets == nil ? nil : askOracle,
+                                                 UnsafeMutableRawPointer(mutating: oracle), &result)
+                    }
                 }
             }
             switch status {
@@ -55,6 +68,16 @@ enum JSONTapeDecoder {
         }
     }
 
+    /// Whether `input` (with `padding` readable bytes after it) is exactly one
+    /// JSON array or object, its first and last bytes the brackets, valid by
+    /// the same rules as `decode` when it sits at `depth` in a document.
+    /// Writes nothing (`sy_json_validate_container`).
+    static func validateContainer(_ input: UnsafeRawBufferPointer, depth: Int) -> Bool {
+        guard let base = input.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
+        var result = sy_json_result()
+        return sy_json_validate_container(base, input.count, UInt32(clamping: depth), &result) == Int32(SY_JSON_OK)
+    }
+
     /// Convenience for tests and cold paths: copies `bytes` into a padded
     /// buffer, then decodes.
     static func decode(copying bytes: some Collection<UInt8>, into tape: inout DocumentTape) throws(DocumentDecodeError) {
@@ -68,6 +91,12 @@ enum JSONTapeDecoder {
             } catch { return error }
         }
         if let result { throw result }
+    }
+
+    /// `sy_json_known_fn`: `context` points at the `KnownSpans?` passed to `decode`.
+    private static let askOracle: sy_json_known_fn = { context, bytes, length in
+        guard let oracle = context?.assumingMemoryBound(to: KnownSpans?.self).pointee else { return 0 }
+        return oracle.isKnownJSON(UnsafeRawBufferPointer(start: bytes, count: length)) ? 1 : 0
     }
 
     private static let emptyInput: UnsafePointer<UInt8> = {

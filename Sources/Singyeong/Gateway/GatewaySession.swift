@@ -25,6 +25,9 @@ final class GatewaySession: WebSocketMessageHandler {
     /// frames are held (copied, padded for the JSON decoder) until READY.
     private var awaitingAnnouncement = false
     private var held: [(WebSocketOpcode, [UInt8])] = []
+    /// The last routed JSON frame's envelope: a frame that repeats it is not
+    /// walked again, only its payload validated. At most a few KiB.
+    private var envelope = EnvelopeTemplate()
     private var heldBytes = 0
     /// Re-armed by every HEARTBEAT; expiry is "heartbeat took too long".
     /// Captures `self` unowned: a weak reference would give the session a
@@ -189,9 +192,19 @@ final class GatewaySession: WebSocketMessageHandler {
         // millions of values anywhere else is refused after that many.
         let maxNodes = gateway.maxFrameValues
         do {
-            try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, lazyPayload: true, maxNodes: maxNodes)
-            if tape.hasUnexpanded && !Self.isRoutedEvent(tape) {
-                try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, maxNodes: maxNodes)
+            if encoding == .json && envelope.decode(payload, into: &tape) {
+                // The last routed frame again, with another payload (issue 13).
+            } else {
+                // A target whose bytes the query cache holds is not walked again.
+                try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, lazyPayload: true, maxNodes: maxNodes,
+                                           knownTargets: gateway.queryCache)
+                if tape.hasUnexpanded {
+                    if !Self.isRoutedEvent(tape) {
+                        try DocumentDecoder.decode(payload, encoding: encoding, into: &tape, maxNodes: maxNodes)
+                    } else if encoding == .json {
+                        rememberEnvelope(tape, source: payload)
+                    }
+                }
             }
         } catch .tooManyValues(let limit) {
             gateway.logger.info("frame over MAX_FRAME_VALUES; closing", metadata: [
@@ -205,6 +218,15 @@ final class GatewaySession: WebSocketMessageHandler {
         }
         let message = DecodedMessage(tape: tape, source: payload, encoding: encoding)
         handle(message)
+    }
+
+    /// Keeps a routed frame's envelope when its payload is unexpanded (a
+    /// SEND's usual array or object), for the next frame (`EnvelopeTemplate`).
+    private func rememberEnvelope(_ tape: DocumentTape, source: UnsafeRawBufferPointer) {
+        guard let d = tape.member(of: tape.root, named: "d"), let payload = tape.member(of: d, named: "payload"),
+              tape.kind(payload) == .unexpanded
+        else { return }
+        envelope.remember(tape, source: source, payload: payload, depth: 2)  // root → "d" → "payload"
     }
 
     /// Whether the frame is a SEND or BROADCAST, the events whose payload is
@@ -537,7 +559,16 @@ final class GatewaySession: WebSocketMessageHandler {
         let gateway = self.gateway
         let bytes = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(node)])
         let tag: UInt8 = m.encoding == .json ? 0 : 1
-        let result = gateway.queryCache.query(for: bytes, tag: tag) { Query.parse(m.tape.value(node), context: context) }
+        let result = gateway.queryCache.query(for: bytes, tag: tag) {
+            guard m.tape.kind(node) == .unexpanded else { return Query.parse(m.tape.value(node), context: context) }
+            // A target the decoder skipped as cached, yet not found now (a
+            // repeated "target" key, or an evicted entry): decode its span.
+            var t = DocumentTape()
+            guard (try? JSONTapeDecoder.decode(bytes, into: &t)) != nil else {
+                return .failure(QueryError(detail: "\(context): undecodable"))
+            }
+            return Query.parse(t.value(t.root), context: context)
+        }
         switch result {
         case .success(let query): return query
         case .failure(let error):

@@ -29,23 +29,39 @@ final class QueryCache {
         entries.reserveCapacity(capacity)
     }
 
+    /// The entry `isKnownJSON` found last, so that the target the decoder
+    /// skipped is hashed and looked up once. Checked by its bytes like any
+    /// entry, so it can never answer for other bytes.
+    @exclusivity(unchecked) private var lastKnown: Entry?
+
     /// The compiled query for `bytes`, compiling (and remembering) on a miss.
     func query(for bytes: UnsafeRawBufferPointer, tag: UInt8, compile: () -> Result<Query, QueryError>) -> Result<Query, QueryError> {
+        if let known = lastKnown, Self.entry(known, holds: bytes, tag: tag) {
+            hits &+= 1
+            return .success(known.query)
+        }
         let hash = QueryCache.hash(bytes, tag: tag)
-        if let entry = entries[hash], entry.key.count == bytes.count + 1, entry.key[0] == tag,
-           entry.key.withUnsafeBytes({ memcmpEqual($0.baseAddress! + 1, bytes.baseAddress, bytes.count) }) {
+        if let entry = entries[hash], Self.entry(entry, holds: bytes, tag: tag) {
             hits &+= 1
             return .success(entry.query)
         }
         misses &+= 1
         let result = compile()
         if case .success(let query) = result, bytes.count <= 4096 {
-            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            if entries.count >= capacity {
+                entries.removeAll(keepingCapacity: true)
+                lastKnown = nil
+            }
             var key = [tag]
             key.append(contentsOf: bytes)
             entries[hash] = Entry(key: key, query: query)
         }
         return result
+    }
+
+    private static func entry(_ entry: Entry, holds bytes: UnsafeRawBufferPointer, tag: UInt8) -> Bool {
+        entry.key.count == bytes.count + 1 && entry.key[0] == tag
+            && entry.key.withUnsafeBytes { memcmpEqual($0.baseAddress! + 1, bytes.baseAddress, bytes.count) }
     }
 
     /// A 64-bit hash of the tag and the bytes, eight bytes per step (every
@@ -79,4 +95,18 @@ final class QueryCache {
 private func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer?, _ count: Int) -> Bool {
     guard count > 0, let b else { return true }
     return memcmp(a, b, count) == 0
+}
+
+/// The gateway's JSON decoder skips a SEND / BROADCAST target whose bytes are
+/// cached: only targets that decoded (and compiled) are ever stored, so the
+/// bytes were validated as JSON when they were first seen.
+extension QueryCache: KnownSpans {
+    func isKnownJSON(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let tag: UInt8 = 0  // JSON, as `GatewaySession.parseQuery` tags it
+        guard let entry = entries[QueryCache.hash(bytes, tag: tag)], Self.entry(entry, holds: bytes, tag: tag) else {
+            return false
+        }
+        lastKnown = entry
+        return true
+    }
 }
