@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 bin=$1; mode=$2; out=${3:-$(mktemp /tmp/callgrind.XXXXXX)}
 load=${LOAD:-.build/release/singyeong-load}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
+SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind ${CALLGRIND_FLAGS:-} --callgrind-out-file="$out" \
   "$bin" --port "$port" --bind 127.0.0.1 --log-level warning 2>"$out.log" &
 pid=$!
 for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

@@ -86,7 +86,7 @@ private func template(_ text: String) throws -> EnvelopeTemplate {
 
     @Test(arguments: cases)
     func decodesExactlyAsTheFullDecode(_ text: String, hits: Bool) throws {
-        let template = try template(Self.first)
+        var template = try template(Self.first)
         let full = lazyDecode(text)
         var tape = DocumentTape()
         let hit = withPadded(text) { template.decode($0, into: &tape) }
@@ -99,7 +99,7 @@ private func template(_ text: String) throws -> EnvelopeTemplate {
 
     /// A payload that is not UTF-8 is refused (by simdjson's stage 1).
     @Test func invalidUTF8() throws {
-        let template = try template(Self.first)
+        var template = try template(Self.first)
         var tape = DocumentTape()
         for bad: [UInt8] in [[0xFF], [0xC3], [0xED, 0xA0, 0x80], [0xC0, 0xAF]] {
             let bytes = Array(Self.frame(#"{"n":""#).utf8.dropLast(#"},"ts":5}"#.utf8.count)) + bad
@@ -115,13 +115,13 @@ private func template(_ text: String) throws -> EnvelopeTemplate {
     /// The suffix may be anything the first frame had after its payload.
     @Test func payloadLastOrFirst() throws {
         let last = #"{"op":4,"t":"BROADCAST","d":{"target":{"application":"a"},"payload":[1]}}"#
-        let t = try template(last)
+        var t = try template(last)
         let next = #"{"op":4,"t":"BROADCAST","d":{"target":{"application":"a"},"payload":[1,2,3]}}"#
         var tape = DocumentTape()
         #expect(withPadded(next) { t.decode($0, into: &tape) })
         #expect(sameTape(tape, try #require(lazyDecode(next))))
         let early = #"{"d":{"payload":{"a":1},"target":{"application":"a"}},"t":"SEND","op":4}"#
-        let t2 = try template(early)
+        var t2 = try template(early)
         let next2 = #"{"d":{"payload":{"b":[true,false]},"target":{"application":"a"}},"t":"SEND","op":4}"#
         #expect(withPadded(next2) { t2.decode($0, into: &tape) })
         #expect(sameTape(tape, try #require(lazyDecode(next2))))
@@ -130,7 +130,8 @@ private func template(_ text: String) throws -> EnvelopeTemplate {
     /// An envelope over the bounds is not kept; an empty template never hits.
     @Test func bounded() throws {
         var tape = DocumentTape()
-        #expect(!withPadded(Self.first) { EnvelopeTemplate().decode($0, into: &tape) })
+        var empty = EnvelopeTemplate()
+        #expect(!withPadded(Self.first) { empty.decode($0, into: &tape) })
         let bigTarget = #"{"application":"a","x":""# + String(repeating: "y", count: EnvelopeTemplate.maxBytes) + #""}"#
         let big = #"{"op":4,"t":"SEND","d":{"target":\#(bigTarget),"payload":{}}}"#
         #expect(try template(big).isEmpty)

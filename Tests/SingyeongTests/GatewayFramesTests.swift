@@ -33,11 +33,11 @@ import Testing
             let input = UnsafeRawBufferPointer(rebasing: raw[0..<text.utf8.count])
             try! JSONTapeDecoder.decode(input, into: &tape)
             let d = tape.member(of: tape.root, named: "d")!
-            let message = DecodedMessage(tape: tape, source: input, encoding: .json)
+            let message = RoutedMessage(event: "SEND", encoding: .json,
+                                        nonce: tape.member(of: d, named: "nonce").map { UnsafeRawBufferPointer(rebasing: input[tape.span($0)]) },
+                                        payload: UnsafeRawBufferPointer(rebasing: input[tape.span(tape.member(of: d, named: "payload")!)]))
             var scratch: [UInt8] = []
-            let frame = DispatchFrame.make(event: "SEND", nonce: tape.member(of: d, named: "nonce"),
-                                           payload: tape.member(of: d, named: "payload")!, of: message,
-                                           for: encoding, ts: 1_690_000_000_456, scratch: &scratch, pool: FramePool())
+            let frame = DispatchFrame.make(message, for: encoding, ts: 1_690_000_000_456, scratch: &scratch, pool: FramePool())!
             return frame.withBytes { Array($0) }
         }
     }

@@ -56,8 +56,12 @@ struct EnvelopeTemplate {
     /// true. Otherwise returns false with `tape` untouched (decode it in
     /// full: that also gives a bad frame its error). `source` needs
     /// `JSONTapeDecoder.padding` readable bytes after it.
-    func decode(_ source: UnsafeRawBufferPointer, into tape: inout DocumentTape) -> Bool {
-        guard payload >= 0, let base = source.baseAddress, source.count >= prefix.count + suffix.count + 2 else { return false }
+    /// `maxNodes`: MAX_FRAME_VALUES, as the full decode has it.
+    ///
+    /// `mutating` only so that a caller holding the template in a class
+    /// property uses it in place instead of copying it per call.
+    mutating func decode(_ source: UnsafeRawBufferPointer, into tape: inout DocumentTape, maxNodes: Int = .max) -> Bool {
+        guard payload >= 0, self.tape.nodeCount <= maxNodes, let base = source.baseAddress, source.count >= prefix.count + suffix.count + 2 else { return false }
         let end = source.count - suffix.count
         let same = prefix.withUnsafeBytes { $0.isEmpty || memcmp($0.baseAddress!, base, prefix.count) == 0 }
             && suffix.withUnsafeBytes { $0.isEmpty || memcmp($0.baseAddress!, base + end, suffix.count) == 0 }

@@ -6,42 +6,15 @@
 /// copying the payload exactly once, into a buffer from the loop's
 /// `FramePool` (no allocation in steady state). When sender and recipient share an
 /// encoding, `nonce` and `payload` are the sender's own bytes (for JSON, the
-/// very text it sent); otherwise they are transcoded from the tape into a
-/// scratch buffer first.
+/// very text it sent); otherwise they are transcoded straight from those
+/// bytes into a scratch buffer first.
 enum DispatchFrame {
-    /// Builds the frame for `encoding` from a decoded client frame.
-    static func make(event: StaticString, nonce: Int?, payload: Int, of message: DecodedMessage,
-                     for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8], pool: FramePool) -> OutboundBytes {
-        if message.encoding == encoding {
-            let nonceBytes = nonce.map { UnsafeRawBufferPointer(rebasing: message.source[message.tape.span($0)]) }
-            let payloadBytes = UnsafeRawBufferPointer(rebasing: message.source[message.tape.span(payload)])
-            return assemble(event: event, nonce: nonceBytes, payload: payloadBytes, encoding: encoding, ts: ts, pool: pool)
-        }
-        scratch.removeAll(keepingCapacity: true)
-        defer { releaseIfLarge(&scratch) }
-        var nonceRange: Range<Int>? = nil
-        if let nonce {
-            let start = scratch.count
-            switch encoding {
-            case .json: message.tape.appendJSON(nonce, to: &scratch)
-            case .msgpack: message.tape.appendMessagePack(nonce, to: &scratch)
-            }
-            nonceRange = start..<scratch.count
-        }
-        let payloadStart = scratch.count
-        message.appendTranscoded(payload, as: encoding, to: &scratch)
-        let payloadRange = payloadStart..<scratch.count
-        return scratch.withUnsafeBytes { all in
-            assemble(event: event, nonce: nonceRange.map { UnsafeRawBufferPointer(rebasing: all[$0]) },
-                     payload: UnsafeRawBufferPointer(rebasing: all[payloadRange]), encoding: encoding, ts: ts, pool: pool)
-        }
-    }
-
-    /// Builds the frame from a routed message's encoded pieces (the path for
-    /// messages that came from a peer node or waited for one). Pieces in
-    /// another encoding are decoded and re-encoded (JSON pieces must be
-    /// followed by readable padding, as `OwnedRoutedMessage` and the peer
-    /// read buffers are).
+    /// Builds the frame from a routed message's encoded pieces (a local
+    /// client's frame, a peer's message, or one that waited for peers).
+    /// Pieces in another encoding are transcoded (JSON pieces must be
+    /// followed by readable padding, as client and peer read buffers and
+    /// `OwnedRoutedMessage` are). Nil when a piece does not transcode,
+    /// which validated pieces always do.
     static func make(_ message: RoutedMessage, for encoding: PayloadEncoding, ts: Int64, scratch: inout [UInt8],
                      pool: FramePool) -> OutboundBytes? {
         if message.encoding == encoding {

@@ -30,8 +30,10 @@ final class Gateway {
     /// Set when clustering: client events also go to every peer.
     /// The other nodes; set when clustering.
     weak var peers: PeerNetwork?
-    /// Decoding state reused by every frame.
-    var tape = DocumentTape()
+    /// Decoding state reused by every frame. Only ever swapped out and back
+    /// (`GatewaySession.received`), so exempt from dynamic exclusivity
+    /// checking.
+    @exclusivity(unchecked) var tape = DocumentTape()
     /// MAX_FRAME_VALUES: the most tape nodes one client frame may decode to.
     let maxFrameValues: Int
     /// Transcoding buffer for dispatch frames, passed inout once or twice

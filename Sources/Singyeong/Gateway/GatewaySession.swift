@@ -27,7 +27,10 @@ final class GatewaySession: WebSocketMessageHandler {
     private var held: [(WebSocketOpcode, [UInt8])] = []
     /// The last routed JSON frame's envelope: a frame that repeats it is not
     /// walked again, only its payload validated. At most a few KiB.
-    private var envelope = EnvelopeTemplate()
+    /// Exempt from dynamic exclusivity checks, and its methods `mutating`,
+    /// so that using it neither copies it (eight reference counts per SEND)
+    /// nor checks: nothing it calls can reach this session.
+    @exclusivity(unchecked) private var envelope = EnvelopeTemplate()
     private var heldBytes = 0
     /// Re-armed by every HEARTBEAT; expiry is "heartbeat took too long".
     /// Captures `self` unowned: a weak reference would give the session a
@@ -176,13 +179,15 @@ final class GatewaySession: WebSocketMessageHandler {
             fatal("decode: payload: invalid websocket opcode/encoding combo: {\(isText ? "text" : "binary"), \(encoding == .json ? "json" : "msgpack")}")
             return
         }
-        var tape = gateway.tape
-        gateway.tape = DocumentTape()  // hand the shared storage over for the duration
+        // The shared storage is moved here for the duration (a frame handled
+        // meanwhile, a held one replayed, finds it empty and grows its own).
+        var tape = DocumentTape()
+        swap(&tape, &gateway.tape)
         defer {
             // A huge frame (up to MAX_FRAME_SIZE of tiny values) can grow the
             // shared tape to hundreds of MiB; give that back at once.
             tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
-            gateway.tape = tape
+            swap(&tape, &gateway.tape)
         }
         // A SEND/BROADCAST payload is validated, not decoded: it is
         // forwarded as bytes, and a frame of millions of tiny members must
@@ -192,7 +197,7 @@ final class GatewaySession: WebSocketMessageHandler {
         // millions of values anywhere else is refused after that many.
         let maxNodes = gateway.maxFrameValues
         do {
-            if encoding == .json && envelope.decode(payload, into: &tape) {
+            if encoding == .json && envelope.decode(payload, into: &tape, maxNodes: maxNodes) {
                 // The last routed frame again, with another payload (issue 13).
             } else {
                 // A target whose bytes the query cache holds is not walked again.
@@ -604,17 +609,21 @@ final class GatewaySession: WebSocketMessageHandler {
             query, target: UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(targetNode)]),
             purpose: broadcast ? .all : .one, message: message, origin: self,
             copy: { OwnedRoutedMessage(event: event, encoding: encoding, source: m.source, nonce: nonceSpan, payload: payloadSpan) },
-            deliverHere: { candidates in deliverLocal(event: event, nonce: nonceNode, payload: payloadNode, of: m, to: candidates) })
+            deliverHere: { candidates in deliverLocal(message, to: candidates) })
         if case .noRoute = status { invalid("no_route") { w in self.writeFrameAsReceived(m, into: &w) } }
     }
 
-    /// The zero-copy local delivery: frames built from this frame's tape.
-    private func deliverLocal(event: StaticString, nonce: Int?, payload: Int, of m: DecodedMessage, to candidates: ArraySlice<Candidate>) {
+    /// The zero-copy local delivery: frames built from this frame's bytes,
+    /// transcoded from them for the other encoding (as for a peer's
+    /// message; the fuzz targets hold that this equals transcoding the
+    /// tape). Not from the tape: reading the decoded frame inside the frame
+    /// closure copied it (four reference counts per SEND).
+    private func deliverLocal(_ message: RoutedMessage, to candidates: ArraySlice<Candidate>) {
         let gateway = self.gateway
         let ts = gateway.loop.nowMilliseconds
-        gateway.deliverLocally(event: Metrics.Event(event), to: candidates) { encoding in
-            DispatchFrame.make(event: event, nonce: nonce, payload: payload, of: m, for: encoding, ts: ts,
-                               scratch: &gateway.scratch, pool: gateway.loop.framePool)
+        let pool = gateway.loop.framePool
+        gateway.deliverLocally(event: Metrics.Event(message.event), to: candidates) { encoding in
+            DispatchFrame.make(message, for: encoding, ts: ts, scratch: &gateway.scratch, pool: pool)
         }
     }
 
