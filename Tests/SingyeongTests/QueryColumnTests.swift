@@ -291,4 +291,51 @@ import Testing
         for r in records where r.isRegistered { store.remove(r) }
         #expect(store.application("app") == nil)
     }
+
+    /// `isExact` remembers its last answer; the answer must still follow
+    /// every change of the strings held. Asked with a literal whose hash a
+    /// client's other string holds (as a collision would have it), the
+    /// answer flips as that string comes and goes.
+    @Test func theRememberedExactAnswerFollowsTheStringsHeld() {
+        let store = ClientStore()
+        let router = Router(store: store)
+        let holder = record(0, n: .string("a"), restricted: false)
+        store.add(holder)
+        store.add(record(1, n: .string("b"), restricted: false))
+        _ = router.listedClientIDs(query(#"[{"path":"/k","op":"$eq","to":{"value":"a"}}]"#))
+        guard let column = store.application("app")?.columns.first(where: { $0.key == "k" }) else {
+            Issue.record("no column for k")
+            return
+        }
+        let hashOfA = ClientMetadata.keyHash("a")
+        #expect(column.isExact(text: "a", textHash: hashOfA))
+        #expect(!column.isExact(text: "q", textHash: hashOfA))
+        #expect(!column.isExact(text: "q", textHash: hashOfA))  // remembered
+        store.remove(holder)  // nobody holds that hash any more
+        #expect(column.isExact(text: "q", textHash: hashOfA))
+        store.add(record(2, n: .string("a"), restricted: false))
+        #expect(!column.isExact(text: "q", textHash: hashOfA))
+        #expect(column.isExact(text: "b", textHash: ClientMetadata.keyHash("b")))
+        column.noteCollision()
+        #expect(!column.isExact(text: "b", textHash: ClientMetadata.keyHash("b")))
+    }
+
+    /// The store remembers the application of the last query object; the
+    /// answer must follow applications appearing and disappearing.
+    @Test func theRememberedApplicationFollowsTheStore() {
+        let store = ClientStore()
+        let q = query(#"[]"#)
+        #expect(store.application(of: q) == nil)
+        #expect(store.application(of: q) == nil)  // remembered
+        let first = record(0, n: .int(1), restricted: false)
+        store.add(first)
+        let app = store.application(of: q)
+        #expect(app != nil && app === store.application("app"))
+        #expect(store.application(of: q) === app)
+        store.remove(first)
+        #expect(store.application(of: q) == nil)
+        store.add(record(1, n: .int(1), restricted: false))
+        #expect(store.application(of: q) === store.application("app"))
+        #expect(store.application(of: q) !== app)
+    }
 }

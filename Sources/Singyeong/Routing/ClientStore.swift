@@ -138,6 +138,21 @@ final class ClientStore {
 
     func application(_ id: String) -> Application? { applications[id] }
 
+    /// The application `query` names, remembered for the query object that
+    /// asked last: a repeated SEND target is one cached, shared `Query`
+    /// (`QueryCache`), so this saves a String-keyed lookup (a SipHash of
+    /// the id) per message. Cleared whenever an application is added or
+    /// removed. Holds that one query strongly, so its identity cannot be
+    /// reused by another object while remembered.
+    func application(of query: Query) -> Application? {
+        if let last = lastLookup, last.query === query { return last.app }
+        guard let id = query.application else { return nil }
+        let app = applications[id]
+        lastLookup = (query, app)
+        return app
+    }
+    @exclusivity(unchecked) private var lastLookup: (query: Query, app: Application?)?
+
     func record(handle: UInt64) -> ClientRecord? { byHandle[handle] }
 
     func add(_ record: ClientRecord) {
@@ -148,6 +163,7 @@ final class ClientStore {
         } else {
             app = Application(id: record.applicationID)
             applications[record.applicationID] = app
+            lastLookup = nil
         }
         record.storeIndex = app.clients.count
         app.clients.append(record)
@@ -183,6 +199,7 @@ final class ClientStore {
         if app.byClientID[record.clientID] === record { app.byClientID[record.clientID] = nil }
         if app.clients.isEmpty {
             applications[record.applicationID] = nil
+            lastLookup = nil
             onApplicationRemoved?(record.applicationID)
         }
         if record.subscriberIndex >= 0 {

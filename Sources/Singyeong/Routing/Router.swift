@@ -387,8 +387,8 @@ final class Router {
             guard ignoringOps || query.matchesOps(record.metadata) else { return }
             out.append(Candidate(local: record, selectorValue: selector?.value(in: record.metadata)))
         }
-        if let application = query.application {
-            guard let app = store.application(application) else { return }
+        if query.application != nil {
+            guard let app = store.application(of: query) else { return }
             // A small application is scanned by columns even when the string
             // index could narrow: scanning a few hundred scalars costs less
             // than the index's three String-keyed lookups.

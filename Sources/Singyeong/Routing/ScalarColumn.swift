@@ -29,7 +29,14 @@ final class ScalarColumn {
     @exclusivity(unchecked) private var strings: [UInt64: (text: String, count: Int)] = [:]
     /// Two different strings with one hash were stored at some point: hits
     /// must be confirmed per candidate for as long as the column lives.
-    private(set) var hashesCollide = false
+    private(set) var hashesCollide = false {
+        didSet { lastExact = nil }
+    }
+    /// `isExact`'s last answer: SEND after SEND asks about the same literal,
+    /// and the answer only changes when a hash starts or stops being held
+    /// (or a collision is noted), where this is cleared. Saves a hashed
+    /// dictionary lookup per message.
+    @exclusivity(unchecked) private var lastExact: (hash: UInt64, text: String, exact: Bool)?
 
     init(key: String, hash: UInt64, clients: [ClientRecord], now: UInt64) {
         self.key = key
@@ -68,8 +75,15 @@ final class ScalarColumn {
     /// match without confirmation.
     func isExact(text: String, textHash: UInt64) -> Bool {
         guard !hashesCollide else { return false }
-        guard let held = strings[textHash] else { return true }   // no client holds that hash: no hits
-        return ExactKey.bytesEqual(held.text, text)
+        if let last = lastExact, last.hash == textHash, ExactKey.bytesEqual(last.text, text) { return last.exact }
+        let exact: Bool
+        if let held = strings[textHash] {
+            exact = ExactKey.bytesEqual(held.text, text)
+        } else {
+            exact = true  // no client holds that hash: no hits
+        }
+        lastExact = (textHash, text, exact)
+        return exact
     }
 
     /// Distinct string hashes held (bounded by the number of clients).
@@ -93,6 +107,7 @@ final class ScalarColumn {
                 strings[scalar.bits] = (held.text, held.count + 1)
             } else {
                 strings[scalar.bits] = (text, 1)
+                lastExact = nil
             }
         }
         return scalar
@@ -101,7 +116,12 @@ final class ScalarColumn {
     /// Uncounts a scalar that is going away.
     private func drop(_ scalar: MetadataScalar) {
         guard scalar.kind == .string, let held = strings[scalar.bits] else { return }
-        strings[scalar.bits] = held.count > 1 ? (held.text, held.count - 1) : nil
+        if held.count > 1 {
+            strings[scalar.bits] = (held.text, held.count - 1)
+        } else {
+            strings[scalar.bits] = nil
+            lastExact = nil
+        }
     }
 
     /// Appends the position of every client that passes `test` and whose
