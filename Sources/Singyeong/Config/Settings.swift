@@ -53,6 +53,12 @@ struct Settings: Sendable {
     var proxyMaxResponseSize: Int
     var proxyMaxBufferedBytes: Int
     var proxyMaxPendingLookups: Int
+    var queueAckTimeout: Int
+    var queueDLQTime: Int
+    var queueGCInterval: Int
+    var queueMaxMessages: Int
+    var queueMaxBytes: Int
+    var queueMaxTotalBytes: Int
     /// PROXY_DENY; empty only when explicitly set to an empty value.
     var proxyDeny: [AddressBlock]
 
@@ -148,6 +154,12 @@ struct Settings: Sendable {
             proxyMaxResponseSize: try integer("PROXY_MAX_RESPONSE_SIZE"),
             proxyMaxBufferedBytes: try integer("PROXY_MAX_BUFFERED_BYTES"),
             proxyMaxPendingLookups: try integer("PROXY_MAX_PENDING_LOOKUPS"),
+            queueAckTimeout: try integer("QUEUE_ACK_TIMEOUT"),
+            queueDLQTime: try integer("QUEUE_DLQ_TIME"),
+            queueGCInterval: try integer("QUEUE_GC_INTERVAL"),
+            queueMaxMessages: try integer("QUEUE_MAX_MESSAGES"),
+            queueMaxBytes: try integer("QUEUE_MAX_BYTES"),
+            queueMaxTotalBytes: try integer("QUEUE_MAX_TOTAL_BYTES"),
             proxyDeny: try AddressBlock.parseList(validated("PROXY_DENY") ?? "").get()
         )
         if (settings.tlsCertificate == nil) != (settings.tlsKey == nil) {

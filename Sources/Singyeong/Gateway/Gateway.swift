@@ -30,6 +30,9 @@ final class Gateway {
     /// Set when clustering: client events also go to every peer.
     /// The other nodes; set when clustering.
     weak var peers: PeerNetwork?
+    /// The node's queues (QUEUE*, queues.md); nil while queues are not
+    /// available (a cluster: their Redis store is not built yet).
+    var queues: QueueOperations?
     /// Decoding state reused by every frame. Only ever swapped out and back
     /// (`GatewaySession.received`), so exempt from dynamic exclusivity
     /// checking.
@@ -80,6 +83,7 @@ final class Gateway {
     func deregister(_ record: ClientRecord) {
         guard store.remove(record) else { return }
         record.projectedMetadata = nil
+        queues?.clientGone(record)
         announce(event: "CLIENT_DISCONNECTED", application: record.applicationID)
     }
 
@@ -179,6 +183,7 @@ final class Gateway {
         }
         if metadataInterval == 0 {
             store.updateMetadata(of: record) { $0.apply(update, strategy: metadataStrategy) }
+            queues?.metadataChanged(of: record)
             return nil
         }
         var projected = record.projectedMetadata ?? record.metadata
@@ -210,6 +215,7 @@ final class Gateway {
                 projected.copyReserved(from: metadata)
                 metadata = projected
             }
+            queues?.metadataChanged(of: record)
         }
     }
 

@@ -234,11 +234,11 @@ final class GatewaySession: WebSocketMessageHandler {
         envelope.remember(tape, source: source, payload: payload, depth: 2)  // root → "d" → "payload"
     }
 
-    /// Whether the frame is a SEND or BROADCAST, the events whose payload is
-    /// only ever forwarded.
+    /// Whether the frame is a SEND, BROADCAST or QUEUE, the events whose
+    /// payload is only ever forwarded (a queue stores it as bytes).
     private static func isRoutedEvent(_ tape: DocumentTape) -> Bool {
         guard let root = tape.rootObject, let t = tape.member(of: root, named: "t") else { return false }
-        return tape.isString(t, equalTo: "SEND") || tape.isString(t, equalTo: "BROADCAST")
+        return tape.isString(t, equalTo: "SEND") || tape.isString(t, equalTo: "BROADCAST") || tape.isString(t, equalTo: "QUEUE")
     }
 
     private func handle(_ m: DecodedMessage) {
@@ -487,7 +487,7 @@ final class GatewaySession: WebSocketMessageHandler {
     // MARK: DISPATCH (§8)
 
     /// The dispatch events this build handles.
-    private enum Event { case updateMetadata, send, broadcast, queryNodes, other }
+    private enum Event { case updateMetadata, send, broadcast, queryNodes, queue, queueRequest, queueRequestCancel, queueAck, other }
 
     private func dispatch(_ m: DecodedMessage, record: ClientRecord) {
         let tNode = m.tape.member(of: m.tape.root, named: "t")
@@ -497,6 +497,10 @@ final class GatewaySession: WebSocketMessageHandler {
             else if m.tape.isString(tNode, equalTo: "SEND") { event = .send }
             else if m.tape.isString(tNode, equalTo: "BROADCAST") { event = .broadcast }
             else if m.tape.isString(tNode, equalTo: "QUERY_NODES") { event = .queryNodes }
+            else if m.tape.isString(tNode, equalTo: "QUEUE") { event = .queue }
+            else if m.tape.isString(tNode, equalTo: "QUEUE_REQUEST") { event = .queueRequest }
+            else if m.tape.isString(tNode, equalTo: "QUEUE_REQUEST_CANCEL") { event = .queueRequestCancel }
+            else if m.tape.isString(tNode, equalTo: "QUEUE_ACK") { event = .queueAck }
             else { event = .other }
         } else {
             event = .other
@@ -515,6 +519,8 @@ final class GatewaySession: WebSocketMessageHandler {
             route(m, d: d, broadcast: event == .broadcast)
         case .queryNodes:
             queryNodes(m, d: d)
+        case .queue, .queueRequest, .queueRequestCancel, .queueAck:
+            queueEvent(event, m, d: d, record: record)
         case .other:
             invalidDispatchPayload(m)
         }
@@ -556,6 +562,64 @@ final class GatewaySession: WebSocketMessageHandler {
         case .failure(let failure):
             let info = failure.extraInfo
             invalid("invalid metadata") { w in w.value(info) }
+        }
+    }
+
+    // MARK: Queues (protocol.md §8.5–8.9, queues.md)
+
+    /// QUEUE, QUEUE_REQUEST, QUEUE_REQUEST_CANCEL, QUEUE_ACK: checked here
+    /// (a bad or missing `queue`, `target`, `payload` or `id` is op 3
+    /// `invalid dispatch payload`, a bad target `invalid query`), carried
+    /// out by the queue service.
+    private func queueEvent(_ event: Event, _ m: DecodedMessage, d: Int?, record: ClientRecord) {
+        guard let queues = gateway.queues else {
+            invalid("queues are not available on a clustered node yet (no QUEUE_STORE=redis)", extra: nil)
+            return
+        }
+        guard let d, m.tape.kind(d) == .object, let nameNode = m.tape.member(of: d, named: "queue"),
+              m.tape.kind(nameNode) == .string,
+              (1...QueueName.maxLength).contains(Int(m.tape.node(nameNode).stringLength))
+        else {
+            invalidDispatchPayload(m)
+            return
+        }
+        let name = m.tape.string(nameNode)
+        let outcome: QueueOutcome
+        switch event {
+        case .queue:
+            guard let targetNode = m.tape.member(of: d, named: "target"),
+                  let payloadNode = m.tape.member(of: d, named: "payload")
+            else {
+                invalidDispatchPayload(m)
+                return
+            }
+            guard let query = parseQuery(targetNode, in: m, context: "target") else { return }
+            let nonce = m.tape.member(of: d, named: "nonce").map { UnsafeRawBufferPointer(rebasing: m.source[m.tape.span($0)]) }
+            let message = RoutedMessage(event: "QUEUE", encoding: encoding, nonce: nonce,
+                                        payload: UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(payloadNode)]))
+            outcome = queues.enqueue(queue: name, target: query, message: message, from: record) {
+                var w = FrameWriter(encoding: encoding)
+                w.beginFrame(op: 4, t: "QUEUE_CONFIRM", ts: gateway.loop.nowMilliseconds)
+                w.beginObject(count: 1)
+                w.key("queue"); w.string(name)
+                w.endObject()
+                w.endObject()
+                send(w)
+            }
+        case .queueRequest:
+            outcome = queues.request(queue: name, by: record)
+        case .queueRequestCancel:
+            outcome = queues.cancelRequest(queue: name, by: record)
+        default:
+            guard let idNode = m.tape.member(of: d, named: "id"), m.tape.kind(idNode) == .string else {
+                invalidDispatchPayload(m)
+                return
+            }
+            outcome = queues.acknowledge(queue: name, id: m.tape.string(idNode))
+        }
+        if case .refused(let reason) = outcome {
+            gateway.logger.info("queue operation refused", metadata: ["queue": "\(name)", "reason": "\(reason)"])
+            invalid(reason) { w in self.writeFrameAsReceived(m, into: &w) }
         }
     }
 

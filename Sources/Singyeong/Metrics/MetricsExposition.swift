@@ -77,6 +77,27 @@ enum MetricsExposition {
         family("singyeong_proxy_upstream_in_flight", "gauge", "Upstream HTTP exchanges running on this node.")
         sample("singyeong_proxy_upstream_in_flight", "\(node.upstreamTransfersInFlight)")
 
+        if let q = node.queueGauges {
+            family("singyeong_queues", "gauge", "Queues holding messages or waiting clients.")
+            sample("singyeong_queues", "\(q.queues)")
+            family("singyeong_queue_messages", "gauge", "Messages held by every queue, by state.")
+            sample("singyeong_queue_messages", "state=\"queued\"", "\(q.queued)")
+            sample("singyeong_queue_messages", "state=\"unacked\"", "\(q.unacked)")
+            sample("singyeong_queue_messages", "state=\"dead\"", "\(q.dead)")
+            family("singyeong_queue_waiting_clients", "gauge", "Outstanding QUEUE_REQUESTs over every queue.")
+            sample("singyeong_queue_waiting_clients", "\(q.waiting)")
+            for (name, help, value) in [
+                ("confirmed", "Messages stored (QUEUE_CONFIRM sent).", q.confirmed),
+                ("delivered", "Queue deliveries, redeliveries included.", q.delivered),
+                ("redelivered", "Deliveries of a message delivered before.", q.redelivered),
+                ("acked", "Messages acknowledged.", q.acked),
+                ("dead_lettered", "Messages moved to a dead-letter queue.", q.deadLettered),
+            ] {
+                family("singyeong_queue_\(name)_total", "counter", help)
+                sample("singyeong_queue_\(name)_total", "\(value)")
+            }
+        }
+
         family("singyeong_clustering", "gauge", "1 when CLUSTERING=true.")
         sample("singyeong_clustering", cluster == nil ? "0" : "1")
         if let cluster {

@@ -20,6 +20,15 @@ protocol MetricsSource {
     var upstreamTransfersInFlight: Int { get }
     /// nil when not clustering.
     var clusterGauges: ClusterGauges? { get }
+    /// nil when this node holds no queues (clustering, for now).
+    var queueGauges: QueueGauges? { get }
+}
+
+/// Totals over every queue of the node (no label per queue name: names
+/// are unbounded).
+struct QueueGauges {
+    var queued = 0, unacked = 0, dead = 0, waiting = 0, queues = 0
+    var confirmed: UInt64 = 0, delivered: UInt64 = 0, redelivered: UInt64 = 0, acked: UInt64 = 0, deadLettered: UInt64 = 0
 }
 
 /// One listener's gauges and counters, as the exposition prints them.

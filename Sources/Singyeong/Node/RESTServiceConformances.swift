@@ -54,3 +54,16 @@ extension SingyeongNode: ReadinessService, MetricsTextService {
         MetricsExposition.render(self)
     }
 }
+
+/// `GET /api/v1/queues[/<name>]`: the queues held in memory; none when
+/// clustering (their shared store is not built yet).
+extension SingyeongNode: QueueInspectionService {
+    func queueSummaries() -> [QueueSummary]? {
+        guard let queues else { return nil }
+        let now = loop.nowMilliseconds
+        return queues.queues.values.map { q in
+            QueueSummary(name: q.name, queued: q.queuedCount, unacked: q.unackedCount, dead: q.deadCount,
+                         waiting: q.waiting.count, owner: nil, oldestQueuedAge: q.oldestQueuedSince.map { max(0, now - $0) })
+        }
+    }
+}

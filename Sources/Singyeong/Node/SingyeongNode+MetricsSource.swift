@@ -12,6 +12,25 @@ extension SingyeongNode: MetricsSource {
 
     var upstreamTransfersInFlight: Int { proxy.upstream.activeTransfers }
 
+    var queueGauges: QueueGauges? {
+        guard let queues else { return nil }
+        var g = QueueGauges()
+        for q in queues.queues.values {
+            g.queued += q.queuedCount
+            g.unacked += q.unackedCount
+            g.dead += q.deadCount
+            g.waiting += q.waiting.count
+        }
+        g.queues = queues.queues.count
+        let c = queues.counters
+        g.confirmed = c.confirmed
+        g.delivered = c.delivered
+        g.redelivered = c.redelivered
+        g.acked = c.acked
+        g.deadLettered = c.deadLettered
+        return g
+    }
+
     var clusterGauges: ClusterGauges? {
         guard let cluster else { return nil }
         return ClusterGauges(

@@ -18,12 +18,14 @@ final class SingyeongNode {
     /// What every HTTP connection on the client port serves: each endpoint
     /// gets the part of the node it needs (`RESTServiceConformances.swift`).
     private(set) lazy var restRoutes = RESTRoutes(
-        clients: gateway, discovery: gateway, proxy: proxy, metricsText: self, readiness: self, auth: gateway.auth,
+        clients: gateway, discovery: gateway, proxy: proxy, metricsText: self, readiness: self, queues: self, auth: gateway.auth,
         metrics: gateway.metrics, loop: loop, logger: logger, gatewaySocket: webSockets)
     /// `/api/v1/proxy`: target choice and the outgoing HTTP client.
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
     private(set) var cluster: Cluster?
+    /// Present when not clustering (queues in memory).
+    private(set) var queues: QueueService?
     private var signals: [SignalWatcher] = []
     private var shutdownTimer: LoopTimer?
     private var shuttingDown = false
@@ -82,6 +84,18 @@ final class SingyeongNode {
             try listener.bind(host: settings.bind, port: settings.port)
         } catch {
             throw StartupError(description: error.description)
+        }
+        if !settings.clustering {
+            // In memory on this node (queues.md §7, single node). A cluster
+            // needs the shared store (issue 14), not built yet: there the
+            // gateway answers queue events with an error.
+            let limits = QueueService.Limits(
+                ackTimeout: Int64(settings.queueAckTimeout), dlqTime: Int64(settings.queueDLQTime),
+                gcInterval: Int64(settings.queueGCInterval), maxMessages: settings.queueMaxMessages,
+                maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
+            let queues = QueueService(router: gateway.router, loop: loop, limits: limits)
+            gateway.queues = queues
+            self.queues = queues
         }
         if settings.clustering {
             let cluster = try Cluster(settings: settings, loop: loop, logger: logger, store: gateway.store, router: gateway.router,

@@ -14,6 +14,7 @@ final class RESTRoutes: HTTPApplication {
     unowned let proxy: ProxyExchangeService
     unowned let metricsText: MetricsTextService
     unowned let readiness: ReadinessService
+    unowned let queues: QueueInspectionService
     unowned let auth: RESTAuthenticator
     /// Counts `/api/v1/proxy` answers by status.
     unowned let metrics: Metrics
@@ -24,13 +25,14 @@ final class RESTRoutes: HTTPApplication {
     unowned let gatewaySocket: HTTPUpgrade
 
     init(clients: ClientQueryService, discovery: ApplicationDiscoveryService, proxy: ProxyExchangeService,
-         metricsText: MetricsTextService, readiness: ReadinessService, auth: RESTAuthenticator,
+         metricsText: MetricsTextService, readiness: ReadinessService, queues: QueueInspectionService, auth: RESTAuthenticator,
          metrics: Metrics, loop: EventLoop, logger: Logger, gatewaySocket: HTTPUpgrade) {
         self.clients = clients
         self.discovery = discovery
         self.proxy = proxy
         self.metricsText = metricsText
         self.readiness = readiness
+        self.queues = queues
         self.auth = auth
         self.metrics = metrics
         self.loop = loop
@@ -89,6 +91,15 @@ final class RESTRoutes: HTTPApplication {
             return RESTProxy.respond(proxy: proxy, metrics: metrics, head: head, in: buffer, body: body, peer: peer,
                                      later: later, onCancel: onCancel)
         }
+        if method == .get && Self.matches(buffer, path, "/api/v1/queues") {
+            if let refusal = authorize(head: head, in: buffer, peer: peer) { return refusal }
+            return RESTQueues.respondList(queues: queues)
+        }
+        if method == .get && Self.hasPrefix(buffer, path, RESTQueues.prefix) {
+            if let refusal = authorize(head: head, in: buffer, peer: peer) { return refusal }
+            let name = path.lowerBound + RESTQueues.prefix.utf8CodeUnitCount
+            return RESTQueues.respondOne(queues: queues, encodedName: UnsafeRawBufferPointer(rebasing: buffer[name..<path.upperBound]))
+        }
         if method == .get && Self.matches(buffer, path, "/api/v1/discovery/tags") {
             if let refusal = authorize(head: head, in: buffer, peer: peer) { return refusal }
             return RESTDiscovery.respond(discovery: discovery, head: head, in: buffer, later: later)
@@ -129,6 +140,13 @@ final class RESTRoutes: HTTPApplication {
     static var notFound: HTTPResponse { .json(404, "{\"code\":404,\"error\":\"not found\"}") }
 
     /// Exact byte comparison of a path with a literal.
+    static func hasPrefix(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+        guard range.count >= literal.utf8CodeUnitCount else { return false }
+        let bytes = literal.utf8Start
+        for i in 0..<literal.utf8CodeUnitCount where buffer[range.lowerBound + i] != bytes[i] { return false }
+        return true
+    }
+
     static func matches(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
         guard range.count == literal.utf8CodeUnitCount else { return false }
         let bytes = literal.utf8Start

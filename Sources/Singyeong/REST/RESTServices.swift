@@ -62,3 +62,24 @@ protocol RESTAuthenticator: AnyObject {
     /// Counts a wrong credential from `peer`.
     func recordFailure(_ peer: PeerAddress, now: Double)
 }
+
+/// `GET /api/v1/queues` and `GET /api/v1/queues/<name>` (issue 14).
+protocol QueueInspectionService: AnyObject {
+    /// Every queue this node holds, by name; nil when queues are not
+    /// available on this node.
+    func queueSummaries() -> [QueueSummary]?
+}
+
+/// What the queue endpoints show of one queue.
+struct QueueSummary {
+    let name: String
+    let queued: Int
+    let unacked: Int
+    let dead: Int
+    let waiting: Int
+    /// The node that holds the queue (its id), nil on a node that is not
+    /// clustering (the queue is this node's).
+    let owner: String?
+    /// Milliseconds the oldest queued message has waited, nil when none is queued.
+    let oldestQueuedAge: Int64?
+}

@@ -23,8 +23,12 @@ enum ClientDescriptor {
         w.key("client_id"); w.string(record.clientID)
         w.key("metadata"); w.value(record.metadata.objectValue)
         w.key("metadata_types"); w.value(record.metadata.typesValue)
-        // Queues are not implemented in this build: nobody is ever waiting.
-        w.key("queues"); w.beginArray(count: 0); w.endArray()
+        w.key("queues"); w.beginArray(count: record.waitingQueues.count)
+        for name in record.waitingQueues {
+            w.element()
+            w.string(name)
+        }
+        w.endArray()
         w.key("socket_ip")
         if let ip = record.socketIP { w.string(ip) } else { w.null() }
         w.endObject()

@@ -53,6 +53,9 @@ final class ClientRecord {
     var isRegistered = false
     /// In the metadata flusher's dirty list.
     var isQueuedForFlush = false
+    /// Queues the client waits on, in request order (`queues` in client
+    /// descriptors); kept by the queue service.
+    var waitingQueues: [String] = []
 
     init(applicationID: String, clientID: String, handle: UInt64, restricted: Bool, encoding: PayloadEncoding,
          receivesClientUpdates: Bool, socketIP: String?, tags: [String], metadata: ClientMetadata, session: ClientSession?) {

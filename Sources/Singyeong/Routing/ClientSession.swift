@@ -5,6 +5,9 @@
 protocol ClientSession: AnyObject {
     /// Queues an encoded frame for the client (a routed message or an event).
     func deliver(_ frame: OutboundBytes)
+    /// Queues a message built for this client from its encoded pieces (the
+    /// session writes the frame in its own encoding): a queue delivery.
+    func deliver(_ message: RoutedMessage)
     /// Asks the client to reconnect elsewhere (op 7 GOODBYE, load balancing).
     func goodbyeForLoadBalancing()
     /// Ends the session because a newer connection took the client over

@@ -1,0 +1,299 @@
+/// The state of one queue (queues.md §1) and the Recommended dispatch
+/// attempt (§3.2) and GC pass (§4) over it, in memory.
+///
+/// **Attempts are incremental.** The queue keeps one invariant: after every
+/// operation no queued message has a candidate among the waiting clients.
+/// So the spec's attempt ("deliver the oldest deliverable message, repeat")
+/// only needs to look at what an operation changed: a new or requeued
+/// message is checked against the waiting clients (oldest request first), a
+/// new request or a waiting client's new metadata against the queued
+/// messages (oldest first). Same deliveries as the full loop, at O(waiting)
+/// or O(messages) per operation instead of O(messages × waiting) per
+/// delivery. (One corner stays outside the invariant: an `optional` target
+/// whose ops matched a client that then left or changed, while a waiting
+/// client passes its base filter only. Such a message is offered again at
+/// the next GC requeue or request, not at the moment that client changed.)
+///
+/// Lists hold messages lazily: a delivered, dead-lettered or acknowledged
+/// message leaves a stale entry that is skipped (its `state`/`since` no
+/// longer match) and compacted away, so every move is O(1) amortized.
+final class MessageQueue {
+    let name: String
+    /// Queued messages, oldest first, from `head` (stale entries skipped).
+    private var queued: [QueuedMessage] = []
+    private var head = 0
+    /// Delivered messages in delivery order, with their delivery time.
+    private var unackedList: [(message: QueuedMessage, since: Int64)] = []
+    private var unackedHead = 0
+    /// Dead messages in the order they died, with that time.
+    private var deadList: [(message: QueuedMessage, since: Int64)] = []
+    private var deadHead = 0
+    /// Every message not yet acknowledged, by id (QUEUE_ACK).
+    private var byID: [String: QueuedMessage] = [:]
+    /// Clients waiting for one message each, oldest request first.
+    private(set) var waiting: [ClientRecord] = []
+
+    private(set) var queuedCount = 0
+    private(set) var unackedCount = 0
+    private(set) var deadCount = 0
+    /// Bytes of every message held (queued, unacked or dead).
+    private(set) var heldBytes = 0
+
+    init(name: String) { self.name = name }
+
+    var heldCount: Int { queuedCount + unackedCount + deadCount }
+    /// Nothing held and nobody waiting: the queue may be forgotten.
+    var isIdle: Bool { heldCount == 0 && waiting.isEmpty }
+
+    /// Queued time of the oldest queued message (loop ms), if any.
+    var oldestQueuedSince: Int64? {
+        var i = head
+        while i < queued.count {
+            if queued[i].state == .queued { return queued[i].since }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Queued messages, oldest first (visibility and tests).
+    var queuedMessages: [QueuedMessage] { queued[head...].filter { $0.state == .queued } }
+    func message(id: String) -> QueuedMessage? { byID[id] }
+
+    // MARK: Operations
+
+    /// QUEUE: appends `message`, then the full attempt (deliver, dead-letter).
+    func enqueue(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
+        byID[message.id] = message
+        heldBytes += message.cost
+        append(message, now: now)
+        offer([message], now: now, context: context)
+        deadLetterUnroutableHead(now: now, context: context)
+    }
+
+    /// QUEUE_REQUEST: waits (a repeated request keeps its place); false when
+    /// the client was already waiting. Then the full attempt.
+    @discardableResult
+    func request(by consumer: ClientRecord, now: Int64, context: QueueAttemptContext) -> Bool {
+        guard !isWaiting(consumer) else {
+            deadLetterUnroutableHead(now: now, context: context)
+            return false
+        }
+        waiting.append(consumer)
+        offerMessages(to: consumer, now: now, context: context)
+        deadLetterUnroutableHead(now: now, context: context)
+        return true
+    }
+
+    /// A waiting client's metadata changed: a deliver-only attempt for it.
+    func metadataChanged(of consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
+        guard isWaiting(consumer) else { return }
+        offerMessages(to: consumer, now: now, context: context)
+    }
+
+    /// QUEUE_REQUEST_CANCEL or a disconnect: no longer waiting. False when it
+    /// was not.
+    @discardableResult
+    func removeWaiting(_ consumer: ClientRecord) -> Bool {
+        guard let i = waiting.firstIndex(where: { $0 === consumer }) else { return false }
+        waiting.remove(at: i)
+        return true
+    }
+
+    func isWaiting(_ consumer: ClientRecord) -> Bool { waiting.contains { $0 === consumer } }
+
+    /// QUEUE_ACK (Recommended): the message is done wherever it still is.
+    /// False for an unknown id.
+    @discardableResult
+    func acknowledge(id: String) -> Bool {
+        guard let message = byID.removeValue(forKey: id) else { return false }
+        switch message.state {
+        case .queued: queuedCount -= 1
+        case .unacked: unackedCount -= 1
+        case .dead: deadCount -= 1
+        case .done: break
+        }
+        message.state = .done
+        heldBytes -= message.cost
+        compactIfMostlyStale()
+        return true
+    }
+
+    /// One GC pass (§4) at `now`: unacked past `ackTimeout` die; dead that
+    /// were dead before this pass for `dlqTime` go back to the queue, in
+    /// DLQ order, followed by a deliver-only attempt. Returns how many
+    /// messages (dead-lettered, requeued).
+    @discardableResult
+    func collectGarbage(now: Int64, ackTimeout: Int64, dlqTime: Int64, context: QueueAttemptContext) -> (died: Int, requeued: Int) {
+        // Step 2 first, over the entries that were dead before this pass
+        // (step 1 appends its entries after them, as step 3 orders them).
+        var requeued: [QueuedMessage] = []
+        while deadHead < deadList.count {
+            let (message, since) = deadList[deadHead]
+            if message.state == .dead && message.since == since {
+                guard now - since >= dlqTime else { break }
+                deadCount -= 1
+                append(message, now: now)
+                requeued.append(message)
+            }
+            deadHead += 1
+        }
+        var died = 0
+        while unackedHead < unackedList.count {
+            let (message, since) = unackedList[unackedHead]
+            if message.state == .unacked && message.since == since {
+                guard now - since >= ackTimeout else { break }
+                unackedCount -= 1
+                kill(message, now: now)
+                died += 1
+            }
+            unackedHead += 1
+        }
+        if !requeued.isEmpty { offer(requeued, now: now, context: context) }
+        compactIfMostlyStale()
+        return (died, requeued.count)
+    }
+
+    // MARK: The attempt
+
+    /// Deliver step for messages new to the queue: each goes to the oldest
+    /// waiting candidate (or the selector's choice among the candidates).
+    private func offer(_ messages: [QueuedMessage], now: Int64, context: QueueAttemptContext) {
+        for message in messages where message.state == .queued {
+            if waiting.isEmpty { return }
+            let candidates = waitingCandidates(for: message.target, context: context)
+            guard var chosen = candidates.first else { continue }
+            if candidates.count > 1, let selector = selector(of: message.target, context: context) {
+                let waiting = self.waiting
+                if let k = context.choose(selector, among: candidates.count, value: { selector.value(in: waiting[candidates[$0]].metadata) }) {
+                    chosen = candidates[k]
+                }
+            }
+            deliver(message, to: waiting[chosen], now: now, context: context)
+        }
+    }
+
+    /// Deliver step for a client new to `waiting` (or changed): the oldest
+    /// queued message it is a candidate for. The invariant makes it the
+    /// only waiting candidate of that message.
+    private func offerMessages(to consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
+        var i = head
+        while i < queued.count {
+            let message = queued[i]
+            if message.state == .queued, isCandidate(consumer, for: message.target, context: context) {
+                deliver(message, to: consumer, now: now, context: context)
+                return
+            }
+            i += 1
+        }
+    }
+
+    /// Dead-letter step (only QUEUE and QUEUE_REQUEST): while someone waits
+    /// and nothing is deliverable, a head message with no candidate anywhere
+    /// goes to the DLQ.
+    private func deadLetterUnroutableHead(now: Int64, context: QueueAttemptContext) {
+        while !waiting.isEmpty, let message = firstQueued() {
+            guard !context.hasCandidate(for: message.target) else { return }
+            queuedCount -= 1
+            kill(message, now: now)
+        }
+    }
+
+    private func deliver(_ message: QueuedMessage, to consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
+        removeWaiting(consumer)
+        queuedCount -= 1
+        message.state = .unacked
+        message.since = now
+        unackedCount += 1
+        unackedList.append((message, now))
+        context.delivered(message, from: self, to: consumer)
+    }
+
+    /// The waiting clients that are candidates for `target` (§10 steps 1–2,
+    /// with the `optional` fallback), as positions in `waiting`.
+    private func waitingCandidates(for target: Query, context: QueueAttemptContext) -> [Int] {
+        var positions: [Int] = []
+        for (i, record) in waiting.enumerated()
+        where target.matches(application: record.applicationID, metadata: record.metadata) {
+            positions.append(i)
+        }
+        if positions.isEmpty && target.optional && !context.anyClientMatchesOps(of: target) {
+            for (i, record) in waiting.enumerated()
+            where target.matchesBase(application: record.applicationID, metadata: record.metadata) {
+                positions.append(i)
+            }
+        }
+        return positions
+    }
+
+    private func isCandidate(_ record: ClientRecord, for target: Query, context: QueueAttemptContext) -> Bool {
+        if target.matches(application: record.applicationID, metadata: record.metadata) { return true }
+        return target.optional && target.matchesBase(application: record.applicationID, metadata: record.metadata)
+            && !context.anyClientMatchesOps(of: target)
+    }
+
+    /// The target's selector, unless the optional fallback is in effect
+    /// (which ignores it, query.md §9).
+    private func selector(of target: Query, context: QueueAttemptContext) -> Selector? {
+        guard let selector = target.selector else { return nil }
+        if target.optional && !context.anyClientMatchesOps(of: target) { return nil }
+        return selector
+    }
+
+    // MARK: Lists
+
+    private func append(_ message: QueuedMessage, now: Int64) {
+        message.state = .queued
+        message.since = now
+        queued.append(message)
+        queuedCount += 1
+    }
+
+    private func kill(_ message: QueuedMessage, now: Int64) {
+        message.state = .dead
+        message.since = now
+        deadCount += 1
+        deadList.append((message, now))
+    }
+
+    private func firstQueued() -> QueuedMessage? {
+        while head < queued.count {
+            if queued[head].state == .queued { return queued[head] }
+            head += 1
+        }
+        return nil
+    }
+
+    /// Drops stale entries once they are the majority of a list, so lists
+    /// stay within twice the messages they hold.
+    private func compactIfMostlyStale() {
+        if queued.count - head > 2 * queuedCount + 32 || head > queued.count / 2 {
+            queued = queued[head...].filter { $0.state == .queued }
+            head = 0
+        }
+        if unackedList.count - unackedHead > 2 * unackedCount + 32 || unackedHead > unackedList.count / 2 {
+            unackedList = unackedList[unackedHead...].filter { $0.message.state == .unacked && $0.message.since == $0.since }
+            unackedHead = 0
+        }
+        if deadList.count - deadHead > 2 * deadCount + 32 || deadHead > deadList.count / 2 {
+            deadList = deadList[deadHead...].filter { $0.message.state == .dead && $0.message.since == $0.since }
+            deadHead = 0
+        }
+    }
+}
+
+/// What an attempt needs from outside the queue: the rest of the node's
+/// (later: the cluster's) clients, the choice among candidates, and the
+/// delivery itself.
+protocol QueueAttemptContext: AnyObject {
+    /// Whether `target` has a candidate anywhere (§10 steps 1–2, with the
+    /// `optional` fallback): the dead-letter test.
+    func hasCandidate(for target: Query) -> Bool
+    /// Whether any client anywhere passes `target`'s base filter and ops
+    /// (whether the `optional` fallback is off).
+    func anyClientMatchesOps(of target: Query) -> Bool
+    /// The selector's choice among `count` candidates (query.md §7), given
+    /// each one's selector value; nil when `count` is 0.
+    func choose(_ selector: Selector, among count: Int, value: (Int) -> Value?) -> Int?
+    /// `message` was moved to unacked for `consumer`: send it.
+    func delivered(_ message: QueuedMessage, from queue: MessageQueue, to consumer: ClientRecord)
+}

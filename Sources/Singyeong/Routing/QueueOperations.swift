@@ -1,0 +1,35 @@
+/// The queue operations of `queues.md` as the gateway needs them. Owned here,
+/// below both, so that the gateway (which parses the frames) and the queue
+/// service (which holds the queues, `Queue/`) do not use each other; the
+/// node wires one to the other.
+protocol QueueOperations: AnyObject {
+    /// QUEUE: stores the message (nonce and payload copied from `message`,
+    /// in its encoding) and answers `confirm` before any delivery it causes.
+    /// `.refused` (with a reason for op 3) stores nothing and confirms nothing.
+    func enqueue(queue: String, target: Query, message: RoutedMessage, from producer: ClientRecord,
+                 confirm: () -> Void) -> QueueOutcome
+    /// QUEUE_REQUEST: `consumer` waits for one message (a repeated request
+    /// keeps its place).
+    func request(queue: String, by consumer: ClientRecord) -> QueueOutcome
+    /// QUEUE_REQUEST_CANCEL.
+    func cancelRequest(queue: String, by consumer: ClientRecord) -> QueueOutcome
+    /// QUEUE_ACK: the message is done, wherever it still is.
+    func acknowledge(queue: String, id: String) -> QueueOutcome
+    /// The client's metadata changed (a flush): a deliver-only attempt on the
+    /// queues it waits on.
+    func metadataChanged(of record: ClientRecord)
+    /// The client is gone: it waits on nothing any more.
+    func clientGone(_ record: ClientRecord)
+}
+
+/// What a queue operation came to.
+enum QueueOutcome: Equatable {
+    case done
+    /// Nothing changed; the text is the op 3 `error`.
+    case refused(String)
+}
+
+/// Queue names (queues.md §1, Recommended): 1–255 bytes of UTF-8.
+enum QueueName {
+    static let maxLength = 255
+}
