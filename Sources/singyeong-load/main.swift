@@ -24,6 +24,7 @@
 // --population client an idle connection subscribed to `idle.<i>`. The
 // payload then carries the sender's index (`"nonce":s`) itself and is padded
 // to the same size; everything else (window, timing, parsing) is shared.
+// --mode queue (gateway only): see `queueMode` below.
 import CSystem
 import Foundation
 import Glibc
@@ -75,8 +76,9 @@ struct Options {
             }
             i += 1
         }
-        guard wire == "gateway" || wire == "nats", target == "eq" || target == "gte" else {
-            FileHandle.standardError.write("--protocol gateway|nats, --target eq|gte\n".data(using: .utf8)!)
+        guard wire == "gateway" || wire == "nats", target == "eq" || target == "gte",
+              mode == "send" || mode == "broadcast" || (mode == "queue" && wire == "gateway") else {
+            FileHandle.standardError.write("--protocol gateway|nats, --target eq|gte, --mode send|broadcast|queue (queue: gateway only)\n".data(using: .utf8)!)
             exit(2)
         }
     }
@@ -300,14 +302,28 @@ while all.contains(where: { !$0.ready }) {
 }
 
 let fanout = options.mode == "broadcast" ? options.receivers : 1
+// --mode queue: senders QUEUE into "load-q" (target as for SEND); each
+// receiver keeps one QUEUE_REQUEST outstanding and answers every delivery
+// with QUEUE_ACK and a new QUEUE_REQUEST (queues.md: one delivery per
+// request), so produce → deliver → ack is measured end to end.
+let queueMode = options.mode == "queue"
+let queueRequest = Array("{\"op\":4,\"t\":\"QUEUE_REQUEST\",\"d\":{\"queue\":\"load-q\"}}".utf8)
+let ackPrefix = Array("{\"op\":4,\"t\":\"QUEUE_ACK\",\"d\":{\"queue\":\"load-q\",\"id\":\"".utf8)
+let idMarker = Array("\"id\":\"".utf8)
+if queueMode {
+    for r in receivers {
+        r.queue(queueRequest)
+        r.flush()
+    }
+}
 let padding = String(repeating: "x", count: max(0, options.payloadBytes - 30))
-let event = options.mode == "broadcast" ? "BROADCAST" : "SEND"
+let event = options.mode == "broadcast" ? "BROADCAST" : queueMode ? "QUEUE" : "SEND"
 let ops = gte ? "{\"path\":\"/idx\",\"op\":\"$gte\",\"to\":{\"value\":0}}"
               : "{\"path\":\"/role\",\"op\":\"$eq\",\"to\":{\"value\":\"sink\"}}"
 // NATS: the nonce moves into the payload; the padding shrinks by as much.
 let prefixes = (0..<options.senders).map { s in
     nats ? Array("{\"nonce\":\(s),\"t0\":".utf8)
-         : Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\"target\":{\"application\":\"load-recv\",\"ops\":[\(ops)]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
+         : Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\(queueMode ? "\"queue\":\"load-q\"," : "")\"target\":{\"application\":\"load-recv\",\"ops\":[\(ops)]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
 }
 let suffix = nats ? Array(",\"pad\":\"\(padding.dropFirst(min(padding.count, 10)))\"}".utf8)
                   : Array(",\"pad\":\"\(padding)\"}}}".utf8)
@@ -369,6 +385,13 @@ while delivered < totalExpected {
     for (index, r) in receivers.enumerated() where pollfds[index].revents != 0 {
         r.pump { frame in
             guard let t0 = sendTime(in: frame) else { return }
+            if queueMode, let at = frame.firstRange(of: idMarker) {
+                let start = at.upperBound
+                if frame.endIndex - start >= 36 {
+                    r.queue(ackPrefix + Array(frame[start..<(start + 36)]) + Array("\"}}".utf8))
+                    r.queue(queueRequest)
+                }
+            }
             latencies.append(nowNanos() - t0)
             delivered += 1
             // The nonce says which sender; free one window slot per full fan-out.
@@ -383,6 +406,7 @@ while delivered < totalExpected {
             }
         }
     }
+    if queueMode { for r in receivers { r.flush() } }
     for (index, sender) in senders.enumerated() where pollfds[receivers.count + index].revents != 0 { sender.pump { _ in } }
 }
 let elapsed = Double(nowNanos() - start) / 1e9

@@ -401,6 +401,7 @@ def test_per_queue_and_node_bounds(start):
         enqueue(c, q, {"application": "nobody"}, 3)
         f = c.recv_frame()
         assert f["op"] == 3 and "QUEUE_MAX_MESSAGES" in f["d"]["error"], f
+        assert f["d"]["extra_info"] == {"queue": q}, f
         assert state(s.port, q)["queued"] == 3
         # Bytes: one queue, then the node.
         big = "y" * 3500

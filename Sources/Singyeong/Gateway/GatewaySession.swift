@@ -619,7 +619,13 @@ final class GatewaySession: WebSocketMessageHandler {
         }
         if case .refused(let reason) = outcome {
             gateway.logger.info("queue operation refused", metadata: ["queue": "\(name)", "reason": "\(reason)"])
-            invalid(reason) { w in self.writeFrameAsReceived(m, into: &w) }
+            // extra_info names the queue; not the frame as received, which
+            // for a full queue would send a large payload straight back.
+            invalid(reason) { w in
+                w.beginObject(count: 1)
+                w.key("queue"); w.string(name)
+                w.endObject()
+            }
         }
     }
 

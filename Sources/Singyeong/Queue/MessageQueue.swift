@@ -175,15 +175,22 @@ final class MessageQueue {
     /// Deliver step for a client new to `waiting` (or changed): the oldest
     /// queued message it is a candidate for. The invariant makes it the
     /// only waiting candidate of that message.
+    ///
+    /// Each distinct target is evaluated once per scan: messages with the
+    /// same target bytes share one compiled `Query` (the query cache), so a
+    /// queue of many messages to a few targets costs a few evaluations.
     private func offerMessages(to consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
+        var rejected = Set<ObjectIdentifier>()
         var i = head
         while i < queued.count {
             let message = queued[i]
-            if message.state == .queued, isCandidate(consumer, for: message.target, context: context) {
+            i += 1
+            guard message.state == .queued, !rejected.contains(ObjectIdentifier(message.target)) else { continue }
+            if isCandidate(consumer, for: message.target, context: context) {
                 deliver(message, to: consumer, now: now, context: context)
                 return
             }
-            i += 1
+            rejected.insert(ObjectIdentifier(message.target))
         }
     }
 
