@@ -573,7 +573,7 @@ final class GatewaySession: WebSocketMessageHandler {
     /// out by the queue service.
     private func queueEvent(_ event: Event, _ m: DecodedMessage, d: Int?, record: ClientRecord) {
         guard let queues = gateway.queues else {
-            invalid("queues are not available on a clustered node yet (no QUEUE_STORE=redis)", extra: nil)
+            invalid("queues are not available on a clustered node yet", extra: nil)
             return
         }
         guard let d, m.tape.kind(d) == .object, let nameNode = m.tape.member(of: d, named: "queue"),
