@@ -300,7 +300,10 @@ def test_fairness_and_selector(clients, qserver):
     producer = clients.identified(uid("prod"))
     low = clients.identified(app, metadata={"load": {"type": "integer", "value": 1}})
     high = clients.identified(app, metadata={"load": {"type": "integer", "value": 9}})
+    # Frames on two connections may be read in either order: high's
+    # request must be in before low's is sent.
     high.dispatch("QUEUE_REQUEST", {"queue": q})
+    assert wait_for(lambda: state(qserver.port, q)["waiting"] == 1)
     low.dispatch("QUEUE_REQUEST", {"queue": q})
     assert wait_for(lambda: state(qserver.port, q)["waiting"] == 2)
     # No selector: the longest waiting client.

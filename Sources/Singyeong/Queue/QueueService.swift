@@ -163,14 +163,9 @@ final class QueueService: QueueOperations, QueueAttemptContext {
 
     // MARK: QueueAttemptContext
 
-    func hasCandidate(for target: Query) -> Bool {
-        if anyClientMatchesOps(of: target) { return true }
-        return target.optional && !router.collectLocalCandidates(target, ignoringOps: true).isEmpty
-    }
+    func hasCandidate(for target: Query) -> Bool { router.hasLocalCandidates(target) }
 
-    func anyClientMatchesOps(of target: Query) -> Bool {
-        !router.collectLocalCandidates(target, ignoringOps: false).isEmpty
-    }
+    func anyClientMatchesOps(of target: Query) -> Bool { router.hasLocalMatch(target) }
 
     func choose(_ selector: Selector, among count: Int, value: (Int) -> Value?) -> Int? {
         selector.choose(among: count, value: value, using: &rng)

@@ -264,11 +264,20 @@ final class Router {
 
     /// Whether any local client could be a candidate (matches, or under
     /// `optional` a base-filter client that the fallback could pick).
-    private func hasLocalCandidates(_ query: Query) -> Bool {
+    func hasLocalCandidates(_ query: Query) -> Bool {
         var found = takeScratch()
         defer { returnScratch(&found) }
         collectLocal(query, ignoringOps: false, into: &found)
         if found.isEmpty && query.optional { collectLocal(query, ignoringOps: true, into: &found) }
+        return !found.isEmpty
+    }
+
+    /// Whether a client of this node passes `query`'s base filter and ops
+    /// (no `optional` fallback), without building a candidate list.
+    func hasLocalMatch(_ query: Query) -> Bool {
+        var found = takeScratch()
+        defer { returnScratch(&found) }
+        collectLocal(query, ignoringOps: false, into: &found, pickOne: query.selector == nil)
         return !found.isEmpty
     }
 
