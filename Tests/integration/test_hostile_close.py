@@ -450,8 +450,16 @@ def test_random_mix_of_takeovers_slow_consumers_and_closes(spawn):
                 s.signal(signal.SIGCONT)
         else:
             write_all(writes)
-        for sender in senders:
-            sender.discard_pending()
+        for i, sender in enumerate(senders):
+            try:
+                sender.discard_pending()
+            except OSError:
+                # A sender is a slow consumer too when the no_route echoes of
+                # its floods (up to 3 × 15 KB per write, several writes in a
+                # frozen turn) pass --max-pending-bytes before it reads: the
+                # node closes it, as designed. Carry on with a new one.
+                assert s.alive(), f"node died (STRESS_SEED={seed}):\n{s.stderr()[-3000:]}"
+                senders[i] = raw_identified(s, uid("sender"), "s")
         if len(live) > 200:
             for conn in live[:100]:
                 conn.close()
