@@ -60,10 +60,20 @@ extension SingyeongNode: ReadinessService, MetricsTextService {
 extension SingyeongNode: QueueInspectionService {
     func queueSummaries() -> [QueueSummary]? {
         guard let queues else { return nil }
-        let now = loop.nowMilliseconds
-        return queues.queues.values.map { q in
-            QueueSummary(name: q.name, queued: q.queuedCount, unacked: q.unackedCount, dead: q.deadCount,
-                         waiting: q.waiting.count, owner: nil, oldestQueuedAge: q.oldestQueuedSince.map { max(0, now - $0) })
+        return queues.queues.values.map(summary)
+    }
+
+    func queueSummary(named name: String) -> QueueSummary? {
+        guard let queues else { return nil }
+        guard let q = queues.queues[name] else {
+            return QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: nil, oldestQueuedAge: nil)
         }
+        return summary(q)
+    }
+
+    private func summary(_ q: MessageQueue) -> QueueSummary {
+        QueueSummary(name: q.name, queued: q.queuedCount, unacked: q.unackedCount, dead: q.deadCount,
+                     waiting: q.waiting.count, owner: nil,
+                     oldestQueuedAge: q.oldestQueuedSince.map { max(0, loop.nowMilliseconds - $0) })
     }
 }

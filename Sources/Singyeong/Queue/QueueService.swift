@@ -37,8 +37,6 @@ final class QueueService: QueueOperations, QueueAttemptContext {
     private(set) var totalBytes = 0
     private var rng = FastRandom()
     private var gcTimer: LoopTimer?
-    /// Messages delivered at least once (a later delivery is a redelivery).
-    private var deliveredBefore: Set<ObjectIdentifier> = []
 
     init(router: Router, loop: EventLoop, limits: Limits) {
         self.router = router
@@ -118,7 +116,6 @@ final class QueueService: QueueOperations, QueueAttemptContext {
         if q.acknowledge(id: id) {
             totalBytes -= cost
             counters.acked &+= 1
-            deliveredBefore.remove(ObjectIdentifier(message))
         }
         forgetIfIdle(q)
         return .done
@@ -175,7 +172,8 @@ final class QueueService: QueueOperations, QueueAttemptContext {
         // The queue leaves the consumer's list with its request (§3.2).
         unlist(queue.name, from: consumer)
         counters.delivered &+= 1
-        if !deliveredBefore.insert(ObjectIdentifier(message)).inserted { counters.redelivered &+= 1 }
+        message.deliveries += 1
+        if message.deliveries > 1 { counters.redelivered &+= 1 }
         guard let session = consumer.session else { return }  // gone: redelivered after the timeouts
         message.content.withMessage { content in
             // d.payload = {"queue": name, "id": id, "payload": payload}, in

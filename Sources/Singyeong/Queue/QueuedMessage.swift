@@ -18,6 +18,8 @@ final class QueuedMessage {
     /// counted against the queue's and the node's bounds.
     let cost: Int
     var state: State = .queued
+    /// Times delivered (a delivery after the first is a redelivery).
+    var deliveries = 0
     /// Loop milliseconds: when it was queued (last), delivered (unacked) or
     /// dead-lettered (dead).
     var since: Int64

@@ -18,9 +18,7 @@ enum RESTQueues {
         guard let name = percentDecoded(encodedName), (1...QueueName.maxLength).contains(name.utf8.count) else {
             return .json(400, "{\"status\":\"error\",\"error\":\"queue name: 1-\(QueueName.maxLength) bytes of UTF-8, percent-encoded\"}")
         }
-        guard let all = queues.queueSummaries() else { return unavailable }
-        let summary = all.first { $0.name == name }
-            ?? QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: nil, oldestQueuedAge: nil)
+        guard let summary = queues.queueSummary(named: name) else { return unavailable }
         return .json(200, json(summary))
     }
 

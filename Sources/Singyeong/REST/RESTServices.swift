@@ -65,9 +65,12 @@ protocol RESTAuthenticator: AnyObject {
 
 /// `GET /api/v1/queues` and `GET /api/v1/queues/<name>` (issue 14).
 protocol QueueInspectionService: AnyObject {
-    /// Every queue this node holds, by name; nil when queues are not
-    /// available on this node.
+    /// Every queue this node holds; nil when queues are not available on
+    /// this node.
     func queueSummaries() -> [QueueSummary]?
+    /// One queue (zeros when it does not exist); nil when queues are not
+    /// available on this node.
+    func queueSummary(named name: String) -> QueueSummary?
 }
 
 /// What the queue endpoints show of one queue.
