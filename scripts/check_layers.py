@@ -29,7 +29,7 @@ LAYERS: list[list[str]] = [
     ["Loop"],
     ["Config", "Transport", "Metrics"],
     ["HTTP", "Codec"],
-    ["WebSocket"],
+    ["WebSocket", "Redis"],
     ["Metadata"],
     ["Routing"],
     ["Gateway", "Cluster", "Proxy", "REST", "Queue"],
