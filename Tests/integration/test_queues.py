@@ -12,35 +12,61 @@ under it."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 
+from pathlib import Path
+
 import pytest
 
-from cluster_fixtures import cluster_factory, redis_factory  # noqa: F401 (fixtures)
+from cluster_fixtures import RedisServer, cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import Clients, start_server, stop_server, uid
 from gw_fixtures import start  # noqa: F401 (fixture)
 
 TICK = 0.25  # ack_timeout = dlq_time = gc_interval of `tserver`, seconds
 
 
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def store(request):
+    """The QUEUE_STORE every scenario runs with: memory, then a real Redis
+    (each server its own CLUSTER_GROUP, so their keys never meet)."""
+    if request.param == "memory":
+        yield lambda: []
+        return
+    d = Path(tempfile.mkdtemp(prefix="sy-redis-"))
+    r = RedisServer(d).start()
+    yield lambda: ["--queue-store", "redis", "--redis-dsn", f"redis://127.0.0.1:{r.port}",
+                   "--cluster-group", f"q{uuid.uuid4().hex[:12]}"]
+    r.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start_queue_server(*flags):
+    s = start_server(*flags)
+    # With Redis, QUEUE is refused until the store is connected.
+    assert wait_for(lambda: queue_list(s.port)["store_available"], timeout=10), "queue store not available"
+    return s
+
+
 @pytest.fixture(scope="module")
-def tserver():
+def tserver(store):
     """Short queue timeouts (TICK)."""
     ms = str(int(TICK * 1000))
-    s = start_server("--queue-ack-timeout", ms, "--queue-dlq-time", ms, "--queue-gc-interval", ms,
-                     "--metadata-queue-interval", "100", "--auth-failures-per-minute", "0")
+    s = start_queue_server("--queue-ack-timeout", ms, "--queue-dlq-time", ms, "--queue-gc-interval", ms,
+                           "--metadata-queue-interval", "100", "--auth-failures-per-minute", "0", *store())
     yield s
     stop_server(s)
 
 
 @pytest.fixture(scope="module")
-def qserver():
+def qserver(store):
     """Default queue timeouts: nothing times out during a test."""
-    s = start_server("--metadata-queue-interval", "100", "--auth-failures-per-minute", "0")
+    s = start_queue_server("--metadata-queue-interval", "100", "--auth-failures-per-minute", "0", *store())
     yield s
     stop_server(s)
 
@@ -62,6 +88,11 @@ def tclients(tserver):
 def state(port, name):
     url = f"http://127.0.0.1:{port}/api/v1/queues/{urllib.parse.quote(name, safe='')}"
     with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def queue_list(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/queues", timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -441,10 +472,14 @@ def test_queue_list_endpoint(clients, qserver):
     c = clients.identified("test-app-1", uid("client"))
     enqueue(c, q, {"application": "nobody"}, 1)
     confirm(c, q)
-    with urllib.request.urlopen(f"http://127.0.0.1:{qserver.port}/api/v1/queues", timeout=5) as r:
-        listed = json.loads(r.read())["queues"]
-    mine = [x for x in listed if x["name"] == q]
-    assert mine and mine[0]["queued"] == 1 and mine[0]["owner"] is None and mine[0]["oldest_queued_age_ms"] >= 0
+    listing = queue_list(qserver.port)
+    assert listing["store_available"] is True and listing["store"] in ("memory", "redis")
+    mine = [x for x in listing["queues"] if x["name"] == q]
+    assert mine and mine[0]["queued"] == 1 and mine[0]["loaded"] is True and mine[0]["oldest_queued_age_ms"] >= 0
+    if listing["store"] == "memory":
+        assert mine[0]["owner"] is None
+    else:  # the node's id, as the lease in Redis holds it
+        assert isinstance(mine[0]["owner"], str) and len(mine[0]["owner"]) == 32
 
 
 def test_queues_unavailable_when_clustering_answer_an_error(cluster_factory):

@@ -53,6 +53,8 @@ struct Settings: Sendable {
     var proxyMaxResponseSize: Int
     var proxyMaxBufferedBytes: Int
     var proxyMaxPendingLookups: Int
+    /// "memory" or "redis" (resolved: never empty).
+    var queueStore: String
     var queueAckTimeout: Int
     var queueDLQTime: Int
     var queueGCInterval: Int
@@ -154,6 +156,7 @@ struct Settings: Sendable {
             proxyMaxResponseSize: try integer("PROXY_MAX_RESPONSE_SIZE"),
             proxyMaxBufferedBytes: try integer("PROXY_MAX_BUFFERED_BYTES"),
             proxyMaxPendingLookups: try integer("PROXY_MAX_PENDING_LOOKUPS"),
+            queueStore: try validated("QUEUE_STORE") ?? "",
             queueAckTimeout: try integer("QUEUE_ACK_TIMEOUT"),
             queueDLQTime: try integer("QUEUE_DLQ_TIME"),
             queueGCInterval: try integer("QUEUE_GC_INTERVAL"),
@@ -172,6 +175,13 @@ struct Settings: Sendable {
             // A short secret falls to guessing: a node that dials a hostile
             // registry entry hands it a proof to test guesses against.
             throw SettingsError("COOKIE is \(cookie.utf8.count) bytes; at least \(Settings.minimumCookieBytes) are required when CLUSTERING=true (generate one with `openssl rand -hex 32`)")
+        }
+        if settings.queueStore.isEmpty {
+            // REDIS_DSN has a default, so its presence cannot decide.
+            settings.queueStore = settings.clustering ? "redis" : "memory"
+        }
+        if settings.clustering && settings.queueStore == "memory" {
+            throw SettingsError("QUEUE_STORE=memory cannot be used with CLUSTERING=true: every node would hold its own part of a queue; use QUEUE_STORE=redis")
         }
         if settings.clusterPort == 0 {
             // Not given: PORT + 1 (cluster.md §8.2); with PORT=0 any free port.

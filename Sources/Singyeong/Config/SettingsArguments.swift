@@ -47,6 +47,7 @@ struct SettingsArguments: ParsableArguments {
     @Option(name: .customLong("proxy-max-response-size"), help: settingHelp("PROXY_MAX_RESPONSE_SIZE")) var proxyMaxResponseSize: String?
     @Option(name: .customLong("proxy-max-buffered-bytes"), help: settingHelp("PROXY_MAX_BUFFERED_BYTES")) var proxyMaxBufferedBytes: String?
     @Option(name: .customLong("proxy-max-pending-lookups"), help: settingHelp("PROXY_MAX_PENDING_LOOKUPS")) var proxyMaxPendingLookups: String?
+    @Option(name: .customLong("queue-store"), help: settingHelp("QUEUE_STORE")) var queueStore: String?
     @Option(name: .customLong("queue-ack-timeout"), help: settingHelp("QUEUE_ACK_TIMEOUT")) var queueAckTimeout: String?
     @Option(name: .customLong("queue-dlq-time"), help: settingHelp("QUEUE_DLQ_TIME")) var queueDLQTime: String?
     @Option(name: .customLong("queue-gc-interval"), help: settingHelp("QUEUE_GC_INTERVAL")) var queueGCInterval: String?
@@ -89,7 +90,7 @@ struct SettingsArguments: ParsableArguments {
             ("METADATA_MAX_KEYS", metadataMaxKeys), ("METADATA_MAX_VALUE_SIZE", metadataMaxValueSize),
             ("METADATA_MAX_SIZE", metadataMaxSize),
             ("PROXY_MAX_BUFFERED_BYTES", proxyMaxBufferedBytes), ("PROXY_MAX_PENDING_LOOKUPS", proxyMaxPendingLookups),
-            ("QUEUE_ACK_TIMEOUT", queueAckTimeout), ("QUEUE_DLQ_TIME", queueDLQTime), ("QUEUE_GC_INTERVAL", queueGCInterval),
+            ("QUEUE_STORE", queueStore), ("QUEUE_ACK_TIMEOUT", queueAckTimeout), ("QUEUE_DLQ_TIME", queueDLQTime), ("QUEUE_GC_INTERVAL", queueGCInterval),
             ("QUEUE_MAX_MESSAGES", queueMaxMessages), ("QUEUE_MAX_BYTES", queueMaxBytes),
             ("QUEUE_MAX_TOTAL_BYTES", queueMaxTotalBytes),
             ("PROXY_DENY", proxyDeny),

@@ -103,6 +103,8 @@ enum SettingsTable {
               help: "/api/v1/proxy upstreams named by host name that may be resolving at once (more: 503)"),
         .init(name: "PROXY_DENY", defaultValue: AddressBlock.defaultDeny, kind: .addressBlocks,
               help: "CIDR blocks /api/v1/proxy never connects to, checked after DNS and redirects (explicitly empty = none)"),
+        .init(name: "QUEUE_STORE", defaultValue: nil, kind: .choice(["memory", "redis"]),
+              help: "where queue messages live: memory (this process only) or redis (REDIS_DSN; survives restarts); default redis when CLUSTERING=true, else memory"),
         .init(name: "QUEUE_ACK_TIMEOUT", defaultValue: "15000", kind: .integer(1...86_400_000),
               help: "how long a delivered queue message may stay unacknowledged before it is dead-lettered, ms"),
         .init(name: "QUEUE_DLQ_TIME", defaultValue: "15000", kind: .integer(0...86_400_000),

@@ -597,15 +597,23 @@ final class GatewaySession: WebSocketMessageHandler {
             let nonce = m.tape.member(of: d, named: "nonce").map { UnsafeRawBufferPointer(rebasing: m.source[m.tape.span($0)]) }
             let message = RoutedMessage(event: "QUEUE", encoding: encoding, nonce: nonce,
                                         payload: UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(payloadNode)]))
-            outcome = queues.enqueue(queue: name, target: query, message: message, from: record) {
-                var w = FrameWriter(encoding: encoding)
-                w.beginFrame(op: 4, t: "QUEUE_CONFIRM", ts: gateway.loop.nowMilliseconds)
+            let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(targetNode)])
+            queues.enqueue(queue: name, target: query, targetBytes: targetBytes, message: message, from: record) {
+                [weak self] outcome in
+                guard let self else { return }
+                if case .refused = outcome {
+                    self.queueRefused(name, outcome)
+                    return
+                }
+                var w = FrameWriter(encoding: self.encoding)
+                w.beginFrame(op: 4, t: "QUEUE_CONFIRM", ts: self.gateway.loop.nowMilliseconds)
                 w.beginObject(count: 1)
                 w.key("queue"); w.string(name)
                 w.endObject()
                 w.endObject()
-                send(w)
+                self.send(w)
             }
+            return
         case .queueRequest:
             outcome = queues.request(queue: name, by: record)
         case .queueRequestCancel:
@@ -617,15 +625,19 @@ final class GatewaySession: WebSocketMessageHandler {
             }
             outcome = queues.acknowledge(queue: name, id: m.tape.string(idNode))
         }
-        if case .refused(let reason) = outcome {
-            gateway.logger.info("queue operation refused", metadata: ["queue": "\(name)", "reason": "\(reason)"])
-            // extra_info names the queue; not the frame as received, which
-            // for a full queue would send a large payload straight back.
-            invalid(reason) { w in
-                w.beginObject(count: 1)
-                w.key("queue"); w.string(name)
-                w.endObject()
-            }
+        queueRefused(name, outcome)
+    }
+
+    /// Answers a refused queue operation with op 3 (nothing for `.done`).
+    private func queueRefused(_ name: String, _ outcome: QueueOutcome) {
+        guard case .refused(let reason) = outcome else { return }
+        gateway.logger.info("queue operation refused", metadata: ["queue": "\(LogText.escape(name))", "reason": "\(reason)"])
+        // extra_info names the queue; not the frame as received, which
+        // for a full queue would send a large payload straight back.
+        invalid(reason) { w in
+            w.beginObject(count: 1)
+            w.key("queue"); w.string(name)
+            w.endObject()
         }
     }
 

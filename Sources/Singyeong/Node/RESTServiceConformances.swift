@@ -55,8 +55,8 @@ extension SingyeongNode: ReadinessService, MetricsTextService {
     }
 }
 
-/// `GET /api/v1/queues[/<name>]`: the queues held in memory; none when
-/// clustering (their shared store is not built yet).
+/// `GET /api/v1/queues[/<name>]`: the queues this node holds; none when
+/// clustering (one owner per queue is not built yet).
 extension SingyeongNode: QueueInspectionService {
     func queueSummaries() -> [QueueSummary]? {
         guard let queues else { return nil }
@@ -66,14 +66,20 @@ extension SingyeongNode: QueueInspectionService {
     func queueSummary(named name: String) -> QueueSummary? {
         guard let queues else { return nil }
         guard let q = queues.queues[name] else {
-            return QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: nil, oldestQueuedAge: nil)
+            return QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: nil, loaded: false,
+                                oldestQueuedAge: nil)
         }
         return summary(q)
     }
 
+    func queueStore() -> (kind: String, available: Bool)? {
+        guard let queues else { return nil }
+        return (queues.isDurable ? "redis" : "memory", queues.store.isAvailable)
+    }
+
     private func summary(_ q: MessageQueue) -> QueueSummary {
         QueueSummary(name: q.name, queued: q.queuedCount, unacked: q.unackedCount, dead: q.deadCount,
-                     waiting: q.waiting.count, owner: nil,
+                     waiting: q.waiting.count, owner: q.isLoaded ? queues?.store.ownerID : nil, loaded: q.isLoaded,
                      oldestQueuedAge: q.oldestQueuedSince.map { max(0, loop.nowMilliseconds - $0) })
     }
 }

@@ -86,14 +86,26 @@ final class SingyeongNode {
             throw StartupError(description: error.description)
         }
         if !settings.clustering {
-            // In memory on this node (queues.md §7, single node). A cluster
-            // needs the shared store (issue 14), not built yet: there the
-            // gateway answers queue events with an error.
+            // Queues need one owner per queue in a cluster (issue 14, not
+            // built yet): there the gateway answers queue events with an
+            // error. On one node: in memory (queues.md §7) or in Redis.
             let limits = QueueService.Limits(
                 ackTimeout: Int64(settings.queueAckTimeout), dlqTime: Int64(settings.queueDLQTime),
                 gcInterval: Int64(settings.queueGCInterval), maxMessages: settings.queueMaxMessages,
                 maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
-            let queues = QueueService(router: gateway.router, loop: loop, limits: limits)
+            var store: QueueStore = MemoryQueueStore()
+            if settings.queueStore == "redis" {
+                let dsn: RedisDSN
+                do {
+                    dsn = try RedisDSN(parsing: settings.redisDSN)
+                } catch {
+                    throw StartupError(description: "\(error)")
+                }
+                store = RedisQueueStore(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup,
+                                        nodeID: PeerAuthentication.makeNodeID(), renewMilliseconds: settings.clusterTick)
+            }
+            let queues = QueueService(router: gateway.router, loop: loop, queryCache: gateway.queryCache, logger: logger,
+                                      limits: limits, store: store, durable: settings.queueStore == "redis")
             gateway.queues = queues
             self.queues = queues
         }
@@ -190,8 +202,14 @@ final class SingyeongNode {
             pendingSteps -= 1
             if pendingSteps == 0 { self.loop.stop() }
         }
-        let clientsGone: () -> Void = { [unowned self] in
+        var clientsGone: () -> Void = { [unowned self] in
             if let cluster = self.cluster { cluster.finishLeaving(completion: stepDone) } else { stepDone() }
+        }
+        if let queues {
+            // The queues' leases go once the clients (and their ACKs) have.
+            pendingSteps += 1
+            let previous = clientsGone
+            clientsGone = { queues.stop(completion: stepDone); previous() }
         }
         // Clients are asked to go only once every peer stopped choosing them
         // (lame duck): what peers routed to them before has arrived.

@@ -33,13 +33,23 @@ final class MessageQueue {
     /// Clients waiting for one message each, oldest request first.
     private(set) var waiting: [ClientRecord] = []
 
+    /// The mirror holds the store's state (memory mode: always). While not
+    /// loaded it holds no messages, only `waiting`, and makes no attempts.
+    var isLoaded: Bool
+    /// An acquire of this queue is on its way to the store.
+    var isLoading = false
+
     private(set) var queuedCount = 0
     private(set) var unackedCount = 0
     private(set) var deadCount = 0
     /// Bytes of every message held (queued, unacked or dead).
     private(set) var heldBytes = 0
 
-    init(name: String) { self.name = name }
+    /// `loaded: false` for a queue whose state is still to be read from the store.
+    init(name: String, loaded: Bool = true) {
+        self.name = name
+        isLoaded = loaded
+    }
 
     var heldCount: Int { queuedCount + unackedCount + deadCount }
     /// Nothing held and nobody waiting: the queue may be forgotten.
@@ -59,6 +69,49 @@ final class MessageQueue {
     var queuedMessages: [QueuedMessage] { queued[head...].filter { $0.state == .queued } }
     func message(id: String) -> QueuedMessage? { byID[id] }
 
+    // MARK: Loading
+
+    /// Takes the state read from the store (each place oldest first, with
+    /// the loop time its messages got there), then a deliver-only attempt.
+    func load(queued: [QueuedMessage], unacked: [QueuedMessage], dead: [QueuedMessage], now: Int64,
+              context: QueueAttemptContext) {
+        for message in queued {
+            byID[message.id] = message
+            heldBytes += message.cost
+            append(message, now: message.since)
+        }
+        for message in unacked {
+            byID[message.id] = message
+            heldBytes += message.cost
+            message.state = .unacked
+            unackedCount += 1
+            unackedList.append((message, message.since))
+        }
+        for message in dead {
+            byID[message.id] = message
+            heldBytes += message.cost
+            message.state = .dead
+            deadCount += 1
+            deadList.append((message, message.since))
+        }
+        isLoaded = true
+        offer(queued, now: now, context: context)
+    }
+
+    /// Forgets every message (the store can no longer vouch for them) but
+    /// keeps `waiting`; returns the bytes they held.
+    func dropMessages() -> Int {
+        for message in byID.values { message.state = .done }
+        let bytes = heldBytes
+        byID = [:]
+        queued = []; head = 0
+        unackedList = []; unackedHead = 0
+        deadList = []; deadHead = 0
+        queuedCount = 0; unackedCount = 0; deadCount = 0; heldBytes = 0
+        isLoaded = false
+        return bytes
+    }
+
     // MARK: Operations
 
     /// QUEUE: appends `message`, then the full attempt (deliver, dead-letter).
@@ -75,10 +128,11 @@ final class MessageQueue {
     @discardableResult
     func request(by consumer: ClientRecord, now: Int64, context: QueueAttemptContext) -> Bool {
         guard !isWaiting(consumer) else {
-            deadLetterUnroutableHead(now: now, context: context)
+            if isLoaded { deadLetterUnroutableHead(now: now, context: context) }
             return false
         }
         waiting.append(consumer)
+        guard isLoaded else { return true }
         offerMessages(to: consumer, now: now, context: context)
         deadLetterUnroutableHead(now: now, context: context)
         return true
@@ -86,7 +140,7 @@ final class MessageQueue {
 
     /// A waiting client's metadata changed: a deliver-only attempt for it.
     func metadataChanged(of consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
-        guard isWaiting(consumer) else { return }
+        guard isLoaded, isWaiting(consumer) else { return }
         offerMessages(to: consumer, now: now, context: context)
     }
 
@@ -133,6 +187,7 @@ final class MessageQueue {
                 guard now - since >= dlqTime else { break }
                 deadCount -= 1
                 append(message, now: now)
+                context.requeued(message, in: self)
                 requeued.append(message)
             }
             deadHead += 1
@@ -143,7 +198,7 @@ final class MessageQueue {
             if message.state == .unacked && message.since == since {
                 guard now - since >= ackTimeout else { break }
                 unackedCount -= 1
-                kill(message, now: now)
+                kill(message, now: now, context: context)
                 died += 1
             }
             unackedHead += 1
@@ -201,7 +256,7 @@ final class MessageQueue {
         while !waiting.isEmpty, let message = firstQueued() {
             guard !context.hasCandidate(for: message.target) else { return }
             queuedCount -= 1
-            kill(message, now: now)
+            kill(message, now: now, context: context)
         }
     }
 
@@ -255,11 +310,12 @@ final class MessageQueue {
         queuedCount += 1
     }
 
-    private func kill(_ message: QueuedMessage, now: Int64) {
+    private func kill(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
         message.state = .dead
         message.since = now
         deadCount += 1
         deadList.append((message, now))
+        context.deadLettered(message, in: self)
     }
 
     private func firstQueued() -> QueuedMessage? {
@@ -303,4 +359,8 @@ protocol QueueAttemptContext: AnyObject {
     func choose(_ selector: Selector, among count: Int, value: (Int) -> Value?) -> Int?
     /// `message` was moved to unacked for `consumer`: send it.
     func delivered(_ message: QueuedMessage, from queue: MessageQueue, to consumer: ClientRecord)
+    /// `message` was moved to the DLQ.
+    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue)
+    /// `message` was moved from the DLQ back to the queue.
+    func requeued(_ message: QueuedMessage, in queue: MessageQueue)
 }

@@ -1,14 +1,27 @@
-/// The node's queues held in memory (QUEUE_STORE=memory, queues.md §7
-/// "single node"): the operations the gateway forwards, the GC timer, the
-/// bounds, and delivery to the consumers' sessions.
+import Logging
+
+/// The node's queues: the operations the gateway forwards, the GC timer, the
+/// bounds, and delivery to the consumers' sessions, over an in-memory mirror
+/// of each queue kept in a `QueueStore` (memory, or Redis: see there).
+///
+/// With a store that waits (Redis), a queue is used only once its state was
+/// read (`MessageQueue.isLoaded`): until then requests wait in its `waiting`
+/// list and ACKs wait in `pendingAcks`; a QUEUE is stored first and applied
+/// to the mirror when the store confirms it (the store answers in order, so
+/// a queue still loading then reads the new message itself). When the store
+/// loses a queue (a write failed, the lease went) the mirror's messages are
+/// dropped and read again; waiting clients stay.
 ///
 /// Bounds: a queue holds at most `maxMessages` messages and `maxBytes`
 /// bytes (queued, unacknowledged and dead together: all of them are
-/// memory), the node at most `maxTotalBytes`; past any of them QUEUE is
-/// refused and stores nothing. A client waits on at most
-/// `maxQueuesPerClient` queues. A queue with nothing held and nobody
-/// waiting is forgotten, so the number of queues is bounded by those.
-final class QueueService: QueueOperations, QueueAttemptContext {
+/// memory), the node at most `maxTotalBytes` (stores in flight included);
+/// past any of them QUEUE is refused and stores nothing. A client waits on
+/// at most `maxQueuesPerClient` queues, and at most `maxPendingAcks` ACKs
+/// wait for a queue to load. A queue with nothing held and nobody waiting is
+/// forgotten (with a store, at the next GC pass, so a busy queue that is
+/// empty for a moment keeps its lease), so the number of queues is bounded
+/// by those.
+final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelegate {
     struct Limits {
         var ackTimeout: Int64 = 15_000
         var dlqTime: Int64 = 15_000
@@ -17,6 +30,7 @@ final class QueueService: QueueOperations, QueueAttemptContext {
         var maxBytes = 64 << 20
         var maxTotalBytes = 256 << 20
         var maxQueuesPerClient = 64
+        var maxPendingAcks = 10_000
     }
 
     /// Totals since start (/metrics, issue 14 point 5).
@@ -29,64 +43,199 @@ final class QueueService: QueueOperations, QueueAttemptContext {
     }
 
     let limits: Limits
+    let store: QueueStore
+    /// Whether the store outlives the process (changes when idle queues are
+    /// forgotten, and what an unknown ACK means).
+    let isDurable: Bool
     private let router: Router
     private let loop: EventLoop
+    private let queryCache: QueryCache
+    private var logger: Logger
     private(set) var queues: [String: MessageQueue] = [:]
+    /// ACKs that wait for their queue to load, by queue.
+    private var pendingAcks: [String: [String]] = [:]
+    private var pendingAckCount = 0
     private(set) var counters = Counters()
-    /// Bytes held by every queue together.
+    /// Bytes held by every queue together, stores in flight included.
     private(set) var totalBytes = 0
     private var rng = FastRandom()
     private var gcTimer: LoopTimer?
 
-    init(router: Router, loop: EventLoop, limits: Limits) {
+    init(router: Router, loop: EventLoop, queryCache: QueryCache, logger: Logger, limits: Limits,
+         store: QueueStore = MemoryQueueStore(), durable: Bool = false) {
         self.router = router
         self.loop = loop
+        self.queryCache = queryCache
+        self.logger = logger
         self.limits = limits
+        self.store = store
+        isDurable = durable
+        store.delegate = self
         let timer = LoopTimer(loop: loop) { [unowned self] in self.collectGarbage() }
         let seconds = Double(limits.gcInterval) / 1000
         timer.start(after: seconds, repeating: seconds)
         gcTimer = timer
+        store.start()
     }
 
     deinit { gcTimer?.stop() }
+
+    /// Graceful shutdown: the store gives up its leases, then `completion`.
+    func stop(completion: @escaping () -> Void) {
+        gcTimer?.stop()
+        store.stop(completion: completion)
+    }
 
     private var now: Int64 { loop.nowMilliseconds }
 
     private func queue(_ name: String) -> MessageQueue {
         if let q = queues[name] { return q }
-        let q = MessageQueue(name: name)
+        let q = MessageQueue(name: name, loaded: false)
         queues[name] = q
+        acquire(q)
         return q
     }
 
+    /// Reads `q` from the store (once at a time), unless it is loaded.
+    private func acquire(_ q: MessageQueue) {
+        guard !q.isLoaded, !q.isLoading, store.isAvailable else { return }
+        q.isLoading = true
+        store.acquire(q.name) { [weak self, weak q] result in
+            guard let self, let q else { return }
+            q.isLoading = false
+            guard self.queues[q.name] === q else { return }
+            switch result {
+            case .success(let snapshot):
+                self.load(q, from: snapshot)
+            case .ownedElsewhere(let owner):
+                self.logger.warning("queue is held by another node; retrying", metadata: ["queue": "\(LogText.escape(q.name))", "owner": "\(LogText.escape(owner))"])
+            case .failure(let reason):
+                self.logger.warning("could not load queue; retrying", metadata: ["queue": "\(LogText.escape(q.name))", "error": "\(reason)"])
+            }
+        }
+    }
+
+    private func load(_ q: MessageQueue, from snapshot: QueueSnapshot) {
+        let now = self.now
+        func messages(_ entries: [QueueSnapshot.Entry]) -> [QueuedMessage] {
+            entries.compactMap { entry in
+                guard let message = restore(entry, now: now) else {
+                    logger.error("stored queue message is unreadable; left in the store", metadata: ["queue": "\(LogText.escape(q.name))", "id": "\(LogText.escape(entry.id))"])
+                    return nil
+                }
+                totalBytes += message.cost
+                return message
+            }
+        }
+        let queued = messages(snapshot.queued), unacked = messages(snapshot.unacked), dead = messages(snapshot.dead)
+        q.load(queued: queued, unacked: unacked, dead: dead, now: now, context: self)
+        if !snapshot.queued.isEmpty || !snapshot.unacked.isEmpty || !snapshot.dead.isEmpty {
+            logger.info("queue loaded", metadata: ["queue": "\(LogText.escape(q.name))", "queued": "\(queued.count)",
+                                                   "unacked": "\(unacked.count)", "dead": "\(dead.count)"])
+        }
+        if let acks = pendingAcks.removeValue(forKey: q.name) {
+            pendingAckCount -= acks.count
+            for id in acks { _ = acknowledge(queue: q.name, id: id) }
+        }
+    }
+
+    /// A message read from the store, its target compiled again (through the
+    /// query cache, so messages with one target share one `Query`).
+    private func restore(_ entry: QueueSnapshot.Entry, now: Int64) -> QueuedMessage? {
+        let stored = entry.message
+        var tape = DocumentTape()
+        let decoded: Bool
+        switch stored.encoding {
+        case .json: decoded = (try? JSONTapeDecoder.decode(copying: stored.target, into: &tape)) != nil
+        case .msgpack: decoded = (try? MessagePackTapeDecoder.decode(copying: stored.target, into: &tape)) != nil
+        }
+        guard decoded else { return nil }
+        var padded = stored.target
+        padded.append(contentsOf: repeatElement(0, count: InputBuffer.padding))
+        let result = padded.withUnsafeBytes { raw in
+            queryCache.query(for: UnsafeRawBufferPointer(rebasing: raw[0..<stored.target.count]), tag: stored.encoding == .json ? 0 : 1) {
+                Query.parse(tape.value(tape.root), context: "target")
+            }
+        }
+        guard case .success(let target) = result else { return nil }
+        let content = stored.nonce.withOptionalBytes { nonce in
+            stored.payload.withUnsafeBytes { payload in
+                OwnedRoutedMessage(copying: RoutedMessage(event: "QUEUE", encoding: stored.encoding, nonce: nonce, payload: payload))
+            }
+        }
+        let message = QueuedMessage(id: entry.id, target: target, content: content,
+                                    cost: Self.cost(nonce: stored.nonce?.count ?? 0, payload: stored.payload.count),
+                                    now: now - entry.age)
+        message.deliveries = entry.deliveries
+        return message
+    }
+
+    private static func cost(nonce: Int, payload: Int) -> Int { nonce + payload + InputBuffer.padding + 256 }
+
     private func forgetIfIdle(_ q: MessageQueue) {
+        guard !isDurable else { return }  // at the next GC pass
         if q.isIdle { queues[q.name] = nil }
+    }
+
+    // MARK: QueueStoreDelegate
+
+    func storeLost(_ name: String, reason: String) {
+        guard let q = queues[name], q.isLoaded else { return }
+        logger.warning("queue store lost the queue; reading it again", metadata: ["queue": "\(LogText.escape(name))", "reason": "\(reason)"])
+        totalBytes -= q.dropMessages()
+        acquire(q)
+    }
+
+    func storeAvailable() {
+        for q in queues.values { acquire(q) }
+        store.knownQueues { [weak self] names in
+            guard let self else { return }
+            for name in names where (1...QueueName.maxLength).contains(name.utf8.count) { _ = self.queue(name) }
+        }
     }
 
     // MARK: QueueOperations
 
-    func enqueue(queue name: String, target: Query, message: RoutedMessage, from producer: ClientRecord,
-                 confirm: () -> Void) -> QueueOutcome {
-        let cost = (message.nonce?.count ?? 0) + message.payload.count + InputBuffer.padding + 256
+    func enqueue(queue name: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
+                 from producer: ClientRecord, answer: @escaping (QueueOutcome) -> Void) {
+        let cost = Self.cost(nonce: message.nonce?.count ?? 0, payload: message.payload.count)
         let existing = queues[name]
         if let existing, existing.heldCount >= limits.maxMessages {
-            return .refused("queue full: \(limits.maxMessages) messages (QUEUE_MAX_MESSAGES)")
+            return answer(.refused("queue full: \(limits.maxMessages) messages (QUEUE_MAX_MESSAGES)"))
         }
         if (existing?.heldBytes ?? 0) + cost > limits.maxBytes {
-            return .refused("queue full: over \(limits.maxBytes) bytes (QUEUE_MAX_BYTES)")
+            return answer(.refused("queue full: over \(limits.maxBytes) bytes (QUEUE_MAX_BYTES)"))
         }
         if totalBytes + cost > limits.maxTotalBytes {
-            return .refused("queues of this node full: over \(limits.maxTotalBytes) bytes (QUEUE_MAX_TOTAL_BYTES)")
+            return answer(.refused("queues of this node full: over \(limits.maxTotalBytes) bytes (QUEUE_MAX_TOTAL_BYTES)"))
         }
+        guard store.isAvailable else {
+            return answer(.refused("queue storage unavailable (Redis): nothing stored"))
+        }
+        let q = queue(name)
         let stored = QueuedMessage(id: newID(), target: target, content: OwnedRoutedMessage(copying: message),
                                    cost: cost, now: now)
-        let q = queue(name)
         totalBytes += cost
-        counters.confirmed &+= 1
-        // QUEUE_CONFIRM before any delivery the attempt causes (§2.1).
-        confirm()
-        countDeadLettered(q) { q.enqueue(stored, now: now, context: self) }
-        return .done
+        let parts = StoredQueueMessage.Parts(encoding: message.encoding, nonce: message.nonce, target: targetBytes,
+                                             payload: message.payload)
+        store.add(parts, id: stored.id, to: name) { [weak self] ok in
+            guard let self else { return }
+            guard ok else {
+                self.totalBytes -= cost
+                answer(.refused("queue storage failed (Redis): nothing stored"))
+                return
+            }
+            self.counters.confirmed &+= 1
+            // QUEUE_CONFIRM before any delivery the attempt causes (§2.1).
+            answer(.done)
+            if self.queues[name] === q, q.isLoaded {
+                stored.since = self.now
+                self.countDeadLettered(q) { q.enqueue(stored, now: self.now, context: self) }
+            } else {
+                // Loading: the acquire (sent after this store) reads it.
+                self.totalBytes -= cost
+            }
+        }
     }
 
     func request(queue name: String, by consumer: ClientRecord) -> QueueOutcome {
@@ -111,11 +260,27 @@ final class QueueService: QueueOperations, QueueAttemptContext {
     }
 
     func acknowledge(queue name: String, id: String) -> QueueOutcome {
+        if isDurable {
+            // The message may be in the store only (a queue not read yet).
+            let q = queue(name)
+            if !q.isLoaded {
+                guard store.isAvailable || q.isLoading else {
+                    return .refused("queue storage unavailable (Redis): the ACK was not recorded; the message will be delivered again")
+                }
+                guard pendingAckCount < limits.maxPendingAcks else {
+                    return .refused("too many ACKs waiting for queues to load: \(limits.maxPendingAcks)")
+                }
+                pendingAcks[name, default: []].append(id)
+                pendingAckCount += 1
+                return .done
+            }
+        }
         guard let q = queues[name], let message = q.message(id: id) else { return .done }  // unknown ids are ignored
         let cost = message.cost
         if q.acknowledge(id: id) {
             totalBytes -= cost
             counters.acked &+= 1
+            store.record(.acknowledged, id: id, in: name)
         }
         forgetIfIdle(q)
         return .done
@@ -145,9 +310,19 @@ final class QueueService: QueueOperations, QueueAttemptContext {
 
     private func collectGarbage() {
         let now = self.now
-        for q in Array(queues.values) where q.unackedCount > 0 || q.deadCount > 0 {
-            let (died, _) = q.collectGarbage(now: now, ackTimeout: limits.ackTimeout, dlqTime: limits.dlqTime, context: self)
-            counters.deadLettered &+= UInt64(died)
+        for q in Array(queues.values) {
+            if !q.isLoaded {
+                acquire(q)  // owned elsewhere or failed before: try again
+                continue
+            }
+            if q.unackedCount > 0 || q.deadCount > 0 {
+                let (died, _) = q.collectGarbage(now: now, ackTimeout: limits.ackTimeout, dlqTime: limits.dlqTime, context: self)
+                counters.deadLettered &+= UInt64(died)
+            }
+            if isDurable && q.isIdle && pendingAcks[q.name] == nil {
+                queues[q.name] = nil
+                store.release(q.name)
+            }
         }
     }
 
@@ -172,6 +347,7 @@ final class QueueService: QueueOperations, QueueAttemptContext {
         // The queue leaves the consumer's list with its request (§3.2).
         unlist(queue.name, from: consumer)
         counters.delivered &+= 1
+        store.record(.delivered, id: message.id, in: queue.name)
         message.deliveries += 1
         if message.deliveries > 1 { counters.redelivered &+= 1 }
         guard let session = consumer.session else { return }  // gone: redelivered after the timeouts
@@ -192,6 +368,14 @@ final class QueueService: QueueOperations, QueueAttemptContext {
                                               payload: UnsafeRawBufferPointer(rebasing: raw[0..<count])))
             }
         }
+    }
+
+    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue) {
+        store.record(.deadLettered, id: message.id, in: queue.name)
+    }
+
+    func requeued(_ message: QueuedMessage, in queue: MessageQueue) {
+        store.record(.requeued, id: message.id, in: queue.name)
     }
 
     // MARK: Ids

@@ -10,7 +10,9 @@ enum RESTQueues {
     static func respondList(queues: QueueInspectionService) -> HTTPResponse {
         guard let all = queues.queueSummaries() else { return unavailable }
         let items = all.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }.map(json)
-        return .json(200, "{\"queues\":[\(items.joined(separator: ","))]}")
+        let store = queues.queueStore()
+        return .json(200, "{\"store\":\(JSONText.quoted(store?.kind ?? "memory")),\"store_available\":\(store?.available ?? false),"
+                     + "\"queues\":[\(items.joined(separator: ","))]}")
     }
 
     /// `encodedName`: the path after the prefix.
@@ -28,7 +30,7 @@ enum RESTQueues {
 
     private static func json(_ q: QueueSummary) -> String {
         "{\"name\":\(JSONText.quoted(q.name)),\"queued\":\(q.queued),\"unacked\":\(q.unacked),\"dead\":\(q.dead),"
-            + "\"waiting\":\(q.waiting),\"owner\":\(q.owner.map(JSONText.quoted) ?? "null"),"
+            + "\"waiting\":\(q.waiting),\"owner\":\(q.owner.map(JSONText.quoted) ?? "null"),\"loaded\":\(q.loaded),"
             + "\"oldest_queued_age_ms\":\(q.oldestQueuedAge.map(String.init) ?? "null")}"
     }
 

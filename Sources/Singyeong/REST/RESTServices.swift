@@ -71,6 +71,9 @@ protocol QueueInspectionService: AnyObject {
     /// One queue (zeros when it does not exist); nil when queues are not
     /// available on this node.
     func queueSummary(named name: String) -> QueueSummary?
+    /// Where queue messages live (`memory` or `redis`) and whether that store
+    /// can be written now; nil when queues are not available on this node.
+    func queueStore() -> (kind: String, available: Bool)?
 }
 
 /// What the queue endpoints show of one queue.
@@ -80,9 +83,13 @@ struct QueueSummary {
     let unacked: Int
     let dead: Int
     let waiting: Int
-    /// The node that holds the queue (its id), nil on a node that is not
-    /// clustering (the queue is this node's).
+    /// The node that holds the queue's lease in the store (its id); nil in
+    /// memory mode (the queue is this process's) and while the queue is not
+    /// loaded.
     let owner: String?
+    /// The node holds the queue's state (false while it is being read from
+    /// the store, or another node holds it).
+    let loaded: Bool
     /// Milliseconds the oldest queued message has waited, nil when none is queued.
     let oldestQueuedAge: Int64?
 }

@@ -3,11 +3,13 @@
 /// service (which holds the queues, `Queue/`) do not use each other; the
 /// node wires one to the other.
 protocol QueueOperations: AnyObject {
-    /// QUEUE: stores the message (nonce and payload copied from `message`,
-    /// in its encoding) and answers `confirm` before any delivery it causes.
-    /// `.refused` (with a reason for op 3) stores nothing and confirms nothing.
-    func enqueue(queue: String, target: Query, message: RoutedMessage, from producer: ClientRecord,
-                 confirm: () -> Void) -> QueueOutcome
+    /// QUEUE: stores the message (target, nonce and payload copied from
+    /// `targetBytes` and `message`, in its encoding) and calls `answer`
+    /// exactly once, now or when the store has answered: `.done` (write
+    /// QUEUE_CONFIRM; it is sent before any delivery the message causes) or
+    /// `.refused` (a reason for op 3; nothing was stored).
+    func enqueue(queue: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
+                 from producer: ClientRecord, answer: @escaping (QueueOutcome) -> Void)
     /// QUEUE_REQUEST: `consumer` waits for one message (a repeated request
     /// keeps its place).
     func request(queue: String, by consumer: ClientRecord) -> QueueOutcome

@@ -1,0 +1,400 @@
+import COpenSSL
+import Logging
+
+/// The Redis store (QUEUE_STORE=redis): every queue's state lives in Redis,
+/// so a node restart, an owner change or a whole-cluster restart loses
+/// nothing that was confirmed.
+///
+/// Keys, for queue `<name>` of cluster group `<group>` (prefix
+/// `singyeong:queue:<group>:<name>:`, one Redis server; the names sit inside
+/// the keys, so this is not Redis Cluster slot-safe):
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `owner` | string with expiry | the node holding the lease |
+/// | `msgs` | hash | id → `StoredQueueMessage` bytes, every message not acknowledged |
+/// | `queued` | sorted set | ids by queue order (`seq`) |
+/// | `seq` | counter | the next queue position |
+/// | `unacked`, `dead` | sorted sets | ids by when they got there (Redis `TIME`, ms) |
+/// | `deliveries` | hash | id → times delivered |
+///
+/// plus the set `singyeong:queues:<group>` of queue names that may hold
+/// messages (read at start-up, so a restarted node serves them again).
+///
+/// **Every write is fenced.** Each is one Lua script that first checks that
+/// `owner` is still this node, and moves are atomic inside it. A node that
+/// lost its lease (paused, partitioned, slow) gets `NOTOWNER` and writes
+/// nothing; it then drops its mirror of that queue. Times are Redis's own
+/// clock, so a node that takes a queue over reads ages that do not depend on
+/// the previous owner's clock.
+///
+/// **Pipelined, never blocking.** Scripts go out through one
+/// `RedisConnection` as EVALSHA (loaded with SCRIPT LOAD first on every new
+/// connection; the SHA-1s are computed here with OpenSSL), in the order the
+/// mirror made its changes, and Redis answers them in that order.
+final class RedisQueueStore: QueueStore {
+    weak var delegate: QueueStoreDelegate?
+    var isAvailable: Bool { connection.isConnected && scriptsLoaded }
+
+    let nodeID: String
+    var ownerID: String? { nodeID }
+    let group: String
+    /// Lease time; the lease is renewed every `renewMilliseconds`.
+    let leaseMilliseconds: Int
+    let renewMilliseconds: Int
+
+    private let connection: RedisConnection
+    private let loop: EventLoop
+    private var logger: Logger
+    private var renewTimer: LoopTimer?
+    private var scriptsLoaded = false
+    /// Queues whose lease this node holds (or is taking).
+    private var held: Set<String> = []
+    private var renewInFlight = false
+
+    init(loop: EventLoop, logger: Logger, dsn: RedisDSN, group: String, nodeID: String, renewMilliseconds: Int) {
+        self.loop = loop
+        self.logger = logger
+        self.group = group
+        self.nodeID = nodeID
+        self.renewMilliseconds = max(renewMilliseconds, 10)
+        leaseMilliseconds = 3 * self.renewMilliseconds
+        connection = RedisConnection(loop: loop, logger: logger, dsn: dsn, label: "queues",
+                                     retryMilliseconds: self.renewMilliseconds)
+        connection.onConnected = { [unowned self] in self.connected() }
+        connection.onDisconnected = { [unowned self] reason in self.disconnected(reason) }
+    }
+
+    deinit {
+        renewTimer?.stop()
+        connection.onConnected = nil
+        connection.onDisconnected = nil
+    }
+
+    var namesKey: String { "singyeong:queues:\(group)" }
+    func prefix(_ queue: String) -> String { "singyeong:queue:\(group):\(queue):" }
+
+    func start() {
+        let timer = LoopTimer(loop: loop) { [unowned self] in self.renew() }
+        let seconds = Double(renewMilliseconds) / 1000
+        timer.start(after: seconds, repeating: seconds)
+        renewTimer = timer
+        connection.start()
+    }
+
+    func stop(completion: @escaping () -> Void) {
+        renewTimer?.stop()
+        var sent = false
+        if isAvailable && !held.isEmpty {
+            var command = RedisCommandBuilder("EVALSHA", Script.release.sha, "0", nodeID)
+            for queue in held { command.add(prefix(queue)) }
+            sent = connection.send(command) { [weak self] _ in
+                self?.connection.stop()
+                completion()
+            }
+        }
+        held.removeAll()
+        if !sent {
+            connection.stop()
+            completion()
+        }
+    }
+
+    /// The names of every queue that may hold messages.
+    func knownQueues(completion: @escaping ([String]) -> Void) {
+        guard isAvailable else { return completion([]) }
+        let sent = connection.send(["SMEMBERS", namesKey]) { reply in
+            guard case .array(let items)? = reply else { return completion([]) }
+            completion(items.compactMap(\.text))
+        }
+        if !sent { completion([]) }
+    }
+
+    // MARK: Operations
+
+    func acquire(_ queue: String, completion: @escaping (QueueStoreResult<QueueSnapshot>) -> Void) {
+        guard isAvailable else { return completion(.failure("Redis unavailable")) }
+        held.insert(queue)
+        let command = RedisCommandBuilder("EVALSHA", Script.acquire.sha, "0", prefix(queue), nodeID, String(leaseMilliseconds))
+        let sent = connection.send(command) { [weak self] reply in
+            guard let self else { return }
+            let result = Self.snapshot(from: reply)
+            if case .success = result {} else { self.held.remove(queue) }
+            completion(result)
+        }
+        if !sent {
+            held.remove(queue)
+            completion(.failure("Redis unavailable"))
+        }
+    }
+
+    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (Bool) -> Void) {
+        guard isAvailable else { return completion(false) }
+        var command = RedisCommandBuilder("EVALSHA", Script.add.sha, "0", prefix(queue), nodeID, id)
+        var bytes: [UInt8] = []
+        message.encode(into: &bytes)
+        command.add(bytes)
+        command.add(namesKey)
+        command.add(queue)
+        let sent = connection.send(command) { [weak self] reply in
+            guard let self else { return }
+            let failure = self.failure(of: reply)
+            if let failure { self.lost(queue, reason: "storing a message failed: \(failure)") }
+            completion(failure == nil)
+        }
+        if !sent { completion(false) }
+    }
+
+    func record(_ move: QueueMove, id: String, in queue: String) {
+        var command = RedisCommandBuilder("EVALSHA", Script.move.sha, "0", prefix(queue), nodeID)
+        command.add(CollectionOfOne(move.rawValue))
+        command.add(id)
+        if move == .acknowledged {
+            command.add(namesKey)
+            command.add(queue)
+        }
+        let sent = isAvailable && connection.send(command) { [weak self] reply in
+            guard let self, let failure = self.failure(of: reply) else { return }
+            self.lost(queue, reason: "recording a move failed: \(failure)")
+        }
+        if !sent { lost(queue, reason: "Redis unavailable") }
+    }
+
+    func release(_ queue: String) {
+        guard held.remove(queue) != nil, isAvailable else { return }
+        connection.send(RedisCommandBuilder("EVALSHA", Script.release.sha, "0", nodeID, prefix(queue))) { _ in }
+    }
+
+    // MARK: Connection and leases
+
+    private func connected() {
+        scriptsLoaded = false
+        let scripts = Script.all
+        for (i, script) in scripts.enumerated() {
+            connection.send(["SCRIPT", "LOAD", script.source]) { [weak self] reply in
+                guard let self else { return }
+                guard let sha = reply?.text, sha == script.sha else {
+                    if let reply { self.connection.drop(reason: "SCRIPT LOAD failed: \(reply)", level: .error) }
+                    return
+                }
+                if i == scripts.count - 1 {
+                    self.scriptsLoaded = true
+                    self.delegate?.storeAvailable()
+                }
+            }
+        }
+    }
+
+    private func disconnected(_ reason: String) {
+        scriptsLoaded = false
+        renewInFlight = false
+        // Every outstanding write was answered nil (and reported); leases
+        // held are to be taken again once Redis is back.
+        let queues = held
+        held.removeAll()
+        for queue in queues { delegate?.storeLost(queue, reason: "Redis connection lost: \(reason)") }
+    }
+
+    /// Renews every lease held, in one script; a lease found gone or taken
+    /// is reported lost.
+    private func renew() {
+        guard isAvailable, !held.isEmpty, !renewInFlight else { return }
+        let queues = Array(held)
+        var command = RedisCommandBuilder("EVALSHA", Script.renew.sha, "0", nodeID, String(leaseMilliseconds))
+        for queue in queues { command.add(prefix(queue)) }
+        renewInFlight = true
+        connection.send(command) { [weak self] reply in
+            guard let self else { return }
+            self.renewInFlight = false
+            guard case .array(let lost)? = reply else {
+                if let reply { self.logger.warning("queues: lease renewal failed", metadata: ["error": "\(reply)"]) }
+                return
+            }
+            for index in lost.compactMap(\.integer) where (1...queues.count).contains(index) {
+                self.lost(queues[index - 1], reason: "lease lost")
+            }
+        }
+    }
+
+    private func lost(_ queue: String, reason: String) {
+        held.remove(queue)
+        delegate?.storeLost(queue, reason: reason)
+    }
+
+    /// nil for a successful reply, else what went wrong. NOSCRIPT (someone
+    /// flushed the scripts) drops the connection, which loads them again.
+    private func failure(of reply: RedisValue?) -> String? {
+        switch reply {
+        case nil: return "Redis connection lost"
+        case .error(let message)?:
+            if message.hasPrefix("NOSCRIPT") { connection.drop(reason: "scripts were flushed") }
+            return message
+        default: return nil
+        }
+    }
+
+    /// Reads the acquire script's reply: `{1, now, queued, unacked+scores,
+    /// dead+scores, msgs, deliveries}` or `{0, owner}`.
+    static func snapshot(from reply: RedisValue?) -> QueueStoreResult<QueueSnapshot> {
+        guard let reply else { return .failure("Redis connection lost") }
+        if case .error(let message) = reply { return .failure(message) }
+        guard case .array(let parts) = reply, let status = parts.first?.integer else {
+            return .failure("unexpected reply to the acquire script")
+        }
+        if status == 0 { return .ownedElsewhere(parts.count > 1 ? parts[1].text ?? "?" : "?") }
+        guard parts.count == 7, let now = parts[1].integer,
+              case .array(let queuedIDs) = parts[2], case .array(let unackedPairs) = parts[3],
+              case .array(let deadPairs) = parts[4], case .array(let messagePairs) = parts[5],
+              case .array(let deliveryPairs) = parts[6]
+        else { return .failure("unexpected reply to the acquire script") }
+        var messages: [String: StoredQueueMessage] = [:]
+        var i = 0
+        while i + 1 < messagePairs.count {
+            if let id = messagePairs[i].text, case .string(let bytes) = messagePairs[i + 1],
+               let message = StoredQueueMessage(decoding: bytes) {
+                messages[id] = message
+            }
+            i += 2
+        }
+        var deliveries: [String: Int] = [:]
+        i = 0
+        while i + 1 < deliveryPairs.count {
+            if let id = deliveryPairs[i].text, let n = deliveryPairs[i + 1].text.flatMap({ Int($0) }) { deliveries[id] = n }
+            i += 2
+        }
+        var snapshot = QueueSnapshot()
+        func entry(_ id: String?, since: Int64?) -> QueueSnapshot.Entry? {
+            guard let id, let message = messages.removeValue(forKey: id) else { return nil }
+            return QueueSnapshot.Entry(id: id, message: message, age: max(0, Int64(now) - (since ?? Int64(now))),
+                                       deliveries: deliveries[id] ?? 0)
+        }
+        for id in queuedIDs { if let e = entry(id.text, since: nil) { snapshot.queued.append(e) } }
+        func scored(_ pairs: [RedisValue]) -> [QueueSnapshot.Entry] {
+            var out: [QueueSnapshot.Entry] = []
+            var i = 0
+            while i + 1 < pairs.count {
+                let since = pairs[i + 1].text.flatMap { Double($0) }.map { Int64($0) }
+                if let e = entry(pairs[i].text, since: since) { out.append(e) }
+                i += 2
+            }
+            return out
+        }
+        snapshot.unacked = scored(unackedPairs)
+        snapshot.dead = scored(deadPairs)
+        // A message in `msgs` that no place lists (it cannot happen through
+        // these scripts, but a hand edit could do it) is not lost: queued.
+        for (id, message) in messages.sorted(by: { $0.key < $1.key }) {
+            snapshot.queued.append(QueueSnapshot.Entry(id: id, message: message, age: 0, deliveries: deliveries[id] ?? 0))
+        }
+        return .success(snapshot)
+    }
+}
+
+/// The store's Lua scripts and their SHA-1s.
+private struct Script {
+    let source: String
+    let sha: String
+
+    init(_ source: String) {
+        self.source = source
+        var digest = [UInt8](repeating: 0, count: 20)
+        let bytes = Array(source.utf8)
+        _ = SHA1(bytes, bytes.count, &digest)
+        let hex = Array("0123456789abcdef".utf8)
+        sha = String(decoding: digest.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
+    }
+
+    /// The fence every write starts with: ARGV[1] the key prefix, ARGV[2] this node.
+    private static let fence = """
+        local p = ARGV[1]
+        local owner = redis.call('GET', p .. 'owner')
+        if owner ~= ARGV[2] then return redis.error_reply('NOTOWNER ' .. tostring(owner)) end
+
+        """
+
+    /// Takes the lease unless another node holds it, then reads everything.
+    /// ARGV: prefix, node, lease ms.
+    static let acquire = Script("""
+        local p = ARGV[1]
+        local owner = redis.call('GET', p .. 'owner')
+        if owner and owner ~= ARGV[2] then return {0, owner} end
+        redis.call('SET', p .. 'owner', ARGV[2], 'PX', ARGV[3])
+        local t = redis.call('TIME')
+        return {1, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+          redis.call('ZRANGE', p .. 'queued', 0, -1),
+          redis.call('ZRANGE', p .. 'unacked', 0, -1, 'WITHSCORES'),
+          redis.call('ZRANGE', p .. 'dead', 0, -1, 'WITHSCORES'),
+          redis.call('HGETALL', p .. 'msgs'),
+          redis.call('HGETALL', p .. 'deliveries')}
+        """)
+
+    /// A new message at the end of the queue. ARGV: prefix, node, id, bytes,
+    /// names key, name.
+    static let add = Script(fence + """
+        redis.call('HSET', p .. 'msgs', ARGV[3], ARGV[4])
+        redis.call('ZADD', p .. 'queued', redis.call('INCR', p .. 'seq'), ARGV[3])
+        redis.call('SADD', ARGV[5], ARGV[6])
+        return 1
+        """)
+
+    /// One move (`QueueMove`'s letters). A message already acknowledged is
+    /// left alone; the last ACK of a queue takes its name out of the names
+    /// set. ARGV: prefix, node, move, id, names key, name.
+    static let move = Script(fence + """
+        local id = ARGV[4]
+        local m = ARGV[3]
+        if m == 'a' then
+          redis.call('HDEL', p .. 'msgs', id)
+          redis.call('HDEL', p .. 'deliveries', id)
+          redis.call('ZREM', p .. 'queued', id)
+          redis.call('ZREM', p .. 'unacked', id)
+          redis.call('ZREM', p .. 'dead', id)
+          if redis.call('HLEN', p .. 'msgs') == 0 then redis.call('SREM', ARGV[5], ARGV[6]) end
+          return 1
+        end
+        if redis.call('HEXISTS', p .. 'msgs', id) == 0 then return 0 end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        if m == 'd' then
+          redis.call('ZREM', p .. 'queued', id)
+          redis.call('ZADD', p .. 'unacked', now, id)
+          redis.call('HINCRBY', p .. 'deliveries', id, 1)
+        elseif m == 'x' then
+          redis.call('ZREM', p .. 'queued', id)
+          redis.call('ZREM', p .. 'unacked', id)
+          redis.call('ZADD', p .. 'dead', now, id)
+        elseif m == 'r' then
+          redis.call('ZREM', p .. 'dead', id)
+          redis.call('ZADD', p .. 'queued', redis.call('INCR', p .. 'seq'), id)
+        else
+          return redis.error_reply('unknown move ' .. m)
+        end
+        return 1
+        """)
+
+    /// Renews the leases still this node's; returns the positions (from 1)
+    /// of the ones that are not. ARGV: node, lease ms, prefixes.
+    static let renew = Script("""
+        local lost = {}
+        for i = 3, #ARGV do
+          local k = ARGV[i] .. 'owner'
+          if redis.call('GET', k) == ARGV[1] then
+            redis.call('PEXPIRE', k, ARGV[2])
+          else
+            lost[#lost + 1] = i - 2
+          end
+        end
+        return lost
+        """)
+
+    /// Gives up the leases still this node's. ARGV: node, prefixes.
+    static let release = Script("""
+        for i = 2, #ARGV do
+          local k = ARGV[i] .. 'owner'
+          if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+        end
+        return 1
+        """)
+
+    static let all = [acquire, add, move, renew, release]
+}
