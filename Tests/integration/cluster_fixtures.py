@@ -89,7 +89,11 @@ def redis_cmd(port: int, *args, timeout: float = 2.0):
 
 
 class RedisServer:
-    def __init__(self, directory: Path):
+    """`appendonly`: keep an AOF fsynced on every write, so a restart on the
+    same directory and port comes back with every acknowledged write."""
+
+    def __init__(self, directory: Path, appendonly: bool = False):
+        self.appendonly = appendonly
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.fail("redis-server not found on PATH: the cluster tests need a real Redis (`make deps` installs "
@@ -103,7 +107,8 @@ class RedisServer:
         assert self.proc is None or self.proc.poll() is not None, "redis already running"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]),
              "--dir", str(self.dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()

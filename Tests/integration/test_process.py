@@ -205,7 +205,10 @@ def run_invalid(cli, *args, env=None):
     (["--max-frame-size", "0"], None, "MAX_FRAME_SIZE"),
     ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ([], {"SHUTDOWN_TIMEOUT": "1e3"}, "SHUTDOWN_TIMEOUT"),
-], ids=["port-70000", "port-negative", "env-port-abc", "idle-5", "heartbeat-ten", "frame-0", "loglevel", "shutdown-1e3"])
+    (["--queue-store", "disk"], None, "QUEUE_STORE"),
+    (["--clustering", "true", "--cookie", "c" * 32, "--queue-store", "memory"], None, "QUEUE_STORE=memory"),
+], ids=["port-70000", "port-negative", "env-port-abc", "idle-5", "heartbeat-ten", "frame-0", "loglevel", "shutdown-1e3",
+        "queue-store-disk", "queue-store-memory-clustering"])
 def test_invalid_setting_exits_nonzero_naming_it(cli, args, env, name):
     if "--port" not in args and not (env and "PORT" in env):
         args = ["--port", str(free_port()), *args]

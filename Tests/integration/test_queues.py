@@ -1,6 +1,8 @@
-"""Queues on one node, in memory (queues.md, protocol.md §8.5–8.9, issue 14):
-the test scenarios of queues.md §8 over the wire, plus bounds and bad input.
-State is read through GET /api/v1/queues/<name>.
+"""Queues on one node (queues.md, protocol.md §8.5–8.9, issue 14): the test
+scenarios of queues.md §8 over the wire, plus bounds and bad input, each run
+twice: QUEUE_STORE=memory and QUEUE_STORE=redis (a real redis-server).
+State is read through GET /api/v1/queues/<name>. Durability (restarts,
+Redis outages, fencing) is in test_queues_durable.py.
 
 Scenarios about timeouts run on a server with ack_timeout = dlq_time =
 gc_interval = 250 ms (the spec's test configuration says 100 ms; 250 leaves
@@ -27,6 +29,7 @@ import pytest
 from cluster_fixtures import RedisServer, cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import Clients, start_server, stop_server, uid
 from gw_fixtures import start  # noqa: F401 (fixture)
+from queue_helpers import confirm, delivery, enqueue, qname, queue_list, state, wait_for
 
 TICK = 0.25  # ack_timeout = dlq_time = gc_interval of `tserver`, seconds
 
@@ -83,51 +86,6 @@ def tclients(tserver):
     c = Clients(tserver.port)
     yield c
     c.close_all()
-
-
-def state(port, name):
-    url = f"http://127.0.0.1:{port}/api/v1/queues/{urllib.parse.quote(name, safe='')}"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def queue_list(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/queues", timeout=5) as r:
-        return json.loads(r.read())
-
-
-def wait_for(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-def enqueue(c, queue, target, payload, **extra):
-    d = {"queue": queue, "target": target, "payload": payload}
-    d.update(extra)
-    c.dispatch("QUEUE", d)
-
-
-def confirm(c, queue):
-    f = c.recv_frame()
-    assert f["op"] == 4 and f["t"] == "QUEUE_CONFIRM" and f["d"] == {"queue": queue}, f
-    return f
-
-
-def delivery(c, timeout=3.0):
-    f = c.recv_frame(timeout)
-    assert f["op"] == 4 and f["t"] == "QUEUE", f
-    assert set(f["d"]) == {"target", "nonce", "payload"} and f["d"]["target"] is None, f
-    assert set(f["d"]["payload"]) == {"queue", "id", "payload"}, f
-    uuid.UUID(f["d"]["payload"]["id"], version=4)
-    return f
-
-
-def qname():
-    return uid("q")
 
 
 # ------------------------------------------------------------- §8 scenarios

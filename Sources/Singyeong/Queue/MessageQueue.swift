@@ -38,6 +38,8 @@ final class MessageQueue {
     var isLoaded: Bool
     /// An acquire of this queue is on its way to the store.
     var isLoading = false
+    /// Why the last acquire failed (logged once per new reason).
+    var loadFailure: String?
 
     private(set) var queuedCount = 0
     private(set) var unackedCount = 0

@@ -104,13 +104,20 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
             guard let self, let q else { return }
             q.isLoading = false
             guard self.queues[q.name] === q else { return }
+            // One log line per new reason, not one per retry.
+            let failure: String
             switch result {
             case .success(let snapshot):
+                q.loadFailure = nil
                 self.load(q, from: snapshot)
-            case .ownedElsewhere(let owner):
-                self.logger.warning("queue is held by another node; retrying", metadata: ["queue": "\(LogText.escape(q.name))", "owner": "\(LogText.escape(owner))"])
-            case .failure(let reason):
-                self.logger.warning("could not load queue; retrying", metadata: ["queue": "\(LogText.escape(q.name))", "error": "\(reason)"])
+                return
+            case .ownedElsewhere(let owner): failure = "held by node \(owner)"
+            case .failure(let reason): failure = reason
+            }
+            if failure != q.loadFailure {
+                q.loadFailure = failure
+                self.logger.warning("could not take the queue; retrying every GC interval",
+                                    metadata: ["queue": "\(LogText.escape(q.name))", "reason": "\(LogText.escape(failure))"])
             }
         }
     }
@@ -218,11 +225,11 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         totalBytes += cost
         let parts = StoredQueueMessage.Parts(encoding: message.encoding, nonce: message.nonce, target: targetBytes,
                                              payload: message.payload)
-        store.add(parts, id: stored.id, to: name) { [weak self] ok in
+        store.add(parts, id: stored.id, to: name) { [weak self] failure in
             guard let self else { return }
-            guard ok else {
+            if let failure {
                 self.totalBytes -= cost
-                answer(.refused("queue storage failed (Redis): nothing stored"))
+                answer(.refused("queue storage failed (\(failure)): nothing stored"))
                 return
             }
             self.counters.confirmed &+= 1

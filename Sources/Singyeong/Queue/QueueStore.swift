@@ -24,9 +24,9 @@ protocol QueueStore: AnyObject {
     /// runs exactly once.
     func acquire(_ queue: String, completion: @escaping (QueueStoreResult<QueueSnapshot>) -> Void)
     /// Stores a new message (its bytes are read during the call only);
-    /// `completion(true)` only once it is stored: the QUEUE_CONFIRM waits
-    /// for it.
-    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (Bool) -> Void)
+    /// `completion(nil)` only once it is stored (the QUEUE_CONFIRM waits for
+    /// it), else with why it was not.
+    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (String?) -> Void)
     /// Writes one move the mirror made. Failure makes the store report the
     /// queue lost (`delegate.storeLost`), never silently.
     func record(_ move: QueueMove, id: String, in queue: String)
@@ -96,8 +96,8 @@ final class MemoryQueueStore: QueueStore {
         completion(.success(QueueSnapshot()))
     }
 
-    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (Bool) -> Void) {
-        completion(true)
+    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (String?) -> Void) {
+        completion(nil)
     }
 
     func record(_ move: QueueMove, id: String, in queue: String) {}

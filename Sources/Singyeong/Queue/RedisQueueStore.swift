@@ -128,8 +128,8 @@ final class RedisQueueStore: QueueStore {
         }
     }
 
-    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (Bool) -> Void) {
-        guard isAvailable else { return completion(false) }
+    func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (String?) -> Void) {
+        guard isAvailable else { return completion("Redis unavailable") }
         var command = RedisCommandBuilder("EVALSHA", Script.add.sha, "0", prefix(queue), nodeID, id)
         var bytes: [UInt8] = []
         message.encode(into: &bytes)
@@ -140,9 +140,9 @@ final class RedisQueueStore: QueueStore {
             guard let self else { return }
             let failure = self.failure(of: reply)
             if let failure { self.lost(queue, reason: "storing a message failed: \(failure)") }
-            completion(failure == nil)
+            completion(failure.map(Self.explain))
         }
-        if !sent { completion(false) }
+        if !sent { completion("Redis unavailable") }
     }
 
     func record(_ move: QueueMove, id: String, in queue: String) {
@@ -219,6 +219,11 @@ final class RedisQueueStore: QueueStore {
     private func lost(_ queue: String, reason: String) {
         held.remove(queue)
         delegate?.storeLost(queue, reason: reason)
+    }
+
+    /// A failure as a client reads it.
+    private static func explain(_ failure: String) -> String {
+        failure.hasPrefix("NOTOWNER") ? "the queue is held by another node" : failure
     }
 
     /// nil for a successful reply, else what went wrong. NOSCRIPT (someone

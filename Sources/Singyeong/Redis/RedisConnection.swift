@@ -13,8 +13,11 @@ import Logging
 /// them), which the queue store relies on: a move written after another is
 /// applied after it. hiredis 0.14 has no timeouts, so a silent Redis is
 /// detected here: a connect, a handshake, or the oldest unanswered command
-/// that makes no progress for `stallMilliseconds` drops the connection, which
-/// answers every outstanding command with nil.
+/// that makes no progress for `stallTicks` retry ticks in a row drops the
+/// connection, which answers every outstanding command with nil. Counted in
+/// ticks, not elapsed time: a node that was itself paused (SIGSTOP, a VM
+/// hiccup) sees one tick when it wakes up, not a stall of Redis, and reads
+/// the replies waiting in its socket before the next tick.
 final class RedisConnection {
     /// After the handshake (AUTH, SELECT): commands may be sent. Commands
     /// queued here go out before any the caller sends later.
@@ -28,7 +31,7 @@ final class RedisConnection {
     /// Names the user in log lines ("registry", "queues").
     let label: String
     let retryMilliseconds: Int
-    let stallMilliseconds: Int64
+    let stallTicks: Int
 
     private let loop: EventLoop
     private var logger: Logger
@@ -50,8 +53,9 @@ final class RedisConnection {
     private var failures = 0
     /// Retry ticks still to skip before the next connect attempt.
     private var ticksUntilRetry = 0
-    /// Loop ms of the last progress: the phase began, or a reply arrived.
-    private var lastProgress: Int64 = 0
+    /// Ticks in a row without progress (a phase began, or a reply arrived)
+    /// while something was awaited.
+    private var stalledTicks = 0
     /// The last failure logged at warning level; repeats go to debug so a long
     /// outage logs once, not once per retry.
     private var lastFailure: String?
@@ -66,7 +70,7 @@ final class RedisConnection {
         self.dsn = dsn
         self.label = label
         self.retryMilliseconds = max(retryMilliseconds, 1)
-        stallMilliseconds = Int64(max(2000, 5 * self.retryMilliseconds))
+        stallTicks = max(5, (2000 + self.retryMilliseconds - 1) / self.retryMilliseconds)
     }
 
     deinit {
@@ -147,7 +151,7 @@ final class RedisConnection {
     @discardableResult
     func send(_ command: RedisCommandBuilder, handler: @escaping (RedisValue?) -> Void) -> Bool {
         guard let link, let context = link.context, phase == .connected || phase == .handshaking else { return false }
-        if link.outstanding == 0 { lastProgress = loop.nowMilliseconds }
+        if link.outstanding == 0 { stalledTicks = 0 }
         let box = Unmanaged.passRetained(RedisCommand(link: link, handler: handler))
         let status: Int32 = command.withArgv { count, argv, lengths in
             redisAsyncCommandArgv(context, { _, reply, privdata in
@@ -168,7 +172,6 @@ final class RedisConnection {
     // MARK: - Connection
 
     private func tick() {
-        let now = loop.nowMilliseconds
         switch phase {
         case .stopped:
             return
@@ -179,20 +182,21 @@ final class RedisConnection {
             }
             connect()
         case .connecting, .handshaking:
-            if now - lastProgress >= stallMilliseconds {
+            stalledTicks += 1
+            if stalledTicks >= stallTicks {
                 drop(reason: phase == .connecting ? "connect timed out" : "no answer to AUTH/SELECT")
             }
         case .connected:
-            if outstanding > 0 && now - lastProgress >= stallMilliseconds {
-                drop(reason: "Redis stopped answering")
-            }
+            guard outstanding > 0 else { return }
+            stalledTicks += 1
+            if stalledTicks >= stallTicks { drop(reason: "Redis stopped answering") }
         }
     }
 
     /// Opens a new hiredis context (hiredis never reuses one after a disconnect).
     private func connect() {
         phase = .connecting
-        lastProgress = loop.nowMilliseconds
+        stalledTicks = 0
         guard let context = redisAsyncConnect(dsn.host, Int32(dsn.port)) else {
             connectFailed("out of memory creating the hiredis context")
             return
@@ -244,7 +248,7 @@ final class RedisConnection {
     private func linkConnected(_ link: RedisLink) {
         guard link === self.link else { return }
         phase = .handshaking
-        lastProgress = loop.nowMilliseconds
+        stalledTicks = 0
         if let password = dsn.password {
             let auth = dsn.user.map { ["AUTH", $0, password] } ?? ["AUTH", password]
             send(auth) { [weak self] reply in
@@ -269,7 +273,7 @@ final class RedisConnection {
 
     private func handshakeDone() {
         phase = .connected
-        lastProgress = loop.nowMilliseconds
+        stalledTicks = 0
         failures = 0
         ticksUntilRetry = 0
         lastFailure = nil
@@ -279,7 +283,7 @@ final class RedisConnection {
     }
 
     /// A reply arrived on `link`.
-    fileprivate func progressed(_ link: RedisLink) { lastProgress = loop.nowMilliseconds }
+    fileprivate func progressed(_ link: RedisLink) { stalledTicks = 0 }
 
     fileprivate func isCurrent(_ link: RedisLink) -> Bool { link === self.link }
 
