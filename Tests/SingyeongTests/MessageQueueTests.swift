@@ -21,9 +21,16 @@ private final class FakeContext: QueueAttemptContext {
         return selector.choose(among: count, value: value, using: &rng)
     }
 
+    /// Every move in the order the queue made it, as a store would write them.
+    var moves: [String] = []
+
     func delivered(_ message: QueuedMessage, from queue: MessageQueue, to consumer: ClientRecord) {
         deliveries.append((message.id, consumer.clientID))
+        moves.append("d:\(message.id)")
     }
+
+    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue) { moves.append("x:\(message.id)") }
+    func requeued(_ message: QueuedMessage, in queue: MessageQueue) { moves.append("r:\(message.id)") }
 }
 
 private func client(_ id: String, app: String = "app", n: Int64 = 0) -> ClientRecord {
@@ -204,5 +211,47 @@ private func message(_ id: String, _ t: String) -> QueuedMessage {
         #expect(q.heldCount == 2000 - acked)
         #expect(q.queuedMessages.count == q.queuedCount)
         #expect(q.heldBytes == 100 * (2000 - acked))
+    }
+
+    /// Every move is reported (the store writes them in this order): the
+    /// dead-letter step, deliveries, the GC's deaths and requeues.
+    @Test func everyMoveIsReportedInOrder() {
+        let q = MessageQueue(name: "q"), ctx = FakeContext()
+        let a = client("a")
+        ctx.everywhere = [a]
+        q.enqueue(message("lost", #"{"application":"nobody"}"#), now: 0, context: ctx)
+        q.enqueue(message("m", #"{"application":"app"}"#), now: 0, context: ctx)
+        q.request(by: a, now: 1, context: ctx)  // takes m; nobody waits after it
+        q.request(by: a, now: 2, context: ctx)  // waits: the unroutable head dies
+        // The DLQ's requeue first (lost, dead since 2), then the ack timeout (m).
+        q.collectGarbage(now: 200, ackTimeout: 100, dlqTime: 100, context: ctx)
+        #expect(ctx.moves == ["d:m", "x:lost", "r:lost", "x:m"])
+        q.collectGarbage(now: 400, ackTimeout: 100, dlqTime: 100, context: ctx)
+        #expect(ctx.moves == ["d:m", "x:lost", "r:lost", "x:m", "r:m", "d:m"])  // a still waits
+    }
+
+    /// A mirror read from a store: places, times and counts as given, then
+    /// a deliver-only attempt; dropping it keeps the waiting clients.
+    @Test func loadAndDropKeepWaitingClients() {
+        let q = MessageQueue(name: "q", loaded: false), ctx = FakeContext()
+        let a = client("a", app: "A")
+        ctx.everywhere = [a]
+        q.request(by: a, now: 0, context: ctx)
+        #expect(ctx.deliveries.isEmpty && q.waiting.count == 1)  // not loaded: no attempt
+        let queued = [message("b1", #"{"application":"B"}"#), message("a1", #"{"application":"A"}"#)]
+        let unacked = message("u", #"{"application":"A"}"#), dead = message("x", #"{"application":"A"}"#)
+        unacked.since = 5
+        dead.since = 7
+        queued.forEach { $0.since = 3 }
+        q.load(queued: queued, unacked: [unacked], dead: [dead], now: 10, context: ctx)
+        #expect(q.isLoaded && ctx.deliveries.map(\.id) == ["a1"])  // past b1, no head-of-line blocking
+        #expect(q.queuedCount == 1 && q.unackedCount == 2 && q.deadCount == 1 && q.heldBytes == 400)
+        #expect(q.oldestQueuedSince == 3)
+        let r = q.collectGarbage(now: 105, ackTimeout: 100, dlqTime: 100, context: ctx)
+        #expect(r.died == 1 && r.requeued == 0)  // u (since 5) died; a1 (since 10) not yet; x not yet
+        q.request(by: a, now: 106, context: ctx)
+        let bytes = q.dropMessages()
+        #expect(bytes == 400 && !q.isLoaded && q.heldCount == 0 && q.waiting.count == 1)
+        #expect(q.message(id: "a1") == nil && unacked.state == .done)
     }
 }

@@ -90,8 +90,8 @@ import Testing
         #expect(drive(seconds: 5) { a.members == ["b": "addr-b"] && b.members == ["a": "addr-a"] })
         #expect(a.registry.isConnected && b.registry.isConnected)
         #expect(a.states == [true] && b.states == [true])
-        #expect(try server.command(["HGET", "singyeong:cluster:registry:test", "a"]) == .string("addr-a"))
-        #expect(try server.command(["GET", "singyeong:cluster:node:test:b"]) == .string("addr-b"))
+        #expect(try server.command(["HGET", "singyeong:cluster:registry:test", "a"]) == .string(Array("addr-a".utf8)))
+        #expect(try server.command(["GET", "singyeong:cluster:node:test:b"]) == .string(Array("addr-b".utf8)))
         let ttl = try server.command(["PTTL", "singyeong:cluster:node:test:a"])
         if case .integer(let ms) = ttl { #expect(ms > 0 && ms <= 300) } else { Issue.record("PTTL: \(ttl)") }
     }
@@ -211,7 +211,7 @@ import Testing
 
         let restarted = try RedisTestServer(port: server.port)
         defer { restarted.kill() }
-        #expect(drive(seconds: 5) { (try? restarted.command(["HGET", "singyeong:cluster:registry:test", "a"])) == .string("addr-a") })
+        #expect(drive(seconds: 5) { (try? restarted.command(["HGET", "singyeong:cluster:registry:test", "a"])) == .string(Array("addr-a".utf8)) })
         #expect(a.registry.isConnected)
         #expect(a.states == [true, false, true])
         #expect(drive(seconds: 2) { a.members == [:] })
@@ -224,7 +224,7 @@ import Testing
         defer { a.registry.stop(); drive(seconds: 0.05) }
         a.registry.start()
         #expect(drive(seconds: 5) { a.members == [:] })
-        #expect(try server.command(["HGET", "singyeong:cluster:registry:test", "a"], db: 3) == .string("addr-a"))
+        #expect(try server.command(["HGET", "singyeong:cluster:registry:test", "a"], db: 3) == .string(Array("addr-a".utf8)))
         #expect(try server.command(["EXISTS", "singyeong:cluster:node:test:a"], db: 3) == .integer(1))
         #expect(try server.command(["EXISTS", "singyeong:cluster:registry:test"], db: 0) == .integer(0))
     }
