@@ -23,13 +23,14 @@ printf 'module CSimdjson {\n  header "%s/Sources/CSimdjson/include/csimdjson.h"\
 clang++ -std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CSimdjson/include -c Sources/CSimdjson/csimdjson.cpp -o "$out/csimdjson-fuzz.o"
 json_extra="-I $out/csimdjson-module $out/csimdjson-fuzz.o -lsimdjson -lstdc++"
 
-declare -A extra=([json]="$json_extra" [rest]="$json_extra")
+declare -A extra=([json]="$json_extra" [rest]="$json_extra" [queuepeer]="$json_extra")
 declare -A sources=(
   [query]="$(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/Codec/DocumentTape.swift Sources/Singyeong/Codec/Value.swift Fuzz/QueryParserFuzz.swift"
   [msgpack]="$codec Sources/Singyeong/Codec/MessagePackToJSON.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/MessagePackDecoderFuzz.swift"
   [peer]="$codec Sources/Singyeong/Cluster/PeerFrame.swift Sources/Singyeong/Loop/OutboundBytes.swift Fuzz/PeerFrameFuzz.swift"
   [json]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Codec/EnvelopeTemplate.swift Sources/Singyeong/Loop/InputBuffer.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Fuzz/FuzzCanonicalValue.swift Fuzz/FuzzLazyTape.swift Fuzz/JSONDecoderFuzz.swift"
   [rest]="$codec Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Loop/InputBuffer.swift $(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Sources/Singyeong/HTTP/HTTPResponse.swift Sources/Singyeong/REST/RESTBody.swift Sources/Singyeong/HTTP/URLQuery.swift Sources/Singyeong/Loop/OutboundBytes.swift Sources/Singyeong/Proxy/ProxyRequest.swift Sources/Singyeong/Proxy/UpstreamURL.swift Sources/Singyeong/Proxy/ProxyResponse.swift Sources/Singyeong/Routing/QueryCache.swift Fuzz/RESTRequestFuzz.swift"
+  [queuepeer]="$codec $(ls Sources/Singyeong/Metadata/*.swift | tr '\n' ' ') Sources/Singyeong/Codec/FrameWriter.swift Sources/Singyeong/Codec/MessagePackToJSON.swift Sources/Singyeong/Codec/JSONToMessagePack.swift Sources/Singyeong/Codec/JSONTapeDecoder.swift Sources/Singyeong/Codec/EnvelopeTemplate.swift Sources/Singyeong/Loop/InputBuffer.swift Sources/Singyeong/Codec/PeerPiece.swift Sources/Singyeong/Codec/PayloadEncoding.swift Sources/Singyeong/Routing/QueueName.swift Sources/Singyeong/Queue/QueuePeerMessage.swift Fuzz/QueuePeerMessageFuzz.swift"
   [queuestore]="Sources/Singyeong/Queue/StoredQueueMessage.swift Sources/Singyeong/Codec/PayloadEncoding.swift Fuzz/StoredQueueMessageFuzz.swift"
   [http]="Sources/Singyeong/HTTP/HTTPRequestParser.swift Sources/Singyeong/HTTP/HTTPRequestHead.swift Fuzz/HTTPRequestParserFuzz.swift"
   [websocket]="Sources/Singyeong/WebSocket/WebSocketFrameDecoder.swift Sources/Singyeong/WebSocket/WebSocketFrameEncoder.swift Sources/Singyeong/Codec/UTF8Validator.swift Sources/Singyeong/Loop/InputBuffer.swift Fuzz/WebSocketFrameDecoderFuzz.swift"

@@ -12,14 +12,14 @@ import uuid
 from gateway_client import uid
 
 
-def state(port, name):
-    url = f"http://127.0.0.1:{port}/api/v1/queues/{urllib.parse.quote(name, safe='')}"
+def state(port, name, host="127.0.0.1"):
+    url = f"http://{host}:{port}/api/v1/queues/{urllib.parse.quote(name, safe='')}"
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
 
 
-def queue_list(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/queues", timeout=5) as r:
+def queue_list(port, host="127.0.0.1"):
+    with urllib.request.urlopen(f"http://{host}:{port}/api/v1/queues", timeout=5) as r:
         return json.loads(r.read())
 
 

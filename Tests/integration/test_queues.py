@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_fixtures import RedisServer, cluster_factory, redis_factory  # noqa: F401 (fixtures)
+from cluster_fixtures import RedisServer
 from gateway_client import Clients, start_server, stop_server, uid
 from gw_fixtures import start  # noqa: F401 (fixture)
 from queue_helpers import confirm, delivery, enqueue, qname, queue_list, state, wait_for
@@ -438,14 +438,6 @@ def test_queue_list_endpoint(clients, qserver):
         assert mine[0]["owner"] is None
     else:  # the node's id, as the lease in Redis holds it
         assert isinstance(mine[0]["owner"], str) and len(mine[0]["owner"]) == 32
-
-
-def test_queues_unavailable_when_clustering_answer_an_error(cluster_factory):
-    cluster = cluster_factory(2)
-    c = cluster.nodes[0].identified(uid("app"))
-    enqueue(c, qname(), {"application": "x"}, 1)
-    f = c.recv_frame()
-    assert f["op"] == 3 and "not available" in f["d"]["error"], f
 
 
 def test_metrics_totals(clients, qserver):

@@ -61,6 +61,8 @@ final class Cluster {
     let maxProxiesPerLink: Int
     /// Runs proxied requests that peers send here.
     weak var proxyRunner: LocalProxyRunner?
+    /// The queue service, which reads and writes the queue frames' bodies.
+    weak var queueHandler: QueuePeerHandler?
     /// Failed handshakes' log lines, rate-limited per source.
     private var handshakeFailures = HandshakeFailureLog()
 
@@ -253,6 +255,7 @@ final class Cluster {
         // Requests waiting on this link get nothing more from it.
         requests.linkLost(ObjectIdentifier(link), reason: reason)
         cancelServedProxies(for: link)
+        if wasUp, let node = link.peerNodeID, links[node] == nil { queueHandler?.queuePeerGone(node) }
     }
 
     /// Logs a failed handshake, at most one line per source a minute (see

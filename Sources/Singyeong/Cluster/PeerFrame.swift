@@ -63,6 +63,14 @@ enum PeerFrameType: UInt8 {
     /// the sender's own requests are answered.
     case leaving = 25
     case leavingAck = 26
+    /// A queue operation for the node that owns the queue (issue 14): a
+    /// body the queue service writes and reads (the cluster only carries
+    /// it), answered by `queueReply` with the same request id.
+    case queueRequest = 27
+    case queueReply = 28
+    /// A queue message without an answer (a delivery to a consumer of the
+    /// receiver, a consumer gone).
+    case queueMessage = 29
 
     /// Frames whose body is a length-prefixed MessagePack header followed by raw bytes.
     var hasRawTail: Bool { self == .proxy || self == .proxyResult }

@@ -319,6 +319,12 @@ final class PeerLink: ConnectionHandler {
             connection.send(PeerFrameCodec.make(.leavingAck, requestID: requestID, body: []))
         case .leavingAck:
             cluster.receiveLeavingAck(from: self, requestID: requestID)
+        case .queueRequest:
+            cluster.receiveQueueRequest(from: self, requestID: requestID, tape: tape, body: body)
+        case .queueReply:
+            cluster.receiveQueueReply(from: self, requestID: requestID, tape: tape, body: body)
+        case .queueMessage:
+            cluster.receiveQueueMessage(from: self, tape: tape, body: body)
         }
         tape.shrink(maxNodes: 1 << 16, maxStringBytes: 1 << 20)
     }

@@ -30,8 +30,8 @@ final class Gateway {
     /// Set when clustering: client events also go to every peer.
     /// The other nodes; set when clustering.
     weak var peers: PeerNetwork?
-    /// The node's queues (QUEUE*, queues.md); nil while queues are not
-    /// available (a cluster: their Redis store is not built yet).
+    /// The node's queues (QUEUE*, queues.md); nil only before the node
+    /// wired them (frames then get op 3).
     var queues: QueueOperations?
     /// Decoding state reused by every frame. Only ever swapped out and back
     /// (`GatewaySession.received`), so exempt from dynamic exclusivity

@@ -573,7 +573,7 @@ final class GatewaySession: WebSocketMessageHandler {
     /// out by the queue service.
     private func queueEvent(_ event: Event, _ m: DecodedMessage, d: Int?, record: ClientRecord) {
         guard let queues = gateway.queues else {
-            invalid("queues are not available on a clustered node yet", extra: nil)
+            invalid("queues are not available on this node", extra: nil)
             return
         }
         guard let d, m.tape.kind(d) == .object, let nameNode = m.tape.member(of: d, named: "queue"),
@@ -584,7 +584,6 @@ final class GatewaySession: WebSocketMessageHandler {
             return
         }
         let name = m.tape.string(nameNode)
-        let outcome: QueueOutcome
         switch event {
         case .queue:
             guard let targetNode = m.tape.member(of: d, named: "target"),
@@ -615,17 +614,16 @@ final class GatewaySession: WebSocketMessageHandler {
             }
             return
         case .queueRequest:
-            outcome = queues.request(queue: name, by: record)
+            queues.request(queue: name, by: record) { [weak self] outcome in self?.queueRefused(name, outcome) }
         case .queueRequestCancel:
-            outcome = queues.cancelRequest(queue: name, by: record)
+            queues.cancelRequest(queue: name, by: record)
         default:
             guard let idNode = m.tape.member(of: d, named: "id"), m.tape.kind(idNode) == .string else {
                 invalidDispatchPayload(m)
                 return
             }
-            outcome = queues.acknowledge(queue: name, id: m.tape.string(idNode))
+            queues.acknowledge(queue: name, id: m.tape.string(idNode)) { [weak self] outcome in self?.queueRefused(name, outcome) }
         }
-        queueRefused(name, outcome)
     }
 
     /// Answers a refused queue operation with op 3 (nothing for `.done`).

@@ -192,6 +192,14 @@ struct ClientMetadata: Sendable, Equatable {
         setReserved(.receiveClientUpdates, .bool(receiveClientUpdates))
     }
 
+    /// Metadata as another node holds it for one of its clients, entry by
+    /// entry (reserved keys included), so this node can evaluate queries
+    /// against it (a queue's consumer waiting from another node). Entries
+    /// cost nothing here: the client's own node keeps its budget.
+    init(entries: [(key: String, type: MetadataType, value: Value)]) {
+        for e in entries { set(e.key, type: e.type, value: e.value, cost: 0) }
+    }
+
     /// Takes every reserved key's value from `other` (a projected copy made
     /// before a heartbeat must not turn the heartbeat time back).
     mutating func copyReserved(from other: ClientMetadata) {

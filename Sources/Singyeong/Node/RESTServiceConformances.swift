@@ -55,8 +55,9 @@ extension SingyeongNode: ReadinessService, MetricsTextService {
     }
 }
 
-/// `GET /api/v1/queues[/<name>]`: the queues this node holds; none when
-/// clustering (one owner per queue is not built yet).
+/// `GET /api/v1/queues[/<name>]`: the queues this node holds (in a
+/// cluster, each queue is listed by the node that owns it; one asked for by
+/// name elsewhere shows zeros and the holder this node knows of, if any).
 extension SingyeongNode: QueueInspectionService {
     func queueSummaries() -> [QueueSummary]? {
         guard let queues else { return nil }
@@ -66,8 +67,8 @@ extension SingyeongNode: QueueInspectionService {
     func queueSummary(named name: String) -> QueueSummary? {
         guard let queues else { return nil }
         guard let q = queues.queues[name] else {
-            return QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: nil, loaded: false,
-                                oldestQueuedAge: nil)
+            return QueueSummary(name: name, queued: 0, unacked: 0, dead: 0, waiting: 0, owner: queues.redirects[name],
+                                loaded: false, oldestQueuedAge: nil)
         }
         return summary(q)
     }

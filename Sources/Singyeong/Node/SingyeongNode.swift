@@ -24,7 +24,7 @@ final class SingyeongNode {
     let proxy: ProxyService
     /// Present when CLUSTERING=true.
     private(set) var cluster: Cluster?
-    /// Present when not clustering (queues in memory).
+    /// The queues (memory or Redis; in a cluster, Redis with one owner per queue).
     private(set) var queues: QueueService?
     private var signals: [SignalWatcher] = []
     private var shutdownTimer: LoopTimer?
@@ -85,30 +85,6 @@ final class SingyeongNode {
         } catch {
             throw StartupError(description: error.description)
         }
-        if !settings.clustering {
-            // Queues need one owner per queue in a cluster (issue 14, not
-            // built yet): there the gateway answers queue events with an
-            // error. On one node: in memory (queues.md §7) or in Redis.
-            let limits = QueueService.Limits(
-                ackTimeout: Int64(settings.queueAckTimeout), dlqTime: Int64(settings.queueDLQTime),
-                gcInterval: Int64(settings.queueGCInterval), maxMessages: settings.queueMaxMessages,
-                maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
-            var store: QueueStore = MemoryQueueStore()
-            if settings.queueStore == "redis" {
-                let dsn: RedisDSN
-                do {
-                    dsn = try RedisDSN(parsing: settings.redisDSN)
-                } catch {
-                    throw StartupError(description: "\(error)")
-                }
-                store = RedisQueueStore(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup,
-                                        nodeID: PeerAuthentication.makeNodeID(), renewMilliseconds: settings.clusterTick)
-            }
-            let queues = QueueService(router: gateway.router, loop: loop, queryCache: gateway.queryCache, logger: logger,
-                                      limits: limits, store: store, durable: settings.queueStore == "redis")
-            gateway.queues = queues
-            self.queues = queues
-        }
         if settings.clustering {
             let cluster = try Cluster(settings: settings, loop: loop, logger: logger, store: gateway.store, router: gateway.router,
                                       queryCache: gateway.queryCache, local: gateway, tls: tls)
@@ -118,6 +94,31 @@ final class SingyeongNode {
             proxy.forwarding = cluster
             self.cluster = cluster
         }
+        // Queues: in memory on one node (queues.md §7), or in Redis, where
+        // a cluster keeps one owner per queue (the leases are held under
+        // the node's cluster id, so peers can find the holder).
+        let queueLimits = QueueService.Limits(
+            ackTimeout: Int64(settings.queueAckTimeout), dlqTime: Int64(settings.queueDLQTime),
+            gcInterval: Int64(settings.queueGCInterval), maxMessages: settings.queueMaxMessages,
+            maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
+        var queueStore: QueueStore = MemoryQueueStore()
+        if settings.queueStore == "redis" {
+            let dsn: RedisDSN
+            do {
+                dsn = try RedisDSN(parsing: settings.redisDSN)
+            } catch {
+                throw StartupError(description: "\(error)")
+            }
+            queueStore = RedisQueueStore(loop: loop, logger: logger, dsn: dsn, group: settings.clusterGroup,
+                                         nodeID: cluster?.nodeID ?? PeerAuthentication.makeNodeID(),
+                                         renewMilliseconds: settings.clusterTick)
+        }
+        let queues = QueueService(router: gateway.router, loop: loop, queryCache: gateway.queryCache, logger: logger,
+                                  limits: queueLimits, store: queueStore, durable: settings.queueStore == "redis")
+        queues.peers = cluster
+        cluster?.queueHandler = queues
+        gateway.queues = queues
+        self.queues = queues
         // The bound ports (PORT=0 picks one): a proxied request must not loop back into them.
         var ownPorts: Set<Int> = [listener.boundPort]
         if let cluster { ownPorts.insert(cluster.listener.boundPort) }

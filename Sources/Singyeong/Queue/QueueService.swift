@@ -31,6 +31,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         var maxTotalBytes = 256 << 20
         var maxQueuesPerClient = 64
         var maxPendingAcks = 10_000
+        /// Other nodes' consumers that may wait here at once (a buggy peer
+        /// cannot grow them without bound; idle ones go after 3 GC intervals).
+        var maxShadows = 100_000
     }
 
     /// Totals since start (/metrics, issue 14 point 5).
@@ -47,11 +50,26 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
     /// Whether the store outlives the process (changes when idle queues are
     /// forgotten, and what an unknown ACK means).
     let isDurable: Bool
-    private let router: Router
-    private let loop: EventLoop
-    private let queryCache: QueryCache
-    private var logger: Logger
+    let router: Router
+    let loop: EventLoop
+    let queryCache: QueryCache
+    var logger: Logger
     private(set) var queues: [String: MessageQueue] = [:]
+
+    // Clustered (see QueueService+Cluster.swift).
+    /// The other nodes; nil on a single node.
+    weak var peers: QueuePeers?
+    /// Queues known to be held by another node (learned from the store or a
+    /// peer's reply), by name.
+    var redirects: [String: String] = [:]
+    /// This node's consumers waiting on queues held elsewhere: queue →
+    /// consumer handle → the request.
+    var remoteWaits: [String: [UInt64: RemoteWait]] = [:]
+    /// Stand-ins for other nodes' consumers waiting on queues held here.
+    var shadows: [ShadowKey: Shadow] = [:]
+    var shadowOfRecord: [ObjectIdentifier: Shadow] = [:]
+    /// Numbers this node's queue requests (a repeat keeps its number).
+    var nextSequence: UInt64 = 0
     /// ACKs that wait for their queue to load, by queue.
     private var pendingAcks: [String: [String]] = [:]
     private var pendingAckCount = 0
@@ -86,9 +104,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         store.stop(completion: completion)
     }
 
-    private var now: Int64 { loop.nowMilliseconds }
+    var now: Int64 { loop.nowMilliseconds }
 
-    private func queue(_ name: String) -> MessageQueue {
+    func queue(_ name: String) -> MessageQueue {
         if let q = queues[name] { return q }
         let q = MessageQueue(name: name, loaded: false)
         queues[name] = q
@@ -111,7 +129,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
                 q.loadFailure = nil
                 self.load(q, from: snapshot)
                 return
-            case .ownedElsewhere(let owner): failure = "held by node \(owner)"
+            case .ownedElsewhere(let owner):
+                if self.heldElsewhere(q, by: owner) { return }
+                failure = "held by node \(owner)"
             case .failure(let reason): failure = reason
             }
             if failure != q.loadFailure {
@@ -142,7 +162,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         }
         if let acks = pendingAcks.removeValue(forKey: q.name) {
             pendingAckCount -= acks.count
-            for id in acks { _ = acknowledge(queue: q.name, id: id) }
+            for id in acks { acknowledgeHere(queue: q.name, id: id) { _ in } }
         }
     }
 
@@ -195,6 +215,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     func storeAvailable() {
         for q in queues.values { acquire(q) }
+        // In a cluster, a queue is taken on demand by the node its
+        // operations go to; on one node, every stored queue is served again.
+        guard peers == nil else { return }
         store.knownQueues { [weak self] names in
             guard let self else { return }
             for name in names where (1...QueueName.maxLength).contains(name.utf8.count) { _ = self.queue(name) }
@@ -203,8 +226,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     // MARK: QueueOperations
 
-    func enqueue(queue name: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
-                 from producer: ClientRecord, answer: @escaping (QueueOutcome) -> Void) {
+    /// QUEUE on a queue served here (from a local producer or a peer's).
+    func enqueueHere(queue name: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
+                     answer: @escaping (QueueOutcome) -> Void) {
         let cost = Self.cost(nonce: message.nonce?.count ?? 0, payload: message.payload.count)
         let existing = queues[name]
         if let existing, existing.heldCount >= limits.maxMessages {
@@ -245,7 +269,8 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         }
     }
 
-    func request(queue name: String, by consumer: ClientRecord) -> QueueOutcome {
+    /// QUEUE_REQUEST on a queue served here (`consumer` may be a shadow).
+    func requestHere(queue name: String, by consumer: ClientRecord) -> QueueOutcome {
         let listed = consumer.waitingQueues.contains(name)
         if !listed && consumer.waitingQueues.count >= limits.maxQueuesPerClient {
             return .refused("waiting on too many queues: \(limits.maxQueuesPerClient)")
@@ -257,32 +282,32 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         return .done
     }
 
-    func cancelRequest(queue name: String, by consumer: ClientRecord) -> QueueOutcome {
+    func cancelHere(queue name: String, by consumer: ClientRecord) {
         unlist(name, from: consumer)
         if let q = queues[name] {
             q.removeWaiting(consumer)
             forgetIfIdle(q)
         }
-        return .done
     }
 
-    func acknowledge(queue name: String, id: String) -> QueueOutcome {
+    /// QUEUE_ACK on a queue served here.
+    func acknowledgeHere(queue name: String, id: String, answer: (QueueOutcome) -> Void) {
         if isDurable {
             // The message may be in the store only (a queue not read yet).
             let q = queue(name)
             if !q.isLoaded {
                 guard store.isAvailable || q.isLoading else {
-                    return .refused("queue storage unavailable (Redis): the ACK was not recorded; the message will be delivered again")
+                    return answer(.refused("queue storage unavailable (Redis): the ACK was not recorded; the message will be delivered again"))
                 }
                 guard pendingAckCount < limits.maxPendingAcks else {
-                    return .refused("too many ACKs waiting for queues to load: \(limits.maxPendingAcks)")
+                    return answer(.refused("too many ACKs waiting for queues to load: \(limits.maxPendingAcks)"))
                 }
                 pendingAcks[name, default: []].append(id)
                 pendingAckCount += 1
-                return .done
+                return answer(.done)
             }
         }
-        guard let q = queues[name], let message = q.message(id: id) else { return .done }  // unknown ids are ignored
+        guard let q = queues[name], let message = q.message(id: id) else { return answer(.done) }  // unknown ids are ignored
         let cost = message.cost
         if q.acknowledge(id: id) {
             totalBytes -= cost
@@ -290,16 +315,18 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
             store.record(.acknowledged, id: id, in: name)
         }
         forgetIfIdle(q)
-        return .done
+        answer(.done)
     }
 
     func metadataChanged(of record: ClientRecord) {
         for name in record.waitingQueues {
             queues[name]?.metadataChanged(of: record, now: now, context: self)
         }
+        metadataChangedRemotely(of: record)
     }
 
     func clientGone(_ record: ClientRecord) {
+        clientGoneRemotely(record)
         let names = record.waitingQueues
         record.waitingQueues = []
         for name in names {
@@ -309,7 +336,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         }
     }
 
-    private func unlist(_ name: String, from consumer: ClientRecord) {
+    func unlist(_ name: String, from consumer: ClientRecord) {
         if let i = consumer.waitingQueues.firstIndex(of: name) { consumer.waitingQueues.remove(at: i) }
     }
 
@@ -331,6 +358,17 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
                 store.release(q.name)
             }
         }
+        refreshRemote()
+    }
+
+    /// Forgets queue `name` here (its state is elsewhere now); returns the
+    /// ACKs that were waiting for it to load.
+    func forget(_ name: String) -> [String] {
+        guard let q = queues.removeValue(forKey: name) else { return [] }
+        totalBytes -= q.dropMessages()
+        let acks = pendingAcks.removeValue(forKey: name) ?? []
+        pendingAckCount -= acks.count
+        return acks
     }
 
     /// Runs `body` and counts the messages it dead-lettered.
@@ -342,9 +380,19 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     // MARK: QueueAttemptContext
 
-    func hasCandidate(for target: Query) -> Bool { router.hasLocalCandidates(target) }
+    /// Here, or (in a cluster) possibly on a peer that has clients of the
+    /// target's application: a message is dead-lettered only when no node
+    /// could hold a candidate (conservative: no false dead letters).
+    func hasCandidate(for target: Query) -> Bool {
+        router.hasLocalCandidates(target) || (peers?.mayHaveClients(of: target.application) ?? false)
+    }
 
-    func anyClientMatchesOps(of target: Query) -> Bool { router.hasLocalMatch(target) }
+    /// Here, or among the other nodes' consumers waiting here (the clients
+    /// of other nodes this node knows).
+    func anyClientMatchesOps(of target: Query) -> Bool {
+        router.hasLocalMatch(target)
+            || shadows.values.contains { target.matches(application: $0.record.applicationID, metadata: $0.record.metadata) }
+    }
 
     func choose(_ selector: Selector, among count: Int, value: (Int) -> Value?) -> Int? {
         selector.choose(among: count, value: value, using: &rng)
@@ -357,23 +405,34 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         store.record(.delivered, id: message.id, in: queue.name)
         message.deliveries += 1
         if message.deliveries > 1 { counters.redelivered &+= 1 }
+        if let shadow = shadowOfRecord[ObjectIdentifier(consumer)] {
+            deliverRemotely(message, from: queue, to: shadow)
+            return
+        }
         guard let session = consumer.session else { return }  // gone: redelivered after the timeouts
         message.content.withMessage { content in
-            // d.payload = {"queue": name, "id": id, "payload": payload}, in
-            // the producer's encoding (the session transcodes if needed).
-            var inner = FrameWriter(encoding: content.encoding, capacity: content.payload.count + queue.name.utf8.count + 96)
-            inner.beginObject(count: 3)
-            inner.key("queue"); inner.string(queue.name)
-            inner.key("id"); inner.string(message.id)
-            inner.key("payload"); inner.raw(content.payload)
-            inner.endObject()
-            var bytes = inner.bytes
-            let count = bytes.count
-            bytes.append(contentsOf: repeatElement(0, count: InputBuffer.padding))  // the JSON transcoder reads ahead
-            bytes.withUnsafeBytes { raw in
-                session.deliver(RoutedMessage(event: "QUEUE", encoding: content.encoding, nonce: content.nonce,
-                                              payload: UnsafeRawBufferPointer(rebasing: raw[0..<count])))
-            }
+            deliver(queue: queue.name, id: message.id, encoding: content.encoding, nonce: content.nonce,
+                    payload: content.payload, to: session)
+        }
+    }
+
+    /// Sends a QUEUE dispatch: d.payload = {"queue": name, "id": id,
+    /// "payload": payload}, in the producer's encoding (the session
+    /// transcodes if needed).
+    func deliver(queue name: String, id: String, encoding: PayloadEncoding, nonce: UnsafeRawBufferPointer?,
+                 payload: UnsafeRawBufferPointer, to session: ClientSession) {
+        var inner = FrameWriter(encoding: encoding, capacity: payload.count + name.utf8.count + 96)
+        inner.beginObject(count: 3)
+        inner.key("queue"); inner.string(name)
+        inner.key("id"); inner.string(id)
+        inner.key("payload"); inner.raw(payload)
+        inner.endObject()
+        var bytes = inner.bytes
+        let count = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: InputBuffer.padding))  // the JSON transcoder reads ahead
+        bytes.withUnsafeBytes { raw in
+            session.deliver(RoutedMessage(event: "QUEUE", encoding: encoding, nonce: nonce,
+                                          payload: UnsafeRawBufferPointer(rebasing: raw[0..<count])))
         }
     }
 

@@ -11,12 +11,14 @@ protocol QueueOperations: AnyObject {
     func enqueue(queue: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
                  from producer: ClientRecord, answer: @escaping (QueueOutcome) -> Void)
     /// QUEUE_REQUEST: `consumer` waits for one message (a repeated request
-    /// keeps its place).
-    func request(queue: String, by consumer: ClientRecord) -> QueueOutcome
+    /// keeps its place). `answer` runs at most once, with `.refused` only
+    /// (perhaps later, from the queue's node); nothing means accepted.
+    func request(queue: String, by consumer: ClientRecord, answer: @escaping (QueueOutcome) -> Void)
     /// QUEUE_REQUEST_CANCEL.
-    func cancelRequest(queue: String, by consumer: ClientRecord) -> QueueOutcome
-    /// QUEUE_ACK: the message is done, wherever it still is.
-    func acknowledge(queue: String, id: String) -> QueueOutcome
+    func cancelRequest(queue: String, by consumer: ClientRecord)
+    /// QUEUE_ACK: the message is done, wherever it still is. `answer` as
+    /// for `request`.
+    func acknowledge(queue: String, id: String, answer: @escaping (QueueOutcome) -> Void)
     /// The client's metadata changed (a flush): a deliver-only attempt on the
     /// queues it waits on.
     func metadataChanged(of record: ClientRecord)
@@ -29,9 +31,4 @@ enum QueueOutcome: Equatable {
     case done
     /// Nothing changed; the text is the op 3 `error`.
     case refused(String)
-}
-
-/// Queue names (queues.md §1, Recommended): 1–255 bytes of UTF-8.
-enum QueueName {
-    static let maxLength = 255
 }
