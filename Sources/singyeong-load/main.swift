@@ -25,6 +25,12 @@
 // payload then carries the sender's index (`"nonce":s`) itself and is padded
 // to the same size; everything else (window, timing, parsing) is shared.
 // --mode queue (gateway only): see `queueMode` below.
+// --protocol redis --mode queue is the reference for queues: the same
+// workload done directly on a Redis with Streams (`--port` is Redis's):
+// senders XADD to stream "load-s", each receiver keeps one XREADGROUP
+// COUNT 1 BLOCK 0 outstanding in group "g" and answers every message with
+// XACK and a new XREADGROUP, pipelined together as QUEUE_ACK and
+// QUEUE_REQUEST are.
 import CSystem
 import Foundation
 import Glibc
@@ -45,7 +51,7 @@ struct Options {
     /// Port of the node the receivers (and bystanders) connect to; default
     /// `port`. A different node measures cross-node routing.
     var receiverPort: Int?
-    /// "gateway" (the node's WebSocket gateway, JSON) or "nats".
+    /// "gateway" (the node's WebSocket gateway, JSON), "nats" or "redis".
     var wire = "gateway"
     /// "eq" (`/role $eq "sink"`, indexable) or "gte" (`/idx $gte 0`).
     var target = "eq"
@@ -76,9 +82,9 @@ struct Options {
             }
             i += 1
         }
-        guard wire == "gateway" || wire == "nats", target == "eq" || target == "gte",
-              mode == "send" || mode == "broadcast" || (mode == "queue" && wire == "gateway") else {
-            FileHandle.standardError.write("--protocol gateway|nats, --target eq|gte, --mode send|broadcast|queue (queue: gateway only)\n".data(using: .utf8)!)
+        guard wire == "gateway" || wire == "nats" || wire == "redis", target == "eq" || target == "gte",
+              (mode == "send" || mode == "broadcast") && wire != "redis" || (mode == "queue" && wire != "nats") else {
+            FileHandle.standardError.write("--protocol gateway|nats|redis, --target eq|gte, --mode send|broadcast|queue (queue: gateway or redis; redis: queue only)\n".data(using: .utf8)!)
             exit(2)
         }
     }
@@ -95,13 +101,16 @@ final class LoadClient {
     let fd: Int32
     /// Speaks the NATS text protocol instead of the gateway's WebSocket.
     let nats: Bool
+    /// Speaks RESP to a Redis instead.
+    let redis: Bool
     var inbox: [UInt8] = []
     var outbox: [UInt8] = []
     var ready = false
     var received = 0
 
-    init(host: String, port: Int, nats: Bool = false) {
+    init(host: String, port: Int, nats: Bool = false, redis: Bool = false) {
         self.nats = nats
+        self.redis = redis
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -111,6 +120,11 @@ final class LoadClient {
         if rc != 0 { perror("connect"); exit(1) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
+        if redis {
+            ready = true
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            return
+        }
         if nats {
             // The server speaks first: one INFO line. Read it (at set-up,
             // blocking), keep anything after it, then send CONNECT.
@@ -151,6 +165,72 @@ final class LoadClient {
     /// Queues protocol text as it is (NATS).
     func raw(_ text: String) { outbox.append(contentsOf: text.utf8) }
 
+    /// Queues one Redis command (RESP array of bulk strings).
+    func command(_ arguments: [[UInt8]]) {
+        outbox.append(contentsOf: "*\(arguments.count)\r\n".utf8)
+        for a in arguments {
+            outbox.append(contentsOf: "$\(a.count)\r\n".utf8)
+            outbox.append(contentsOf: a)
+            outbox.append(contentsOf: [13, 10])
+        }
+    }
+
+    /// Reads what is available; for each complete reply, calls `onReply`
+    /// with its bulk strings in order (an XREADGROUP message: stream, id,
+    /// field, value). An error reply is fatal.
+    func pumpRESP(_ onReply: ([ArraySlice<UInt8>]) -> Void) {
+        readAvailable()
+        var offset = 0
+        while offset < inbox.count {
+            var bulks: [ArraySlice<UInt8>] = []
+            guard let end = parseRESP(at: offset, into: &bulks) else { break }
+            onReply(bulks)
+            offset = end
+        }
+        if offset > 0 { inbox.removeFirst(offset) }
+    }
+
+    /// One RESP value at `at`: its end, or nil when incomplete.
+    private func parseRESP(at: Int, into bulks: inout [ArraySlice<UInt8>]) -> Int? {
+        var eol = at
+        while eol + 1 < inbox.count && !(inbox[eol] == 13 && inbox[eol + 1] == 10) { eol += 1 }
+        guard eol + 1 < inbox.count else { return nil }
+        let kind = inbox[at]
+        var n = 0
+        var negative = false
+        for k in (at + 1)..<eol {
+            if inbox[k] == UInt8(ascii: "-") { negative = true } else { n = n * 10 + Int(inbox[k] - 48) }
+        }
+        switch kind {
+        case UInt8(ascii: "$"):
+            if negative { return eol + 2 }
+            guard inbox.count >= eol + 2 + n + 2 else { return nil }
+            bulks.append(inbox[(eol + 2)..<(eol + 2 + n)])
+            return eol + 2 + n + 2
+        case UInt8(ascii: "*"):
+            var next = eol + 2
+            if negative { return next }
+            for _ in 0..<n {
+                guard let end = parseRESP(at: next, into: &bulks) else { return nil }
+                next = end
+            }
+            return next
+        case UInt8(ascii: "-"):
+            fputs("redis: \(String(decoding: inbox[at..<eol], as: UTF8.self))\n", stderr)
+            exit(1)
+        default:
+            return eol + 2
+        }
+    }
+
+    private func readAvailable() {
+        while true {
+            let n = LoadClient.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            inbox.append(contentsOf: LoadClient.readBuffer[0..<n])
+        }
+    }
+
     private var outboxSent = 0
 
     func flush() {
@@ -171,11 +251,8 @@ final class LoadClient {
     /// Reads what is available and calls `onText` for each text frame
     /// (NATS: for each MSG payload).
     func pump(_ onText: (ArraySlice<UInt8>) -> Void) {
-        while true {
-            let n = LoadClient.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            inbox.append(contentsOf: LoadClient.readBuffer[0..<n])
-        }
+        if redis { pumpRESP { _ in }; return }
+        readAvailable()
         if nats { pumpNATS(onText); return }
         var offset = 0
         while inbox.count - offset >= 2 {
@@ -256,13 +333,28 @@ func sendTime(in frame: ArraySlice<UInt8>) -> UInt64? { number(after: t0Marker, 
 
 let options = Options(CommandLine.arguments)
 let nats = options.wire == "nats"
+let redis = options.wire == "redis"
+if redis {
+    // A fresh stream and consumer group, before anyone reads.
+    let setup = LoadClient(host: options.host, port: options.port, redis: true)
+    setup.command([Array("DEL".utf8), Array("load-s".utf8)])
+    setup.command(["XGROUP", "CREATE", "load-s", "g", "$", "MKSTREAM"].map { Array($0.utf8) })
+    setup.flush()
+    var replies = 0
+    while replies < 2 {
+        usleep(1000)
+        setup.pumpRESP { _ in replies += 1 }
+    }
+}
 let gte = options.target == "gte"
 let subject = options.mode == "broadcast" ? "load.bcast" : "load.send"
 var receivers: [LoadClient] = []
 var senders: [LoadClient] = []
 for i in 0..<options.receivers {
-    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port, nats: nats)
-    if nats {
+    let c = LoadClient(host: options.host, port: options.receiverPort ?? options.port, nats: nats, redis: redis)
+    if redis {
+        // Asked below, with the gateway's first QUEUE_REQUESTs.
+    } else if nats {
         c.raw(options.mode == "broadcast" ? "SUB \(subject) 1\r\nPING\r\n" : "SUB \(subject) load-recv 1\r\nPING\r\n")
     } else {
         let idx = gte ? ",\"idx\":{\"type\":\"integer\",\"value\":\(i)}" : ""
@@ -283,8 +375,10 @@ for i in 0..<options.population {
     bystanders.append(c)
 }
 for i in 0..<options.senders {
-    let c = LoadClient(host: options.host, port: options.port, nats: nats)
-    if nats {
+    let c = LoadClient(host: options.host, port: options.port, nats: nats, redis: redis)
+    if redis {
+        // Nothing to set up.
+    } else if nats {
         c.raw("PING\r\n")
     } else {
         c.queue(Array("{\"op\":1,\"d\":{\"client_id\":\"s\(i)\",\"application_id\":\"load-send\"}}".utf8))
@@ -310,9 +404,13 @@ let queueMode = options.mode == "queue"
 let queueRequest = Array("{\"op\":4,\"t\":\"QUEUE_REQUEST\",\"d\":{\"queue\":\"load-q\"}}".utf8)
 let ackPrefix = Array("{\"op\":4,\"t\":\"QUEUE_ACK\",\"d\":{\"queue\":\"load-q\",\"id\":\"".utf8)
 let idMarker = Array("\"id\":\"".utf8)
+/// XREADGROUP for receiver `i` (its consumer name).
+let streamReads = (0..<options.receivers).map { i in
+    ["XREADGROUP", "GROUP", "g", "c\(i)", "COUNT", "1", "BLOCK", "0", "STREAMS", "load-s", ">"].map { Array($0.utf8) }
+}
 if queueMode {
-    for r in receivers {
-        r.queue(queueRequest)
+    for (i, r) in receivers.enumerated() {
+        if redis { r.command(streamReads[i]) } else { r.queue(queueRequest) }
         r.flush()
     }
 }
@@ -322,10 +420,10 @@ let ops = gte ? "{\"path\":\"/idx\",\"op\":\"$gte\",\"to\":{\"value\":0}}"
               : "{\"path\":\"/role\",\"op\":\"$eq\",\"to\":{\"value\":\"sink\"}}"
 // NATS: the nonce moves into the payload; the padding shrinks by as much.
 let prefixes = (0..<options.senders).map { s in
-    nats ? Array("{\"nonce\":\(s),\"t0\":".utf8)
+    nats || redis ? Array("{\"nonce\":\(s),\"t0\":".utf8)
          : Array("{\"op\":4,\"t\":\"\(event)\",\"d\":{\(queueMode ? "\"queue\":\"load-q\"," : "")\"target\":{\"application\":\"load-recv\",\"ops\":[\(ops)]},\"nonce\":\(s),\"payload\":{\"t0\":".utf8)
 }
-let suffix = nats ? Array(",\"pad\":\"\(padding.dropFirst(min(padding.count, 10)))\"}".utf8)
+let suffix = nats || redis ? Array(",\"pad\":\"\(padding.dropFirst(min(padding.count, 10)))\"}".utf8)
                   : Array(",\"pad\":\"\(padding)\"}}}".utf8)
 let publish = Array("PUB \(subject) ".utf8)
 let crlf: [UInt8] = [13, 10]
@@ -359,7 +457,9 @@ while delivered < totalExpected {
             repeat { digits.append(48 + UInt8(t % 10)); t /= 10 } while t > 0
             frame.append(contentsOf: digits.reversed())
             frame.append(contentsOf: suffix)
-            if nats {
+            if redis {
+                sender.command([Array("XADD".utf8), Array("load-s".utf8), Array("*".utf8), Array("m".utf8), frame])
+            } else if nats {
                 sender.outbox.append(contentsOf: publish)
                 sender.outbox.append(contentsOf: String(frame.count).utf8)
                 sender.outbox.append(contentsOf: crlf)
@@ -383,15 +483,7 @@ while delivered < totalExpected {
         _ = poll(&pollfds, nfds_t(pollfds.count), 10)
     }
     for (index, r) in receivers.enumerated() where pollfds[index].revents != 0 {
-        r.pump { frame in
-            guard let t0 = sendTime(in: frame) else { return }
-            if queueMode, let at = frame.firstRange(of: idMarker) {
-                let start = at.upperBound
-                if frame.endIndex - start >= 36 {
-                    r.queue(ackPrefix + Array(frame[start..<(start + 36)]) + Array("\"}}".utf8))
-                    r.queue(queueRequest)
-                }
-            }
+        func account(_ frame: ArraySlice<UInt8>, t0: UInt64) {
             latencies.append(nowNanos() - t0)
             delivered += 1
             // The nonce says which sender; free one window slot per full fan-out.
@@ -405,6 +497,27 @@ while delivered < totalExpected {
                 }
             }
         }
+        if redis {
+            r.pumpRESP { bulks in
+                // stream, id, field, value: one message.
+                guard bulks.count == 4, let t0 = sendTime(in: bulks[3]) else { return }
+                r.command([Array("XACK".utf8), Array("load-s".utf8), Array("g".utf8), Array(bulks[1])])
+                r.command(streamReads[index])
+                account(bulks[3], t0: t0)
+            }
+            continue
+        }
+        r.pump { frame in
+            guard let t0 = sendTime(in: frame) else { return }
+            if queueMode, let at = frame.firstRange(of: idMarker) {
+                let start = at.upperBound
+                if frame.endIndex - start >= 36 {
+                    r.queue(ackPrefix + Array(frame[start..<(start + 36)]) + Array("\"}}".utf8))
+                    r.queue(queueRequest)
+                }
+            }
+            account(frame, t0: t0)
+        }
     }
     if queueMode { for r in receivers { r.flush() } }
     for (index, sender) in senders.enumerated() where pollfds[receivers.count + index].revents != 0 { sender.pump { _ in } }
@@ -413,7 +526,7 @@ let elapsed = Double(nowNanos() - start) / 1e9
 latencies.sort()
 func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000 }
 let sentTotal = options.senders * options.messages
-var extra = nats ? " protocol=nats" : ""
+var extra = nats ? " protocol=nats" : redis ? " protocol=redis" : ""
 if gte { extra += " target=gte" }
 if options.rate > 0 { extra += " rate=\(options.rate)/s" }
 print("mode=\(options.mode) senders=\(options.senders) receivers=\(options.receivers) population=\(options.population) payload=\(options.payloadBytes)B window=\(options.window)\(extra)")
