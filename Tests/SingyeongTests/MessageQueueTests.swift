@@ -53,7 +53,7 @@ private func message(_ id: String, _ t: String) -> QueuedMessage {
         OwnedRoutedMessage(copying: RoutedMessage(event: "QUEUE", encoding: .json, nonce: nil,
                                                   payload: UnsafeRawBufferPointer(rebasing: $0[0..<1])))
     }
-    return QueuedMessage(id: id, target: target(t), content: content, cost: 100, now: 0)
+    return QueuedMessage(id: id, target: target(t), targetKey: [0] + Array(t.utf8), content: content, cost: 100, now: 0)
 }
 
 /// The Recommended dispatch attempt (queues.md §3.2) and GC (§4) on one
@@ -253,5 +253,25 @@ private func message(_ id: String, _ t: String) -> QueuedMessage {
         let bytes = q.dropMessages()
         #expect(bytes == 400 && !q.isLoaded && q.heldCount == 0 && q.waiting.count == 1)
         #expect(q.message(id: "a1") == nil && unacked.state == .done)
+    }
+
+    /// Requests look at each target once (groups), yet take the oldest
+    /// message among the targets they match, whatever the groups' order.
+    @Test func aRequestTakesTheOldestAcrossTargets() {
+        let q = MessageQueue(name: "q"), ctx = FakeContext()
+        let a = client("a", n: 3)
+        ctx.everywhere = [a]
+        let t1 = #"{"application":"app","ops":[{"path":"/n","op":"$gte","to":{"value":1}}]}"#
+        let t2 = #"{"application":"other"}"#
+        let t3 = #"{"application":"app","ops":[{"path":"/n","op":"$lte","to":{"value":5}}]}"#
+        for (id, t) in [("m1", t2), ("m2", t3), ("m3", t1), ("m4", t3), ("m5", t1)] {
+            q.enqueue(message(id, t), now: 0, context: ctx)
+        }
+        #expect(q.targetCount == 3)
+        for _ in 0..<4 { q.request(by: a, now: 1, context: ctx) }
+        #expect(ctx.deliveries.map(\.id) == ["m2", "m3", "m4", "m5"])
+        #expect(q.queuedMessages.map(\.id) == ["m1"])
+        for id in ["m2", "m3", "m4", "m5"] { q.acknowledge(id: id) }
+        #expect(q.targetCount == 1)  // groups go with their last message
     }
 }

@@ -414,6 +414,37 @@ def test_per_queue_and_node_bounds(start):
         cs.close_all()
 
 
+def test_distinct_targets_per_queue_are_bounded(start):
+    """QUEUE_MAX_TARGETS bounds what one QUEUE_REQUEST evaluates: a QUEUE
+    with a new target past it is refused; the same target bytes are not a
+    new target; a target whose messages are all gone frees its place."""
+    s = start("--queue-max-targets", "3")
+    cs = Clients(s.port)
+    try:
+        c = cs.identified(uid("app"))
+        q = qname()
+        targets = [{"application": "nobody", "ops": [{"path": "/n", "op": "$eq", "to": {"value": i}}]} for i in range(4)]
+        for t in targets[:3]:
+            enqueue(c, q, t, "x")
+            confirm(c, q)
+        enqueue(c, q, targets[3], "x")
+        f = c.recv_frame()
+        assert f["op"] == 3 and "QUEUE_MAX_TARGETS" in f["d"]["error"] and f["d"]["extra_info"] == {"queue": q}, f
+        enqueue(c, q, targets[0], "same target")
+        confirm(c, q)
+        # A consumer takes both messages of target 0 and acknowledges them.
+        w = cs.identified("nobody", metadata={"n": {"type": "integer", "value": 0}})
+        for _ in range(2):
+            w.dispatch("QUEUE_REQUEST", {"queue": q})
+            w.dispatch("QUEUE_ACK", {"queue": q, "id": delivery(w)["d"]["payload"]["id"]})
+        assert wait_for(lambda: state(s.port, q)["unacked"] == 0)
+        enqueue(c, q, targets[3], "now it fits")
+        confirm(c, q)
+        assert state(s.port, q)["queued"] == 3
+    finally:
+        cs.close_all()
+
+
 def test_a_client_waits_on_a_bounded_number_of_queues(clients):
     c = clients.identified(uid("app"))
     for i in range(64):

@@ -59,6 +59,7 @@ struct Settings: Sendable {
     var queueDLQTime: Int
     var queueGCInterval: Int
     var queueMaxMessages: Int
+    var queueMaxTargets: Int
     var queueMaxBytes: Int
     var queueMaxTotalBytes: Int
     /// PROXY_DENY; empty only when explicitly set to an empty value.
@@ -161,6 +162,7 @@ struct Settings: Sendable {
             queueDLQTime: try integer("QUEUE_DLQ_TIME"),
             queueGCInterval: try integer("QUEUE_GC_INTERVAL"),
             queueMaxMessages: try integer("QUEUE_MAX_MESSAGES"),
+            queueMaxTargets: try integer("QUEUE_MAX_TARGETS"),
             queueMaxBytes: try integer("QUEUE_MAX_BYTES"),
             queueMaxTotalBytes: try integer("QUEUE_MAX_TOTAL_BYTES"),
             proxyDeny: try AddressBlock.parseList(validated("PROXY_DENY") ?? "").get()

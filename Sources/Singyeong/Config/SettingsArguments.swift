@@ -52,6 +52,7 @@ struct SettingsArguments: ParsableArguments {
     @Option(name: .customLong("queue-dlq-time"), help: settingHelp("QUEUE_DLQ_TIME")) var queueDLQTime: String?
     @Option(name: .customLong("queue-gc-interval"), help: settingHelp("QUEUE_GC_INTERVAL")) var queueGCInterval: String?
     @Option(name: .customLong("queue-max-messages"), help: settingHelp("QUEUE_MAX_MESSAGES")) var queueMaxMessages: String?
+    @Option(name: .customLong("queue-max-targets"), help: settingHelp("QUEUE_MAX_TARGETS")) var queueMaxTargets: String?
     @Option(name: .customLong("queue-max-bytes"), help: settingHelp("QUEUE_MAX_BYTES")) var queueMaxBytes: String?
     @Option(name: .customLong("queue-max-total-bytes"), help: settingHelp("QUEUE_MAX_TOTAL_BYTES")) var queueMaxTotalBytes: String?
     @Option(name: .customLong("proxy-deny"), help: settingHelp("PROXY_DENY")) var proxyDeny: String?
@@ -91,7 +92,7 @@ struct SettingsArguments: ParsableArguments {
             ("METADATA_MAX_SIZE", metadataMaxSize),
             ("PROXY_MAX_BUFFERED_BYTES", proxyMaxBufferedBytes), ("PROXY_MAX_PENDING_LOOKUPS", proxyMaxPendingLookups),
             ("QUEUE_STORE", queueStore), ("QUEUE_ACK_TIMEOUT", queueAckTimeout), ("QUEUE_DLQ_TIME", queueDLQTime), ("QUEUE_GC_INTERVAL", queueGCInterval),
-            ("QUEUE_MAX_MESSAGES", queueMaxMessages), ("QUEUE_MAX_BYTES", queueMaxBytes),
+            ("QUEUE_MAX_MESSAGES", queueMaxMessages), ("QUEUE_MAX_TARGETS", queueMaxTargets), ("QUEUE_MAX_BYTES", queueMaxBytes),
             ("QUEUE_MAX_TOTAL_BYTES", queueMaxTotalBytes),
             ("PROXY_DENY", proxyDeny),
         ]

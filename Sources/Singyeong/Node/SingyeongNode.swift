@@ -100,7 +100,7 @@ final class SingyeongNode {
         let queueLimits = QueueService.Limits(
             ackTimeout: Int64(settings.queueAckTimeout), dlqTime: Int64(settings.queueDLQTime),
             gcInterval: Int64(settings.queueGCInterval), maxMessages: settings.queueMaxMessages,
-            maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
+            maxTargets: settings.queueMaxTargets, maxBytes: settings.queueMaxBytes, maxTotalBytes: settings.queueMaxTotalBytes)
         var queueStore: QueueStore = MemoryQueueStore()
         if settings.queueStore == "redis" {
             let dsn: RedisDSN

@@ -15,13 +15,59 @@
 /// the next GC requeue or request, not at the moment that client changed.)
 ///
 /// Lists hold messages lazily: a delivered, dead-lettered or acknowledged
-/// message leaves a stale entry that is skipped (its `state`/`since` no
-/// longer match) and compacted away, so every move is O(1) amortized.
+/// message leaves a stale entry that is skipped (its `state`/`since`/`order`
+/// no longer match) and compacted away, so every move is O(1) amortized.
+///
+/// **Requests cost O(distinct targets), not O(messages).** Messages are also
+/// grouped by target (messages with the same target bytes share one
+/// compiled `Query`, through the query cache): a new request evaluates each
+/// group's target once and takes the oldest queued message of the groups it
+/// matches. The service bounds the number of groups (QUEUE_MAX_TARGETS), so
+/// a client that cancels and requests again in a loop costs a bounded amount
+/// per frame however many messages wait.
 final class MessageQueue {
     let name: String
+    /// A queued message as listed: stale once the message moved on (its
+    /// `order` changes each time it is queued again).
+    private struct Entry {
+        let message: QueuedMessage
+        let order: UInt64
+        var isLive: Bool { message.state == .queued && message.order == order }
+    }
+
+    /// The messages held (queued, unacked or dead) with one target, and
+    /// the queued ones among them in queue order (stale entries skipped).
+    private final class TargetGroup {
+        let target: Query
+        let key: [UInt8]
+        var queued: [Entry] = []
+        var head = 0
+        var held = 0
+        init(target: Query, key: [UInt8]) {
+            self.target = target
+            self.key = key
+        }
+
+        /// The oldest queued message of the group, dropping stale entries.
+        func liveHead() -> Entry? {
+            while head < queued.count {
+                if queued[head].isLive { return queued[head] }
+                head += 1
+            }
+            if head > 0 {
+                queued.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return nil
+        }
+    }
+
     /// Queued messages, oldest first, from `head` (stale entries skipped).
-    private var queued: [QueuedMessage] = []
+    private var queued: [Entry] = []
     private var head = 0
+    private var nextOrder: UInt64 = 0
+    /// By target key (`QueuedMessage.targetKey`).
+    private var groups: [[UInt8]: TargetGroup] = [:]
     /// Delivered messages in delivery order, with their delivery time.
     private var unackedList: [(message: QueuedMessage, since: Int64)] = []
     private var unackedHead = 0
@@ -54,6 +100,13 @@ final class MessageQueue {
     }
 
     var heldCount: Int { queuedCount + unackedCount + deadCount }
+    /// Distinct targets among the messages held.
+    var targetCount: Int { groups.count }
+    /// The compiled target and the key array already held for target key
+    /// `key`, if a message held has it (new messages share them).
+    func heldTarget(key: [UInt8]) -> (target: Query, key: [UInt8])? {
+        groups[key].map { ($0.target, $0.key) }
+    }
     /// Nothing held and nobody waiting: the queue may be forgotten.
     var isIdle: Bool { heldCount == 0 && waiting.isEmpty }
 
@@ -61,14 +114,14 @@ final class MessageQueue {
     var oldestQueuedSince: Int64? {
         var i = head
         while i < queued.count {
-            if queued[i].state == .queued { return queued[i].since }
+            if queued[i].isLive { return queued[i].message.since }
             i += 1
         }
         return nil
     }
 
     /// Queued messages, oldest first (visibility and tests).
-    var queuedMessages: [QueuedMessage] { queued[head...].filter { $0.state == .queued } }
+    var queuedMessages: [QueuedMessage] { queued[head...].filter(\.isLive).map(\.message) }
     func message(id: String) -> QueuedMessage? { byID[id] }
 
     // MARK: Loading
@@ -80,11 +133,13 @@ final class MessageQueue {
         for message in queued {
             byID[message.id] = message
             heldBytes += message.cost
+            group(of: message).held += 1
             append(message, now: message.since)
         }
         for message in unacked {
             byID[message.id] = message
             heldBytes += message.cost
+            group(of: message).held += 1
             message.state = .unacked
             unackedCount += 1
             unackedList.append((message, message.since))
@@ -92,6 +147,7 @@ final class MessageQueue {
         for message in dead {
             byID[message.id] = message
             heldBytes += message.cost
+            group(of: message).held += 1
             message.state = .dead
             deadCount += 1
             deadList.append((message, message.since))
@@ -107,6 +163,7 @@ final class MessageQueue {
         let bytes = heldBytes
         byID = [:]
         queued = []; head = 0
+        groups = [:]
         unackedList = []; unackedHead = 0
         deadList = []; deadHead = 0
         queuedCount = 0; unackedCount = 0; deadCount = 0; heldBytes = 0
@@ -120,6 +177,7 @@ final class MessageQueue {
     func enqueue(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
         byID[message.id] = message
         heldBytes += message.cost
+        group(of: message).held += 1
         append(message, now: now)
         offer([message], now: now, context: context)
         deadLetterUnroutableHead(now: now, context: context)
@@ -170,6 +228,10 @@ final class MessageQueue {
         }
         message.state = .done
         heldBytes -= message.cost
+        if let g = groups[message.targetKey] {
+            g.held -= 1
+            if g.held == 0 { groups[message.targetKey] = nil }
+        }
         compactIfMostlyStale()
         return true
     }
@@ -233,22 +295,16 @@ final class MessageQueue {
     /// queued message it is a candidate for. The invariant makes it the
     /// only waiting candidate of that message.
     ///
-    /// Each distinct target is evaluated once per scan: messages with the
-    /// same target bytes share one compiled `Query` (the query cache), so a
-    /// queue of many messages to a few targets costs a few evaluations.
+    /// Each group's target is evaluated once (only groups with a message
+    /// queued), so this costs O(distinct targets).
     private func offerMessages(to consumer: ClientRecord, now: Int64, context: QueueAttemptContext) {
-        var rejected = Set<ObjectIdentifier>()
-        var i = head
-        while i < queued.count {
-            let message = queued[i]
-            i += 1
-            guard message.state == .queued, !rejected.contains(ObjectIdentifier(message.target)) else { continue }
-            if isCandidate(consumer, for: message.target, context: context) {
-                deliver(message, to: consumer, now: now, context: context)
-                return
-            }
-            rejected.insert(ObjectIdentifier(message.target))
+        var best: Entry?
+        for g in groups.values {
+            guard let entry = g.liveHead(), best.map({ entry.order < $0.order }) ?? true,
+                  isCandidate(consumer, for: g.target, context: context) else { continue }
+            best = entry
         }
+        if let best { deliver(best.message, to: consumer, now: now, context: context) }
     }
 
     /// Dead-letter step (only QUEUE and QUEUE_REQUEST): while someone waits
@@ -308,8 +364,20 @@ final class MessageQueue {
     private func append(_ message: QueuedMessage, now: Int64) {
         message.state = .queued
         message.since = now
-        queued.append(message)
+        nextOrder += 1
+        message.order = nextOrder
+        let entry = Entry(message: message, order: nextOrder)
+        queued.append(entry)
+        group(of: message).queued.append(entry)
         queuedCount += 1
+    }
+
+    /// The group of `message`'s target (made when it is the first).
+    private func group(of message: QueuedMessage) -> TargetGroup {
+        if let g = groups[message.targetKey] { return g }
+        let g = TargetGroup(target: message.target, key: message.targetKey)
+        groups[message.targetKey] = g
+        return g
     }
 
     private func kill(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
@@ -322,7 +390,7 @@ final class MessageQueue {
 
     private func firstQueued() -> QueuedMessage? {
         while head < queued.count {
-            if queued[head].state == .queued { return queued[head] }
+            if queued[head].isLive { return queued[head].message }
             head += 1
         }
         return nil
@@ -332,8 +400,13 @@ final class MessageQueue {
     /// stay within twice the messages they hold.
     private func compactIfMostlyStale() {
         if queued.count - head > 2 * queuedCount + 32 || head > queued.count / 2 {
-            queued = queued[head...].filter { $0.state == .queued }
+            queued = queued[head...].filter(\.isLive)
             head = 0
+            // Group lists shed their stale entries at the same rate.
+            for g in groups.values where g.queued.count > 32 {
+                g.queued = g.queued[g.head...].filter(\.isLive)
+                g.head = 0
+            }
         }
         if unackedList.count - unackedHead > 2 * unackedCount + 32 || unackedHead > unackedList.count / 2 {
             unackedList = unackedList[unackedHead...].filter { $0.message.state == .unacked && $0.message.since == $0.since }

@@ -27,6 +27,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         var dlqTime: Int64 = 15_000
         var gcInterval: Int64 = 1_000
         var maxMessages = 100_000
+        var maxTargets = 10_000
         var maxBytes = 64 << 20
         var maxTotalBytes = 256 << 20
         var maxQueuesPerClient = 64
@@ -144,9 +145,10 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     private func load(_ q: MessageQueue, from snapshot: QueueSnapshot) {
         let now = self.now
+        var targets: [[UInt8]: (target: Query, key: [UInt8])] = [:]
         func messages(_ entries: [QueueSnapshot.Entry]) -> [QueuedMessage] {
             entries.compactMap { entry in
-                guard let message = restore(entry, now: now) else {
+                guard let message = restore(entry, now: now, targets: &targets) else {
                     logger.error("stored queue message is unreadable; left in the store", metadata: ["queue": "\(LogText.escape(q.name))", "id": "\(LogText.escape(entry.id))"])
                     return nil
                 }
@@ -168,7 +170,8 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     /// A message read from the store, its target compiled again (through the
     /// query cache, so messages with one target share one `Query`).
-    private func restore(_ entry: QueueSnapshot.Entry, now: Int64) -> QueuedMessage? {
+    private func restore(_ entry: QueueSnapshot.Entry, now: Int64,
+                         targets: inout [[UInt8]: (target: Query, key: [UInt8])]) -> QueuedMessage? {
         let stored = entry.message
         var tape = DocumentTape()
         let decoded: Bool
@@ -190,14 +193,22 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
                 OwnedRoutedMessage(copying: RoutedMessage(event: "QUEUE", encoding: stored.encoding, nonce: nonce, payload: payload))
             }
         }
-        let message = QueuedMessage(id: entry.id, target: target, content: content,
-                                    cost: Self.cost(nonce: stored.nonce?.count ?? 0, payload: stored.payload.count),
+        var key = [stored.encoding == .json ? 0 : 1] as [UInt8]
+        key.append(contentsOf: stored.target)
+        let shared = targets[key] ?? (target, key)
+        targets[key] = shared
+        let message = QueuedMessage(id: entry.id, target: shared.target, targetKey: shared.key, content: content,
+                                    cost: Self.cost(nonce: stored.nonce?.count ?? 0, payload: stored.payload.count,
+                                                    target: stored.target.count),
                                     now: now - entry.age)
         message.deliveries = entry.deliveries
         return message
     }
 
-    private static func cost(nonce: Int, payload: Int) -> Int { nonce + payload + InputBuffer.padding + 256 }
+    /// Bytes a message is counted for: what it holds, plus bookkeeping.
+    private static func cost(nonce: Int, payload: Int, target: Int) -> Int {
+        nonce + payload + target + InputBuffer.padding + 256
+    }
 
     private func forgetIfIdle(_ q: MessageQueue) {
         guard !isDurable else { return }  // at the next GC pass
@@ -229,10 +240,16 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
     /// QUEUE on a queue served here (from a local producer or a peer's).
     func enqueueHere(queue name: String, target: Query, targetBytes: UnsafeRawBufferPointer, message: RoutedMessage,
                      answer: @escaping (QueueOutcome) -> Void) {
-        let cost = Self.cost(nonce: message.nonce?.count ?? 0, payload: message.payload.count)
+        let cost = Self.cost(nonce: message.nonce?.count ?? 0, payload: message.payload.count, target: targetBytes.count)
         let existing = queues[name]
         if let existing, existing.heldCount >= limits.maxMessages {
             return answer(.refused("queue full: \(limits.maxMessages) messages (QUEUE_MAX_MESSAGES)"))
+        }
+        var targetKey = [message.encoding == .json ? 0 : 1] as [UInt8]
+        targetKey.append(contentsOf: targetBytes)
+        let held = existing?.heldTarget(key: targetKey)
+        if let existing, held == nil, existing.targetCount >= limits.maxTargets {
+            return answer(.refused("queue full: messages for \(limits.maxTargets) distinct targets (QUEUE_MAX_TARGETS)"))
         }
         if (existing?.heldBytes ?? 0) + cost > limits.maxBytes {
             return answer(.refused("queue full: over \(limits.maxBytes) bytes (QUEUE_MAX_BYTES)"))
@@ -244,8 +261,8 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
             return answer(.refused("queue storage unavailable (Redis): nothing stored"))
         }
         let q = queue(name)
-        let stored = QueuedMessage(id: newID(), target: target, content: OwnedRoutedMessage(copying: message),
-                                   cost: cost, now: now)
+        let stored = QueuedMessage(id: newID(), target: held?.target ?? target, targetKey: held?.key ?? targetKey,
+                                   content: OwnedRoutedMessage(copying: message), cost: cost, now: now)
         totalBytes += cost
         let parts = StoredQueueMessage.Parts(encoding: message.encoding, nonce: message.nonce, target: targetBytes,
                                              payload: message.payload)

@@ -13,6 +13,11 @@ final class QueuedMessage {
     /// UUID v4 text, kept across redeliveries.
     let id: String
     let target: Query
+    /// The target as it arrived (encoding tag, then its bytes): what groups
+    /// messages by target (the compiled `Query` is not unique per bytes: the
+    /// query cache is bounded and skips large targets). Shared with the
+    /// queue's group, so held once per distinct target.
+    let targetKey: [UInt8]
     let content: OwnedRoutedMessage
     /// Bytes this message holds (copied nonce and payload, id, bookkeeping),
     /// counted against the queue's and the node's bounds.
@@ -20,13 +25,17 @@ final class QueuedMessage {
     var state: State = .queued
     /// Times delivered (a delivery after the first is a redelivery).
     var deliveries = 0
+    /// Its position in the queue's order, given each time it is queued
+    /// (a list entry with another position is stale).
+    var order: UInt64 = 0
     /// Loop milliseconds: when it was queued (last), delivered (unacked) or
     /// dead-lettered (dead).
     var since: Int64
 
-    init(id: String, target: Query, content: OwnedRoutedMessage, cost: Int, now: Int64) {
+    init(id: String, target: Query, targetKey: [UInt8], content: OwnedRoutedMessage, cost: Int, now: Int64) {
         self.id = id
         self.target = target
+        self.targetKey = targetKey
         self.content = content
         self.cost = cost
         since = now
