@@ -29,7 +29,9 @@ private final class FakeContext: QueueAttemptContext {
         moves.append("d:\(message.id)")
     }
 
-    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue) { moves.append("x:\(message.id)") }
+    func deadLettered(_ message: QueuedMessage, from place: QueuedMessage.State, in queue: MessageQueue) {
+        moves.append("x\(place == .queued ? "q" : "u"):\(message.id)")
+    }
     func requeued(_ message: QueuedMessage, in queue: MessageQueue) { moves.append("r:\(message.id)") }
 }
 
@@ -225,9 +227,9 @@ private func message(_ id: String, _ t: String) -> QueuedMessage {
         q.request(by: a, now: 2, context: ctx)  // waits: the unroutable head dies
         // The DLQ's requeue first (lost, dead since 2), then the ack timeout (m).
         q.collectGarbage(now: 200, ackTimeout: 100, dlqTime: 100, context: ctx)
-        #expect(ctx.moves == ["d:m", "x:lost", "r:lost", "x:m"])
+        #expect(ctx.moves == ["d:m", "xq:lost", "r:lost", "xu:m"])
         q.collectGarbage(now: 400, ackTimeout: 100, dlqTime: 100, context: ctx)
-        #expect(ctx.moves == ["d:m", "x:lost", "r:lost", "x:m", "r:m", "d:m"])  // a still waits
+        #expect(ctx.moves == ["d:m", "xq:lost", "r:lost", "xu:m", "r:m", "d:m"])  // a still waits
     }
 
     /// A mirror read from a store: places, times and counts as given, then

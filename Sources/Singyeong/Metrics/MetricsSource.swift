@@ -20,7 +20,7 @@ protocol MetricsSource {
     var upstreamTransfersInFlight: Int { get }
     /// nil when not clustering.
     var clusterGauges: ClusterGauges? { get }
-    /// nil when this node holds no queues (clustering, for now).
+    /// nil before the node wired its queues (the queues this node owns).
     var queueGauges: QueueGauges? { get }
 }
 

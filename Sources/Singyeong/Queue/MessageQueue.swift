@@ -381,11 +381,12 @@ final class MessageQueue {
     }
 
     private func kill(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
+        let place = message.state
         message.state = .dead
         message.since = now
         deadCount += 1
         deadList.append((message, now))
-        context.deadLettered(message, in: self)
+        context.deadLettered(message, from: place, in: self)
     }
 
     private func firstQueued() -> QueuedMessage? {
@@ -434,8 +435,8 @@ protocol QueueAttemptContext: AnyObject {
     func choose(_ selector: Selector, among count: Int, value: (Int) -> Value?) -> Int?
     /// `message` was moved to unacked for `consumer`: send it.
     func delivered(_ message: QueuedMessage, from queue: MessageQueue, to consumer: ClientRecord)
-    /// `message` was moved to the DLQ.
-    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue)
+    /// `message` was moved to the DLQ from `place` (queued or unacked).
+    func deadLettered(_ message: QueuedMessage, from place: QueuedMessage.State, in queue: MessageQueue)
     /// `message` was moved from the DLQ back to the queue.
     func requeued(_ message: QueuedMessage, in queue: MessageQueue)
 }

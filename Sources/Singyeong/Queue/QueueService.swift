@@ -325,11 +325,11 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
             }
         }
         guard let q = queues[name], let message = q.message(id: id) else { return answer(.done) }  // unknown ids are ignored
-        let cost = message.cost
+        let cost = message.cost, place = message.state, delivered = message.deliveries > 0
         if q.acknowledge(id: id) {
             totalBytes -= cost
             counters.acked &+= 1
-            store.record(.acknowledged, id: id, in: name)
+            store.record(.acknowledged, id: id, from: place, delivered: delivered, in: name)
         }
         forgetIfIdle(q)
         answer(.done)
@@ -419,7 +419,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         // The queue leaves the consumer's list with its request (§3.2).
         unlist(queue.name, from: consumer)
         counters.delivered &+= 1
-        store.record(.delivered, id: message.id, in: queue.name)
+        store.record(.delivered, id: message.id, from: .queued, delivered: message.deliveries > 0, in: queue.name)
         message.deliveries += 1
         if message.deliveries > 1 { counters.redelivered &+= 1 }
         if let shadow = shadowOfRecord[ObjectIdentifier(consumer)] {
@@ -453,12 +453,12 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         }
     }
 
-    func deadLettered(_ message: QueuedMessage, in queue: MessageQueue) {
-        store.record(.deadLettered, id: message.id, in: queue.name)
+    func deadLettered(_ message: QueuedMessage, from place: QueuedMessage.State, in queue: MessageQueue) {
+        store.record(.deadLettered, id: message.id, from: place, delivered: message.deliveries > 0, in: queue.name)
     }
 
     func requeued(_ message: QueuedMessage, in queue: MessageQueue) {
-        store.record(.requeued, id: message.id, in: queue.name)
+        store.record(.requeued, id: message.id, from: .dead, delivered: message.deliveries > 0, in: queue.name)
     }
 
     // MARK: Ids

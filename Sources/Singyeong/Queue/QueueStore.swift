@@ -27,9 +27,11 @@ protocol QueueStore: AnyObject {
     /// `completion(nil)` only once it is stored (the QUEUE_CONFIRM waits for
     /// it), else with why it was not.
     func add(_ message: StoredQueueMessage.Parts, id: String, to queue: String, completion: @escaping (String?) -> Void)
-    /// Writes one move the mirror made. Failure makes the store report the
-    /// queue lost (`delegate.storeLost`), never silently.
-    func record(_ move: QueueMove, id: String, in queue: String)
+    /// Writes one move the mirror made; `from` is where the message was
+    /// (a store then touches only that place) and `delivered` whether it
+    /// was ever delivered. Failure makes the store report the queue lost
+    /// (`delegate.storeLost`), never silently.
+    func record(_ move: QueueMove, id: String, from: QueuedMessage.State, delivered: Bool, in queue: String)
     /// The service forgot an idle queue: its lease may go.
     func release(_ queue: String)
 }
@@ -100,6 +102,6 @@ final class MemoryQueueStore: QueueStore {
         completion(nil)
     }
 
-    func record(_ move: QueueMove, id: String, in queue: String) {}
+    func record(_ move: QueueMove, id: String, from: QueuedMessage.State, delivered: Bool, in queue: String) {}
     func release(_ queue: String) {}
 }

@@ -156,9 +156,19 @@ final class RedisQueueStore: QueueStore {
         write(UInt8(ascii: "q"), id: id, data: bytes, queue: queue, completion: completion)
     }
 
-    func record(_ move: QueueMove, id: String, in queue: String) {
+    func record(_ move: QueueMove, id: String, from: QueuedMessage.State, delivered: Bool, in queue: String) {
         guard isAvailable else { return lost(queue, reason: "Redis unavailable") }
-        write(move.rawValue, id: id, data: [], queue: queue, completion: nil)
+        // Data: the place it left (q, u, x; "" when unknown) and D if it
+        // has a delivery count to remove.
+        var data: [UInt8] = []
+        switch from {
+        case .queued: data.append(UInt8(ascii: "q"))
+        case .unacked: data.append(UInt8(ascii: "u"))
+        case .dead: data.append(UInt8(ascii: "x"))
+        case .done: break
+        }
+        if delivered { data.append(UInt8(ascii: "D")) }
+        write(move.rawValue, id: id, data: data, queue: queue, completion: nil)
     }
 
     func release(_ queue: String) {
@@ -385,17 +395,30 @@ private struct Script {
     /// A turn's writes, in order. ARGV: node, names key, key head, then per
     /// write: prefix, op, id, data. Ops: `q` a new message (data: its
     /// bytes) at the end of the queue; `QueueMove`'s letters (`d` queued →
-    /// unacked, counted; `x` → dead; `r` dead → queued; `a` gone). Each
-    /// queue's lease is checked once; a write to a queue whose lease is not
-    /// this node's is skipped (0), the others applied (1). The mirror only
-    /// moves messages it holds, so moves need no existence check.
+    /// unacked, counted; `x` → dead; `r` dead → queued; `a` gone), whose
+    /// data names the place left (`q`, `u`, `x`; every place when empty)
+    /// and, with `D`, a delivery count to drop. Each queue's lease is
+    /// checked once; a write to a queue whose lease is not this node's is
+    /// skipped (0), the others applied (1). The mirror only moves messages
+    /// it holds, so moves need no existence check.
     static let batch = Script("""
         local node, names, head = ARGV[1], ARGV[2], ARGV[3]
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local places = {q = 'queued', u = 'unacked', x = 'dead'}
+        local function leave(p, id, d)
+          local place = places[string.sub(d, 1, 1)]
+          if place then
+            redis.call('ZREM', p .. place, id)
+          else
+            redis.call('ZREM', p .. 'queued', id)
+            redis.call('ZREM', p .. 'unacked', id)
+            redis.call('ZREM', p .. 'dead', id)
+          end
+        end
         local owned, named, out = {}, {}, {}
         for i = 4, #ARGV, 4 do
-          local p, m, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+          local p, m, id, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
           local ok = owned[p]
           if ok == nil then
             ok = redis.call('GET', p .. 'owner') == node
@@ -416,18 +439,15 @@ private struct Script {
               redis.call('ZADD', p .. 'unacked', now, id)
               redis.call('HINCRBY', p .. 'deliveries', id, 1)
             elseif m == 'x' then
-              redis.call('ZREM', p .. 'queued', id)
-              redis.call('ZREM', p .. 'unacked', id)
+              leave(p, id, d)
               redis.call('ZADD', p .. 'dead', now, id)
             elseif m == 'r' then
               redis.call('ZREM', p .. 'dead', id)
               redis.call('ZADD', p .. 'queued', redis.call('INCR', p .. 'seq'), id)
             elseif m == 'a' then
               redis.call('HDEL', p .. 'msgs', id)
-              redis.call('HDEL', p .. 'deliveries', id)
-              redis.call('ZREM', p .. 'queued', id)
-              redis.call('ZREM', p .. 'unacked', id)
-              redis.call('ZREM', p .. 'dead', id)
+              if d == '' or string.find(d, 'D', 1, true) then redis.call('HDEL', p .. 'deliveries', id) end
+              leave(p, id, d)
             else
               return redis.error_reply('unknown write ' .. m)
             end
