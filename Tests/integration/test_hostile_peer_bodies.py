@@ -21,6 +21,7 @@ from sy_helpers import wait_for
 
 PROTOCOL_VERSION = 3
 HELLO, AUTH, PING, PONG, QUERY, DELIVER, EVENT, APPLICATIONS, ROUTE, PROXY, TAGS = 1, 2, 3, 4, 10, 12, 13, 16, 18, 20, 22
+QUEUE_REQUEST, QUEUE_REPLY, QUEUE_MESSAGE = 27, 28, 29
 
 
 class RawPeer:
@@ -112,6 +113,9 @@ BAD_BODIES = [
     # A proxy frame's MessagePack header is empty (the raw tail is not).
     pytest.param(PROXY, struct.pack(">I", 0) + b"tail", "empty proxy frame body", id="proxy-empty-header"),
     pytest.param(QUERY, msgpack.packb({"q": 1}) + b"\x00", "undecodable query frame", id="query-trailing-bytes"),
+    pytest.param(QUEUE_REQUEST, b"", "empty queueRequest frame body", id="queue-request-empty"),
+    pytest.param(QUEUE_REPLY, b"\xc1", "undecodable queueReply frame", id="queue-reply-undecodable"),
+    pytest.param(QUEUE_MESSAGE, b"", "empty queueMessage frame body", id="queue-message-empty"),
 ]
 
 
@@ -145,3 +149,53 @@ def test_empty_or_undecodable_body_closes_the_link(cluster_factory, ftype, body,
         assert frame is not None and frame[1] == 1
     finally:
         good.close()
+
+
+def test_malformed_queue_operations_get_an_error_and_the_link_stays(cluster_factory):
+    """Queue frames that decode but are not an operation (issue 14): the
+    peer gets a `queueReply` with an error, the node logs it, and the link,
+    the node and its queues keep working; a well-formed operation from the
+    same peer is served."""
+    cluster = cluster_factory(0)
+    node = cluster.add()
+    peer = RawPeer(node.host, node.cluster_port)
+    q = uid("q")
+    try:
+        peer.handshake()
+        bad = [
+            {"o": "z", "q": q},
+            {"o": "q", "q": q},  # no target, no payload
+            {"o": "q", "q": "", "enc": 0, "target": "{}", "payload": "1"},  # empty name
+            {"o": "r", "q": q, "h": 1, "s": 1, "a": "app", "c": "c", "enc": 0, "m": [["k", "nosuchtype", 1]]},
+            {"o": "a", "q": q, "id": 5},
+        ]
+        for i, body in enumerate(bad, start=10):
+            peer.send(QUEUE_REQUEST, msgpack.packb(body), i)
+        replies = {}
+        while len(replies) < len(bad):
+            frame = peer.recv_frame()
+            assert frame is not None, f"node closed the link\n{cluster.dump()}"
+            if frame[0] == PING:
+                peer.send(PONG, b"", frame[1])
+            elif frame[0] == QUEUE_REPLY:
+                replies[frame[1]] = msgpack.unpackb(frame[2])
+        assert all(r == {"err": "malformed queue request"} for r in replies.values()), replies
+        # A message for a consumer that does not exist here, and a malformed one: ignored.
+        peer.send(QUEUE_MESSAGE, msgpack.packb({"o": "d", "q": q, "h": 999, "s": 1, "id": "x", "enc": 0, "payload": "1"}))
+        peer.send(QUEUE_MESSAGE, msgpack.packb({"o": "d"}))
+        # A well-formed QUEUE is stored and confirmed by the reply.
+        peer.send(QUEUE_REQUEST, msgpack.packb({"o": "q", "q": q, "enc": 0, "target": '{"application":"nobody"}',
+                                               "payload": '{"n":1}'}), 99)
+        frame = peer.recv_frame()
+        while frame is not None and frame[0] != QUEUE_REPLY:
+            frame = peer.recv_frame()
+        assert frame is not None and frame[1] == 99 and msgpack.unpackb(frame[2]) == {}, frame
+    finally:
+        peer.close()
+    assert wait_for(lambda: "malformed queue request from a peer" in node.log(), 3)
+    assert wait_for(lambda: "malformed queue message from a peer" in node.log(), 3)
+    assert node.alive()
+    c = node.identified("nobody", uid("c"))
+    c.dispatch("QUEUE_REQUEST", {"queue": q})
+    f = c.recv_frame()
+    assert f["t"] == "QUEUE" and f["d"]["payload"]["payload"] == {"n": 1}, f
