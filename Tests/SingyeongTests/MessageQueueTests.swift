@@ -55,7 +55,7 @@ private func message(_ id: String, _ t: String) -> QueuedMessage {
         OwnedRoutedMessage(copying: RoutedMessage(event: "QUEUE", encoding: .json, nonce: nil,
                                                   payload: UnsafeRawBufferPointer(rebasing: $0[0..<1])))
     }
-    return QueuedMessage(id: id, target: target(t), targetKey: [0] + Array(t.utf8), content: content, cost: 100, now: 0)
+    return QueuedMessage(id: id, target: target(t), targetKey: TargetKey(encoding: .json, target: Array(t.utf8)), content: content, cost: 100, now: 0)
 }
 
 /// The Recommended dispatch attempt (queues.md §3.2) and GC (§4) on one

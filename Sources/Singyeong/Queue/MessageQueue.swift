@@ -39,11 +39,11 @@ final class MessageQueue {
     /// the queued ones among them in queue order (stale entries skipped).
     private final class TargetGroup {
         let target: Query
-        let key: [UInt8]
+        let key: TargetKey
         var queued: [Entry] = []
         var head = 0
         var held = 0
-        init(target: Query, key: [UInt8]) {
+        init(target: Query, key: TargetKey) {
             self.target = target
             self.key = key
         }
@@ -67,7 +67,7 @@ final class MessageQueue {
     private var head = 0
     private var nextOrder: UInt64 = 0
     /// By target key (`QueuedMessage.targetKey`).
-    private var groups: [[UInt8]: TargetGroup] = [:]
+    private var groups: [TargetKey: TargetGroup] = [:]
     /// Delivered messages in delivery order, with their delivery time.
     private var unackedList: [(message: QueuedMessage, since: Int64)] = []
     private var unackedHead = 0
@@ -104,7 +104,7 @@ final class MessageQueue {
     var targetCount: Int { groups.count }
     /// The compiled target and the key array already held for target key
     /// `key`, if a message held has it (new messages share them).
-    func heldTarget(key: [UInt8]) -> (target: Query, key: [UInt8])? {
+    func heldTarget(key: TargetKey) -> (target: Query, key: TargetKey)? {
         groups[key].map { ($0.target, $0.key) }
     }
     /// Nothing held and nobody waiting: the queue may be forgotten.

@@ -145,7 +145,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
 
     private func load(_ q: MessageQueue, from snapshot: QueueSnapshot) {
         let now = self.now
-        var targets: [[UInt8]: (target: Query, key: [UInt8])] = [:]
+        var targets: [TargetKey: (target: Query, key: TargetKey)] = [:]
         func messages(_ entries: [QueueSnapshot.Entry]) -> [QueuedMessage] {
             entries.compactMap { entry in
                 guard let message = restore(entry, now: now, targets: &targets) else {
@@ -171,7 +171,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
     /// A message read from the store, its target compiled again (through the
     /// query cache, so messages with one target share one `Query`).
     private func restore(_ entry: QueueSnapshot.Entry, now: Int64,
-                         targets: inout [[UInt8]: (target: Query, key: [UInt8])]) -> QueuedMessage? {
+                         targets: inout [TargetKey: (target: Query, key: TargetKey)]) -> QueuedMessage? {
         let stored = entry.message
         var tape = DocumentTape()
         let decoded: Bool
@@ -193,8 +193,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
                 OwnedRoutedMessage(copying: RoutedMessage(event: "QUEUE", encoding: stored.encoding, nonce: nonce, payload: payload))
             }
         }
-        var key = [stored.encoding == .json ? 0 : 1] as [UInt8]
-        key.append(contentsOf: stored.target)
+        let key = TargetKey(encoding: stored.encoding, target: stored.target)
         let shared = targets[key] ?? (target, key)
         targets[key] = shared
         let message = QueuedMessage(id: entry.id, target: shared.target, targetKey: shared.key, content: content,
@@ -245,8 +244,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         if let existing, existing.heldCount >= limits.maxMessages {
             return answer(.refused("queue full: \(limits.maxMessages) messages (QUEUE_MAX_MESSAGES)"))
         }
-        var targetKey = [message.encoding == .json ? 0 : 1] as [UInt8]
-        targetKey.append(contentsOf: targetBytes)
+        let targetKey = TargetKey(encoding: message.encoding, target: targetBytes)
         let held = existing?.heldTarget(key: targetKey)
         if let existing, held == nil, existing.targetCount >= limits.maxTargets {
             return answer(.refused("queue full: messages for \(limits.maxTargets) distinct targets (QUEUE_MAX_TARGETS)"))
