@@ -22,6 +22,8 @@
 /// `[string, known type, value]` triple. The pieces are slices of the frame
 /// body, valid only while it is handled.
 enum QueuePeerMessage {
+    /// A waiting consumer of the sending node, as the owner needs it to
+    /// evaluate targets and send deliveries back.
     struct Consumer {
         let handle: UInt64
         let sequence: UInt64
@@ -31,6 +33,7 @@ enum QueuePeerMessage {
         let metadata: ClientMetadata
     }
 
+    /// A client's queue operation, forwarded to the queue's node.
     enum Operation {
         case enqueue(queue: String, encoding: PayloadEncoding, target: UnsafeRawBufferPointer,
                      nonce: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer)
@@ -39,6 +42,7 @@ enum QueuePeerMessage {
         case acknowledge(queue: String, id: String)
     }
 
+    /// A message without an answer.
     enum Message {
         case deliver(queue: String, handle: UInt64, sequence: UInt64, id: String, encoding: PayloadEncoding,
                      nonce: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer)

@@ -35,6 +35,7 @@ extension QueueService {
         var sentTo: String
     }
 
+    /// Which node's consumer a shadow stands for.
     struct ShadowKey: Hashable {
         let node: String
         let handle: UInt64

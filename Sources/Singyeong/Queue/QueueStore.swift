@@ -70,6 +70,8 @@ enum QueueStoreResult<Value> {
 /// oldest first, with how long ago they got there (ms by the store's clock)
 /// and how often each was delivered.
 struct QueueSnapshot {
+    /// One message as read: its id, stored form, time in its place and
+    /// delivery count.
     struct Entry {
         let id: String
         let message: StoredQueueMessage
