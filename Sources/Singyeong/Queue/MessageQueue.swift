@@ -131,23 +131,17 @@ final class MessageQueue {
     func load(queued: [QueuedMessage], unacked: [QueuedMessage], dead: [QueuedMessage], now: Int64,
               context: QueueAttemptContext) {
         for message in queued {
-            byID[message.id] = message
-            heldBytes += message.cost
-            group(of: message).held += 1
+            hold(message)
             append(message, now: message.since)
         }
         for message in unacked {
-            byID[message.id] = message
-            heldBytes += message.cost
-            group(of: message).held += 1
+            hold(message)
             message.state = .unacked
             unackedCount += 1
             unackedList.append((message, message.since))
         }
         for message in dead {
-            byID[message.id] = message
-            heldBytes += message.cost
-            group(of: message).held += 1
+            hold(message)
             message.state = .dead
             deadCount += 1
             deadList.append((message, message.since))
@@ -175,9 +169,7 @@ final class MessageQueue {
 
     /// QUEUE: appends `message`, then the full attempt (deliver, dead-letter).
     func enqueue(_ message: QueuedMessage, now: Int64, context: QueueAttemptContext) {
-        byID[message.id] = message
-        heldBytes += message.cost
-        group(of: message).held += 1
+        hold(message)
         append(message, now: now)
         offer([message], now: now, context: context)
         deadLetterUnroutableHead(now: now, context: context)
@@ -370,6 +362,13 @@ final class MessageQueue {
         queued.append(entry)
         group(of: message).queued.append(entry)
         queuedCount += 1
+    }
+
+    /// A message the queue now holds (by id, in bytes, in its target's group).
+    private func hold(_ message: QueuedMessage) {
+        byID[message.id] = message
+        heldBytes += message.cost
+        group(of: message).held += 1
     }
 
     /// The group of `message`'s target (made when it is the first).

@@ -149,11 +149,7 @@ enum QueuePeerMessage {
                   let target = PeerPiece.read(t, encoding, tape: tape, body: body), !target.isEmpty,
                   let payload = PeerPiece.read(p, encoding, tape: tape, body: body), !payload.isEmpty
             else { return nil }
-            var nonce: UnsafeRawBufferPointer?
-            if let n = tape.member(of: root, named: "nonce") {
-                guard let piece = PeerPiece.read(n, encoding, tape: tape, body: body) else { return nil }
-                nonce = piece
-            }
+            guard let nonce = nonce(root, encoding, tape, body) else { return nil }
             return .enqueue(queue: queue, encoding: encoding, target: target, nonce: nonce, payload: payload)
         case "r":
             guard let handle = integer(root, "h", tape), let sequence = integer(root, "s", tape),
@@ -195,11 +191,7 @@ enum QueuePeerMessage {
                   let p = tape.member(of: root, named: "payload"),
                   let payload = PeerPiece.read(p, encoding, tape: tape, body: body), !payload.isEmpty
             else { return nil }
-            var nonce: UnsafeRawBufferPointer?
-            if let n = tape.member(of: root, named: "nonce") {
-                guard let piece = PeerPiece.read(n, encoding, tape: tape, body: body) else { return nil }
-                nonce = piece
-            }
+            guard let nonce = nonce(root, encoding, tape, body) else { return nil }
             return .deliver(queue: queue, handle: handle, sequence: sequence, id: id, encoding: encoding, nonce: nonce,
                             payload: payload)
         case "g":
@@ -213,6 +205,14 @@ enum QueuePeerMessage {
     static func reply(tape: DocumentTape) -> Reply {
         guard let root = tape.rootObject else { return Reply(error: "malformed reply from the queue's node") }
         return Reply(error: string(root, "err", tape), holder: string(root, "holder", tape))
+    }
+
+    /// The optional `nonce` piece: `.some(nil)` when absent, nil when present
+    /// but not a piece.
+    private static func nonce(_ object: Int, _ encoding: PayloadEncoding, _ tape: DocumentTape,
+                              _ body: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer?? {
+        guard let n = tape.member(of: object, named: "nonce") else { return .some(nil) }
+        return PeerPiece.read(n, encoding, tape: tape, body: body).map { .some($0) }
     }
 
     private static func string(_ object: Int, _ name: StaticString, _ tape: DocumentTape) -> String? {

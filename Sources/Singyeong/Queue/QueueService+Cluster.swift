@@ -242,6 +242,9 @@ extension QueueService {
             }
             if remoteWaits[name]?.isEmpty == true { remoteWaits[name] = nil }
         }
+        // Holders learned for queues this node no longer touches are
+        // learned again on demand: the map stays bounded.
+        if redirects.count > limits.maxRedirects { redirects.removeAll(keepingCapacity: true) }
         let horizon = now - 3 * limits.gcInterval
         for shadow in Array(shadows.values) where shadow.lastSeen < horizon {
             dropShadow(shadow)
@@ -347,6 +350,13 @@ extension QueueService: QueuePeerHandler {
             let shadow = shadow(from: node, consumer)
             if let served = shadow.served[queue], served >= consumer.sequence { return answer(.done) }
             shadow.sequences[queue] = consumer.sequence
+            if shadow.sequences.count > 2 * limits.maxQueuesPerClient {
+                // A consumer that asked many queues over time: keep the
+                // numbers of the queues it waits on (and this one) only.
+                let keep = Set(shadow.record.waitingQueues + [queue])
+                shadow.sequences = shadow.sequences.filter { keep.contains($0.key) }
+                shadow.served = shadow.served.filter { keep.contains($0.key) }
+            }
             let wasWaiting = queues[queue]?.isWaiting(shadow.record) ?? false
             let outcome = requestHere(queue: queue, by: shadow.record)
             if wasWaiting { queues[queue]?.metadataChanged(of: shadow.record, now: now, context: self) }

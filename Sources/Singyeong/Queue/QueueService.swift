@@ -35,6 +35,9 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         /// Other nodes' consumers that may wait here at once (a buggy peer
         /// cannot grow them without bound; idle ones go after 3 GC intervals).
         var maxShadows = 100_000
+        /// Queue holders remembered (forgotten all at once past it, then
+        /// learned again from the store or a peer's reply).
+        var maxRedirects = 10_000
     }
 
     /// Totals since start (/metrics, issue 14 point 5).
