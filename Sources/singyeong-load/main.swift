@@ -153,26 +153,40 @@ final class LoadClient {
 
     /// Queues a masked text frame (mask key 0: the payload bytes stay as they are).
     func queue(_ payload: [UInt8]) {
+        frameHeader(payload.count)
+        outbox.append(contentsOf: payload)
+    }
+
+    /// Queues the head of a masked text frame of `n` payload bytes (mask
+    /// key 0); the caller appends exactly `n` bytes after it.
+    func frameHeader(_ n: Int) {
         outbox.append(0x81)
-        let n = payload.count
         if n < 126 { outbox.append(0x80 | UInt8(n)) }
         else if n <= 0xFFFF { outbox.append(0x80 | 126); outbox.append(UInt8(n >> 8)); outbox.append(UInt8(n & 0xFF)) }
         else { outbox.append(0x80 | 127); for s in stride(from: 56, through: 0, by: -8) { outbox.append(UInt8((n >> s) & 0xFF)) } }
-        outbox.append(contentsOf: [0, 0, 0, 0])
-        outbox.append(contentsOf: payload)
+        outbox.append(contentsOf: LoadClient.zeroMask)
     }
+
+    static let zeroMask: [UInt8] = [0, 0, 0, 0]
 
     /// Queues protocol text as it is (NATS).
     func raw(_ text: String) { outbox.append(contentsOf: text.utf8) }
 
     /// Queues one Redis command (RESP array of bulk strings).
     func command(_ arguments: [[UInt8]]) {
-        outbox.append(contentsOf: "*\(arguments.count)\r\n".utf8)
-        for a in arguments {
-            outbox.append(contentsOf: "$\(a.count)\r\n".utf8)
-            outbox.append(contentsOf: a)
-            outbox.append(contentsOf: [13, 10])
-        }
+        outbox.append(contentsOf: respCommand(arguments))
+    }
+
+    /// Queues one RESP bulk string (`$<n>\r\n<bytes>\r\n`) without
+    /// building a String: the per-message commands are a constant head
+    /// (`respCommand` of their fixed arguments, with the array count of the
+    /// whole command) followed by their variable arguments as bulks.
+    func bulk<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        outbox.append(UInt8(ascii: "$"))
+        appendDecimal(UInt64(bytes.count), to: &outbox)
+        outbox.append(13); outbox.append(10)
+        outbox.append(contentsOf: bytes)
+        outbox.append(13); outbox.append(10)
     }
 
     /// Reads what is available; for each complete reply, calls `onReply`
@@ -223,11 +237,16 @@ final class LoadClient {
         }
     }
 
+    /// Reads what poll said is there. A read that does not fill the buffer
+    /// took everything the socket had, so it is not followed by a second
+    /// read that would only answer EAGAIN (one syscall per wake-up, as a
+    /// level-triggered event loop does).
     private func readAvailable() {
         while true {
             let n = LoadClient.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n <= 0 { break }
-            inbox.append(contentsOf: LoadClient.readBuffer[0..<n])
+            LoadClient.readBuffer.withUnsafeBytes { inbox.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            if n < LoadClient.readBuffer.count { break }
         }
     }
 
@@ -311,20 +330,55 @@ final class LoadClient {
 let t0Marker: [UInt8] = Array("\"t0\":".utf8)
 let nonceMarker: [UInt8] = Array("\"nonce\":".utf8)
 
+/// RESP for a command whose arguments are all known (set-up, and the
+/// constant heads of per-message commands; `count` overrides the array
+/// length when more arguments follow as `bulk`s).
+func respCommand(_ arguments: [[UInt8]], count: Int? = nil) -> [UInt8] {
+    var out = Array("*\(count ?? arguments.count)\r\n".utf8)
+    for a in arguments { out += Array("$\(a.count)\r\n".utf8) + a + [13, 10] }
+    return out
+}
+
+/// Appends `value` in decimal (no String on the per-message path).
+func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    withUnsafeMutableBytes(of: &digits) { d in
+        var v = value
+        var i = d.count
+        repeat { i -= 1; d[i] = 48 + UInt8(v % 10); v /= 10 } while v > 0
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
+    }
+}
+
+/// Where `marker` (not empty) starts in `bytes`: memchr for its first
+/// byte, memcmp for the rest (the generic `firstRange` was the load
+/// tool's largest user-space cost; Glibc's module does not export memmem).
+func offset(of marker: [UInt8], in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    guard let base = bytes.baseAddress, bytes.count >= marker.count else { return nil }
+    return marker.withUnsafeBytes { m -> Int? in
+        let first = Int32(m[0])
+        var i = 0
+        let last = bytes.count - m.count
+        while i <= last {
+            guard let hit = memchr(base + i, first, last - i + 1) else { return nil }
+            i = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+            if memcmp(base + i, m.baseAddress!, m.count) == 0 { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
 /// The unsigned integer after `marker` in `frame`, if the marker occurs.
 func number(after marker: [UInt8], in frame: ArraySlice<UInt8>) -> UInt64? {
     frame.withUnsafeBufferPointer { bytes -> UInt64? in
-        let m = marker.count
-        guard bytes.count >= m else { return nil }
-        var i = 0
-        outer: while i <= bytes.count - m {
-            for k in 0..<m where bytes[i + k] != marker[k] { i += 1; continue outer }
-            var value: UInt64 = 0
-            var j = i + m
-            while j < bytes.count, bytes[j] >= 48, bytes[j] <= 57 { value = value * 10 + UInt64(bytes[j] - 48); j += 1 }
-            return value
-        }
-        return nil
+        guard let at = offset(of: marker, in: bytes) else { return nil }
+        var value: UInt64 = 0
+        var j = at + marker.count
+        while j < bytes.count, bytes[j] >= 48, bytes[j] <= 57 { value = value * 10 + UInt64(bytes[j] - 48); j += 1 }
+        return value
     }
 }
 
@@ -403,14 +457,18 @@ let fanout = options.mode == "broadcast" ? options.receivers : 1
 let queueMode = options.mode == "queue"
 let queueRequest = Array("{\"op\":4,\"t\":\"QUEUE_REQUEST\",\"d\":{\"queue\":\"load-q\"}}".utf8)
 let ackPrefix = Array("{\"op\":4,\"t\":\"QUEUE_ACK\",\"d\":{\"queue\":\"load-q\",\"id\":\"".utf8)
+let ackSuffix = Array("\"}}".utf8)
 let idMarker = Array("\"id\":\"".utf8)
-/// XREADGROUP for receiver `i` (its consumer name).
+/// XREADGROUP for receiver `i` (its consumer name), as RESP.
 let streamReads = (0..<options.receivers).map { i in
-    ["XREADGROUP", "GROUP", "g", "c\(i)", "COUNT", "1", "BLOCK", "0", "STREAMS", "load-s", ">"].map { Array($0.utf8) }
+    respCommand(["XREADGROUP", "GROUP", "g", "c\(i)", "COUNT", "1", "BLOCK", "0", "STREAMS", "load-s", ">"].map { Array($0.utf8) })
 }
+/// XACK load-s g <id>, without the id; XADD load-s * m <payload>, without the payload.
+let streamAckHead = respCommand(["XACK", "load-s", "g"].map { Array($0.utf8) }, count: 4)
+let streamAddHead = respCommand(["XADD", "load-s", "*", "m"].map { Array($0.utf8) }, count: 5)
 if queueMode {
     for (i, r) in receivers.enumerated() {
-        if redis { r.command(streamReads[i]) } else { r.queue(queueRequest) }
+        if redis { r.outbox.append(contentsOf: streamReads[i]) } else { r.queue(queueRequest) }
         r.flush()
     }
 }
@@ -427,6 +485,8 @@ let suffix = nats || redis ? Array(",\"pad\":\"\(padding.dropFirst(min(padding.c
                   : Array(",\"pad\":\"\(padding)\"}}}".utf8)
 let publish = Array("PUB \(subject) ".utf8)
 let crlf: [UInt8] = [13, 10]
+var frame: [UInt8] = []
+frame.reserveCapacity(4096)
 var sentPerSender = [Int](repeating: 0, count: options.senders)
 var inFlight = [Int](repeating: 0, count: options.senders)
 var deliveredPerSender = [Int](repeating: 0, count: options.senders)
@@ -451,14 +511,14 @@ while delivered < totalExpected {
                 let due = start + UInt64((Double(sentPerSender[s]) + Double(s) / Double(options.senders)) * interval)
                 if due > now { nextDue = min(nextDue, due); break }
             } else if inFlight[s] >= options.window { break }
-            var frame = prefixes[s]
-            var t = nowNanos()
-            var digits: [UInt8] = []
-            repeat { digits.append(48 + UInt8(t % 10)); t /= 10 } while t > 0
-            frame.append(contentsOf: digits.reversed())
+            // One reused buffer: no allocation per message.
+            frame.removeAll(keepingCapacity: true)
+            frame.append(contentsOf: prefixes[s])
+            appendDecimal(nowNanos(), to: &frame)
             frame.append(contentsOf: suffix)
             if redis {
-                sender.command([Array("XADD".utf8), Array("load-s".utf8), Array("*".utf8), Array("m".utf8), frame])
+                sender.outbox.append(contentsOf: streamAddHead)
+                sender.bulk(frame)
             } else if nats {
                 sender.outbox.append(contentsOf: publish)
                 sender.outbox.append(contentsOf: String(frame.count).utf8)
@@ -501,18 +561,24 @@ while delivered < totalExpected {
             r.pumpRESP { bulks in
                 // stream, id, field, value: one message.
                 guard bulks.count == 4, let t0 = sendTime(in: bulks[3]) else { return }
-                r.command([Array("XACK".utf8), Array("load-s".utf8), Array("g".utf8), Array(bulks[1])])
-                r.command(streamReads[index])
+                r.outbox.append(contentsOf: streamAckHead)
+                r.bulk(bulks[1])
+                r.outbox.append(contentsOf: streamReads[index])
                 account(bulks[3], t0: t0)
             }
             continue
         }
         r.pump { frame in
             guard let t0 = sendTime(in: frame) else { return }
-            if queueMode, let at = frame.firstRange(of: idMarker) {
-                let start = at.upperBound
-                if frame.endIndex - start >= 36 {
-                    r.queue(ackPrefix + Array(frame[start..<(start + 36)]) + Array("\"}}".utf8))
+            if queueMode {
+                frame.withUnsafeBufferPointer { bytes in
+                    guard let at = offset(of: idMarker, in: bytes) else { return }
+                    let start = at + idMarker.count
+                    guard bytes.count - start >= 36 else { return }
+                    r.frameHeader(ackPrefix.count + 36 + ackSuffix.count)
+                    r.outbox.append(contentsOf: ackPrefix)
+                    r.outbox.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<(start + 36)]))
+                    r.outbox.append(contentsOf: ackSuffix)
                     r.queue(queueRequest)
                 }
             }
