@@ -597,24 +597,16 @@ final class GatewaySession: WebSocketMessageHandler {
             let message = RoutedMessage(event: "QUEUE", encoding: encoding, nonce: nonce,
                                         payload: UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(payloadNode)]))
             let targetBytes = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(targetNode)])
+            // The answers go through the record, not a closure holding this
+            // session weakly: see `answerQueueOperation`.
             queues.enqueue(queue: name, target: query, targetBytes: targetBytes, message: message, from: record) {
-                [weak self] outcome in
-                guard let self else { return }
-                if case .refused = outcome {
-                    self.queueRefused(name, outcome)
-                    return
-                }
-                var w = FrameWriter(encoding: self.encoding)
-                w.beginFrame(op: 4, t: "QUEUE_CONFIRM", ts: self.gateway.loop.nowMilliseconds)
-                w.beginObject(count: 1)
-                w.key("queue"); w.string(name)
-                w.endObject()
-                w.endObject()
-                self.send(w)
+                outcome in record.session?.answerQueueOperation(outcome, queue: name, confirms: true)
             }
             return
         case .queueRequest:
-            queues.request(queue: name, by: record) { [weak self] outcome in self?.queueRefused(name, outcome) }
+            queues.request(queue: name, by: record) { outcome in
+                record.session?.answerQueueOperation(outcome, queue: name, confirms: false)
+            }
         case .queueRequestCancel:
             queues.cancelRequest(queue: name, by: record)
         default:
@@ -622,8 +614,32 @@ final class GatewaySession: WebSocketMessageHandler {
                 invalidDispatchPayload(m)
                 return
             }
-            queues.acknowledge(queue: name, id: m.tape.string(idNode)) { [weak self] outcome in self?.queueRefused(name, outcome) }
+            queues.acknowledge(queue: name, id: m.tape.string(idNode)) { outcome in
+                record.session?.answerQueueOperation(outcome, queue: name, confirms: false)
+            }
         }
+    }
+
+    /// A queue operation of this client finished, now or later (the store
+    /// or the queue's node answered): `.done` is QUEUE_CONFIRM when it
+    /// `confirms` (a QUEUE) and nothing otherwise, `.refused` is op 3.
+    /// Reached through `ClientRecord.session`, which is nil once the
+    /// connection is cleaned up: a `[weak self]` closure per operation gave
+    /// every session a side table, so each retain and release of it (one
+    /// per delivery) took Swift's slow path.
+    func answerQueueOperation(_ outcome: QueueOutcome, queue name: String, confirms: Bool) {
+        if case .refused = outcome {
+            queueRefused(name, outcome)
+            return
+        }
+        guard confirms else { return }
+        var w = FrameWriter(encoding: encoding)
+        w.beginFrame(op: 4, t: "QUEUE_CONFIRM", ts: gateway.loop.nowMilliseconds)
+        w.beginObject(count: 1)
+        w.key("queue"); w.string(name)
+        w.endObject()
+        w.endObject()
+        send(w)
     }
 
     /// Answers a refused queue operation with op 3 (nothing for `.done`).

@@ -104,8 +104,7 @@ extension QueueService {
         }
         let body = QueuePeerMessage.encode(.enqueue(queue: name, encoding: message.encoding, target: targetBytes,
                                                     nonce: message.nonce, payload: message.payload))
-        peers.sendQueueRequest(body, to: owner) { [weak self] reply in
-            guard let self else { return }
+        peers.sendQueueRequest(body, to: owner) { [self] reply in
             switch self.outcome(of: reply, queue: name, from: owner) {
             case .done: answer(.done)
             case .refused(let reason): answer(.refused(reason))
@@ -149,8 +148,7 @@ extension QueueService {
     }
 
     private func sendAcknowledge(queue name: String, id: String, to owner: String, answer: @escaping (QueueOutcome) -> Void) {
-        peers?.sendQueueRequest(QueuePeerMessage.encode(.acknowledge(queue: name, id: id)), to: owner) { [weak self] reply in
-            guard let self else { return }
+        peers?.sendQueueRequest(QueuePeerMessage.encode(.acknowledge(queue: name, id: id)), to: owner) { [self] reply in
             switch self.outcome(of: reply, queue: name, from: owner) {
             case .done: answer(.done)
             case .refused(let reason): answer(.refused("\(reason); the ACK was not recorded, the message will be delivered again"))
@@ -202,8 +200,8 @@ extension QueueService {
                                                  encoding: record.encoding, metadata: record.metadata)
         let owner = wait.sentTo
         peers.sendQueueRequest(QueuePeerMessage.encode(.request(queue: name, consumer: consumer)), to: owner) {
-            [weak self] reply in
-            guard let self, reply != nil else { return }  // silence: the next refresh asks again
+            [self] reply in
+            guard reply != nil else { return }  // silence: the next refresh asks again
             guard let current = self.remoteWaits[name]?[record.handle], current.sequence == wait.sequence else { return }
             switch self.outcome(of: reply, queue: name, from: owner) {
             case .done: break

@@ -122,8 +122,10 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
     private func acquire(_ q: MessageQueue) {
         guard !q.isLoaded, !q.isLoading, store.isAvailable else { return }
         q.isLoading = true
-        store.acquire(q.name) { [weak self, weak q] result in
-            guard let self, let q else { return }
+        // Strong captures: the service lives as long as the node, and a weak
+        // reference would give it (and the queue) a side table, which makes
+        // every retain and release of them take Swift's slow path.
+        store.acquire(q.name) { [self] result in
             q.isLoading = false
             guard self.queues[q.name] === q else { return }
             // One log line per new reason, not one per retry.
@@ -231,8 +233,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         // In a cluster, a queue is taken on demand by the node its
         // operations go to; on one node, every stored queue is served again.
         guard peers == nil else { return }
-        store.knownQueues { [weak self] names in
-            guard let self else { return }
+        store.knownQueues { [self] names in
             for name in names where (1...QueueName.maxLength).contains(name.utf8.count) { _ = self.queue(name) }
         }
     }
@@ -267,8 +268,7 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
         totalBytes += cost
         let parts = StoredQueueMessage.Parts(encoding: message.encoding, nonce: message.nonce, target: targetBytes,
                                              payload: message.payload)
-        store.add(parts, id: stored.id, to: name) { [weak self] failure in
-            guard let self else { return }
+        store.add(parts, id: stored.id, to: name) { [self] failure in
             if let failure {
                 self.totalBytes -= cost
                 answer(.refused("queue storage failed (\(failure)): nothing stored"))
@@ -467,21 +467,22 @@ final class QueueService: QueueOperations, QueueAttemptContext, QueueStoreDelega
     /// A UUID v4 in its 36-character text form.
     private func newID() -> String {
         let high = rng.next(), low = rng.next()
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            bytes[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * i))
-            bytes[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * i))
+        // Written straight into the string's storage: one allocation per
+        // message (the String), where byte arrays cost four.
+        return String(unsafeUninitializedCapacity: 36) { text in
+            var at = 0
+            for i in 0..<16 {
+                if i == 4 || i == 6 || i == 8 || i == 10 { text[at] = UInt8(ascii: "-"); at += 1 }
+                var b = UInt8(truncatingIfNeeded: (i < 8 ? high : low) >> (56 - 8 * (i % 8)))
+                if i == 6 { b = b & 0x0F | 0x40 }  // version 4
+                if i == 8 { b = b & 0x3F | 0x80 }  // RFC 4122 variant
+                text[at] = QueueService.hexDigits[Int(b >> 4)]
+                text[at + 1] = QueueService.hexDigits[Int(b & 0x0F)]
+                at += 2
+            }
+            return at
         }
-        bytes[6] = bytes[6] & 0x0F | 0x40  // version 4
-        bytes[8] = bytes[8] & 0x3F | 0x80  // RFC 4122 variant
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(36)
-        for (i, b) in bytes.enumerated() {
-            if i == 4 || i == 6 || i == 8 || i == 10 { text.append(UInt8(ascii: "-")) }
-            text.append(hex[Int(b >> 4)])
-            text.append(hex[Int(b & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }

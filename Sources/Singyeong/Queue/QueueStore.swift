@@ -88,7 +88,9 @@ struct QueueSnapshot {
 /// original. Every write succeeds at once, so a confirm is sent in the same
 /// turn as the QUEUE; everything is lost with the process.
 final class MemoryQueueStore: QueueStore {
-    weak var delegate: QueueStoreDelegate?
+    /// Unowned, not weak: the service owns its store, and a weak reference
+    /// would make each retain and release of the service slow.
+    unowned var delegate: QueueStoreDelegate?
     var isAvailable: Bool { true }
     var ownerID: String? { nil }
     func start() {}

@@ -42,7 +42,9 @@ import Logging
 /// SCRIPT LOAD first on every new connection; the SHA-1s are computed here
 /// with OpenSSL), and Redis answers in order.
 final class RedisQueueStore: QueueStore {
-    weak var delegate: QueueStoreDelegate?
+    /// Unowned, not weak: the service owns its store, and a weak reference
+    /// would make each retain and release of the service slow.
+    unowned var delegate: QueueStoreDelegate?
     var isAvailable: Bool { connection.isConnected && scriptsLoaded }
 
     let nodeID: String

@@ -13,4 +13,8 @@ protocol ClientSession: AnyObject {
     /// Ends the session because a newer connection took the client over
     /// (op 8 `replaced by a newer connection`).
     func replacedByNewerConnection()
+    /// Answers a queue operation of this client (`QueueOperations`) that
+    /// finished: QUEUE_CONFIRM for `.done` when it `confirms` (a QUEUE),
+    /// op 3 for `.refused`.
+    func answerQueueOperation(_ outcome: QueueOutcome, queue: String, confirms: Bool)
 }
