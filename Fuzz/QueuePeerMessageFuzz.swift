@@ -4,7 +4,7 @@
 //
 // Checks: reading an operation, a message or a reply never traps, every
 // piece it returns lies inside the body, and what decodes re-encodes to a
-// body that decodes to the same operation.
+// body that decodes to the same operation or reply.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzQueuePeerMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -15,7 +15,12 @@ public func fuzzQueuePeerMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> C
         guard let piece, let base = piece.baseAddress, let start = body.baseAddress else { return }
         precondition(base >= start && base + piece.count <= start + body.count, "piece outside the body")
     }
-    _ = QueuePeerMessage.reply(tape: tape)
+    // A reply re-encodes to the same reply (flags included).
+    let reply = QueuePeerMessage.reply(tape: tape)
+    var replyTape = DocumentTape()
+    precondition((try? MessagePackTapeDecoder.decode(copying: QueuePeerMessage.encode(reply), into: &replyTape)) != nil,
+                 "re-encoded reply undecodable")
+    precondition(QueuePeerMessage.reply(tape: replyTape) == reply, "a reply changed through encode and decode")
     if case let .deliver(_, _, _, _, _, nonce, payload)? = QueuePeerMessage.message(tape: tape, body: body) {
         inside(nonce)
         inside(payload)

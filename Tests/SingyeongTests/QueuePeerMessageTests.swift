@@ -50,6 +50,28 @@ import Testing
         #expect(c.encoding == .msgpack && c.metadata == metadata)
     }
 
+    /// A repeat to an owner that keeps the metadata leaves `m` out; that
+    /// decodes as "unchanged" (nil), not as empty metadata.
+    @Test func requestWithoutMetadataIsARepeat() {
+        let consumer = QueuePeerMessage.Consumer(handle: 42, sequence: 9, application: "app", client: "c1",
+                                                 encoding: .json, metadata: nil)
+        let bytes = QueuePeerMessage.encode(.request(queue: "q", consumer: consumer))
+        let full = QueuePeerMessage.encode(.request(queue: "q", consumer: .init(
+            handle: 42, sequence: 9, application: "app", client: "c1", encoding: .json, metadata: ClientMetadata(entries: []))))
+        #expect(bytes.count < full.count)
+        guard case let .request(queue, c)? = operation(bytes) else {
+            Issue.record("not decoded")
+            return
+        }
+        #expect(queue == "q" && c.handle == 42 && c.sequence == 9 && c.application == "app" && c.client == "c1")
+        #expect(c.metadata == nil)
+        guard case let .request(_, withEmpty)? = operation(full) else {
+            Issue.record("not decoded")
+            return
+        }
+        #expect(withEmpty.metadata == ClientMetadata(entries: []))
+    }
+
     @Test func cancelAckMessagesAndReplies() {
         guard case .cancel("q", 7)? = operation(QueuePeerMessage.encode(.cancel(queue: "q", handle: 7))) else {
             Issue.record("cancel")
@@ -72,10 +94,14 @@ import Testing
         let gone = QueuePeerMessage.encode(.gone(handle: 5))
         let goneTape = decode(gone)
         #expect(gone.withUnsafeBytes { if case .gone(5)? = QueuePeerMessage.message(tape: goneTape, body: $0) { true } else { false } })
-        for reply in [QueuePeerMessage.Reply(), .init(error: "no"), .init(holder: "n2"), .init(error: "e", holder: "h")] {
+        for reply in [QueuePeerMessage.Reply(), .init(error: "no"), .init(holder: "n2"), .init(error: "e", holder: "h"),
+                      .init(keepsMetadata: true), .init(needsMetadata: true)] {
             #expect(QueuePeerMessage.reply(tape: decode(QueuePeerMessage.encode(reply))) == reply)
         }
         #expect(QueuePeerMessage.reply(tape: decode([0x01])).error != nil)  // not a map
+        // A flag that is not `true` is not set (a node never sends one).
+        let notBool: [UInt8] = [0x81, 0xA2, 0x6B, 0x6D, 0x01]  // {"km": 1}
+        #expect(QueuePeerMessage.reply(tape: decode(notBool)) == QueuePeerMessage.Reply())
     }
 
     /// Bodies written by hand (MessagePack maps) that must be refused.

@@ -199,3 +199,46 @@ def test_malformed_queue_operations_get_an_error_and_the_link_stays(cluster_fact
     c.dispatch("QUEUE_REQUEST", {"queue": q})
     f = c.recv_frame()
     assert f["t"] == "QUEUE" and f["d"]["payload"]["payload"] == {"n": 1}, f
+
+
+def test_queue_request_repeats_leave_the_metadata_out(cluster_factory):
+    """A waiting consumer's request is sent again every GC interval; once
+    the owner said it keeps the metadata (`km`), repeats leave it out, and
+    a repeat for a consumer the owner does not have is answered `nm` (send
+    it with the metadata) without creating anything. The kept metadata is
+    what targets are evaluated against: a repeat does not wipe it."""
+    cluster = cluster_factory(0)
+    node = cluster.add()
+    peer = RawPeer(node.host, node.cluster_port)
+    q = uid("q")
+
+    def reply_to(body, seq):
+        peer.send(QUEUE_REQUEST, msgpack.packb(body), seq)
+        while True:
+            frame = peer.recv_frame()
+            assert frame is not None, f"node closed the link\n{cluster.dump()}"
+            if frame[0] == PING:
+                peer.send(PONG, b"", frame[1])
+            elif frame[0] == QUEUE_REPLY:
+                assert frame[1] == seq, frame
+                return msgpack.unpackb(frame[2])
+
+    request = {"o": "r", "q": q, "h": 1, "s": 1, "a": "app", "c": "c", "enc": 0}
+    try:
+        peer.handshake()
+        assert reply_to(request, 10) == {"nm": True}  # unknown consumer: nothing made
+        assert reply_to({**request, "m": [["role", "string", "x"]]}, 11) == {"km": True}
+        assert reply_to(request, 12) == {"km": True}  # the repeat keeps its place
+        target = '{"application":"app","ops":[{"path":"/role","op":"$eq","to":{"value":"x"}}]}'
+        assert reply_to({"o": "q", "q": q, "enc": 0, "target": target, "payload": '{"n":1}'}, 13) == {}
+        frame = peer.recv_frame()
+        while frame is not None and frame[0] != QUEUE_MESSAGE:
+            if frame[0] == PING:
+                peer.send(PONG, b"", frame[1])
+            frame = peer.recv_frame()
+        assert frame is not None, f"no delivery\n{cluster.dump()}"
+        delivery = msgpack.unpackb(frame[2])
+        assert delivery["o"] == "d" and delivery["h"] == 1 and delivery["s"] == 1 and delivery["payload"] == '{"n":1}', delivery
+    finally:
+        peer.close()
+    assert node.alive()

@@ -12,6 +12,7 @@ a QUEUE_CONFIRM without being stored."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import tempfile
@@ -269,3 +270,54 @@ def test_partition_ab_c_keeps_queues_single_owned(cluster_factory):
     w = C.identified(app)
     got = consume(w, q, len(confirmed), timeout=30)
     assert set(got) == confirmed, (got, confirmed)
+
+
+def test_repeated_requests_leave_the_metadata_out_until_it_matters(cluster_factory):
+    """A consumer waiting on a queue held by another node is sent again every
+    GC interval. Once the owner keeps its metadata, the repeats leave it out
+    (trace log of the consumer's node); a metadata change still reaches the
+    owner (a deliver-only attempt there); and when the owner dropped the
+    shadow meanwhile (the consumer's node frozen past 3 GC intervals, the
+    links still up), the next repeat is answered "send the metadata" and the
+    consumer is served again. Cluster ticks of 1 s keep the links, the
+    registry and the lease alive through a 1 s freeze."""
+    cl = make_cluster(cluster_factory, 2, "--cluster-tick-ms", "1000", "--log-level", "trace")
+    q, app = uid("q"), uid("work")
+    p = cl.nodes[0].identified(uid("prod"))
+    produce(p, q, app, ["first"])
+    owner = owner_of(cl.nodes, q)
+    other = next(n for n in cl.nodes if n is not owner)
+    c = other.identified(app, metadata={"role": {"type": "string", "value": "a"}})
+    assert consume(c, q, 1) == ["first"]
+    mark = other.log_size()
+    c.dispatch("QUEUE_REQUEST", {"queue": q})
+    assert wait_for(lambda: qstate(owner, q)["waiting"] == 1, timeout=5)
+
+    def short_repeat_since(offset):
+        """A refresh line of one waiting request sent without its metadata."""
+        return any("queue requests sent again" in line and re.search(r"\bcount=1\b", line)
+                   and re.search(r"\bwithout_metadata=1\b", line) for line in other.log()[offset:].splitlines())
+
+    assert wait_for(lambda: short_repeat_since(mark), timeout=5), other.log()[mark:][-3000:]
+    # A message for role b: not for this consumer until its metadata says so.
+    role_b = {"application": app, "ops": [{"path": "/role", "op": "$eq", "to": {"value": "b"}}]}
+    enqueue(p, q, role_b, "for-b")
+    confirm(p, q)
+    c.expect_no_frame(0.5)
+    c.update_metadata({"role": {"type": "string", "value": "b"}})
+    f = delivery(c, timeout=5)
+    assert f["d"]["payload"]["payload"] == "for-b"
+    c.dispatch("QUEUE_ACK", {"queue": q, "id": f["d"]["payload"]["id"]})
+    # Waiting again with short repeats; then the owner forgets the shadow.
+    mark = other.log_size()
+    c.dispatch("QUEUE_REQUEST", {"queue": q})
+    assert wait_for(lambda: short_repeat_since(mark), timeout=5)
+    other.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert wait_for(lambda: qstate(owner, q)["waiting"] == 0, timeout=0.9), "the shadow was not dropped"
+    finally:
+        other.proc.send_signal(signal.SIGCONT)
+    assert wait_for(lambda: qstate(owner, q)["waiting"] == 1, timeout=5), "the consumer was not sent again in full"
+    produce(p, q, app, ["after"])
+    f = delivery(c, timeout=5)
+    assert f["d"]["payload"]["payload"] == "after"

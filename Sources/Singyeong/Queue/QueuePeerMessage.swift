@@ -9,9 +9,18 @@
 ///   there, `s` the request's sequence number (a repeat of the same number
 ///   keeps its place and is not served twice), `a`/`c` its ids, `enc` its
 ///   encoding, `m` its metadata as `[[key, type, value]...]` (reserved keys
-///   included: the owner evaluates targets against it)
+///   included: the owner evaluates targets against it). `m` is left out of
+///   a repeat to an owner that said it keeps the metadata (`km` below)
+///   while it has not changed: waiting consumers are sent again every GC
+///   interval, and their metadata can be large.
 /// - `"c"` QUEUE_REQUEST_CANCEL: `q`, `h`
 /// - `"a"` QUEUE_ACK: `q`, `id`
+///
+/// Replies: `err` (an error for the client), `holder` (ask that node),
+/// `km` true (a request's metadata is kept: repeats may leave `m` out),
+/// `nm` true (a request without `m` came for a consumer this node does not
+/// have: send it again with `m`). A node that knows neither flag sends
+/// neither and ignores them, so its peers always send `m` to it.
 ///
 /// Messages (`queueMessage`, no answer): `"d"` a delivery to consumer `h`
 /// of the receiver (`q`, `h`, `s`, `id`, `enc`, `payload`, `nonce`?) and
@@ -30,7 +39,8 @@ enum QueuePeerMessage {
         let application: String
         let client: String
         let encoding: PayloadEncoding
-        let metadata: ClientMetadata
+        /// Nil: unchanged since the request the owner last kept.
+        let metadata: ClientMetadata?
     }
 
     /// A client's queue operation, forwarded to the queue's node.
@@ -54,6 +64,10 @@ enum QueuePeerMessage {
     struct Reply: Equatable {
         var error: String?
         var holder: String?
+        /// The request's metadata is kept; repeats may leave it out.
+        var keepsMetadata = false
+        /// The request left its metadata out, and this node has none.
+        var needsMetadata = false
     }
 
     /// Most metadata entries a request may carry.
@@ -73,7 +87,7 @@ enum QueuePeerMessage {
             w.key("payload"); PeerPiece.write(payload, encoding, into: &w)
             if let nonce { w.key("nonce"); PeerPiece.write(nonce, encoding, into: &w) }
         case let .request(queue, c):
-            w.beginObject(count: 8)
+            w.beginObject(count: c.metadata == nil ? 7 : 8)
             w.key("o"); w.string("r")
             w.key("q"); w.string(queue)
             w.key("h"); w.int(Int64(bitPattern: c.handle))
@@ -81,17 +95,19 @@ enum QueuePeerMessage {
             w.key("a"); w.string(c.application)
             w.key("c"); w.string(c.client)
             w.key("enc"); w.int(PeerPiece.encodingCode(c.encoding))
-            w.key("m")
-            w.beginArray(count: c.metadata.entries.count)
-            for e in c.metadata.entries {
-                w.element()
-                w.beginArray(count: 3)
-                w.element(); w.string(e.key)
-                w.element(); w.string(e.type.rawValue)
-                w.element(); w.value(e.value)
+            if let metadata = c.metadata {
+                w.key("m")
+                w.beginArray(count: metadata.entries.count)
+                for e in metadata.entries {
+                    w.element()
+                    w.beginArray(count: 3)
+                    w.element(); w.string(e.key)
+                    w.element(); w.string(e.type.rawValue)
+                    w.element(); w.value(e.value)
+                    w.endArray()
+                }
                 w.endArray()
             }
-            w.endArray()
         case let .cancel(queue, handle):
             w.beginObject(count: 3)
             w.key("o"); w.string("c")
@@ -131,9 +147,12 @@ enum QueuePeerMessage {
 
     static func encode(_ reply: Reply) -> [UInt8] {
         var w = FrameWriter(encoding: .msgpack)
-        w.beginObject(count: (reply.error == nil ? 0 : 1) + (reply.holder == nil ? 0 : 1))
+        w.beginObject(count: (reply.error == nil ? 0 : 1) + (reply.holder == nil ? 0 : 1)
+                        + (reply.keepsMetadata ? 1 : 0) + (reply.needsMetadata ? 1 : 0))
         if let error = reply.error { w.key("err"); w.string(error) }
         if let holder = reply.holder { w.key("holder"); w.string(holder) }
+        if reply.keepsMetadata { w.key("km"); w.bool(true) }
+        if reply.needsMetadata { w.key("nm"); w.bool(true) }
         w.endObject()
         return w.bytes
     }
@@ -153,10 +172,15 @@ enum QueuePeerMessage {
             return .enqueue(queue: queue, encoding: encoding, target: target, nonce: nonce, payload: payload)
         case "r":
             guard let handle = integer(root, "h", tape), let sequence = integer(root, "s", tape),
-                  let application = string(root, "a", tape), let client = string(root, "c", tape),
-                  let m = tape.member(of: root, named: "m"), tape.kind(m) == .array,
-                  tape.count(m) <= maxMetadataEntries
+                  let application = string(root, "a", tape), let client = string(root, "c", tape)
             else { return nil }
+            let encoding = PeerPiece.encoding(of: root, tape: tape)
+            guard let m = tape.member(of: root, named: "m") else {
+                let consumer = Consumer(handle: handle, sequence: sequence, application: application, client: client,
+                                        encoding: encoding, metadata: nil)
+                return .request(queue: queue, consumer: consumer)
+            }
+            guard tape.kind(m) == .array, tape.count(m) <= maxMetadataEntries else { return nil }
             var entries: [(key: String, type: MetadataType, value: Value)] = []
             entries.reserveCapacity(tape.count(m))
             for entry in tape.elements(of: m) {
@@ -168,8 +192,7 @@ enum QueuePeerMessage {
                 entries.append((tape.string(parts[0]), type, tape.value(parts[2])))
             }
             let consumer = Consumer(handle: handle, sequence: sequence, application: application, client: client,
-                                    encoding: PeerPiece.encoding(of: root, tape: tape),
-                                    metadata: ClientMetadata(entries: entries))
+                                    encoding: encoding, metadata: ClientMetadata(entries: entries))
             return .request(queue: queue, consumer: consumer)
         case "c":
             guard let handle = integer(root, "h", tape) else { return nil }
@@ -204,7 +227,11 @@ enum QueuePeerMessage {
     /// A reply; a body that is not a map reads as an error.
     static func reply(tape: DocumentTape) -> Reply {
         guard let root = tape.rootObject else { return Reply(error: "malformed reply from the queue's node") }
-        return Reply(error: string(root, "err", tape), holder: string(root, "holder", tape))
+        func flag(_ name: StaticString) -> Bool {
+            tape.member(of: root, named: name).flatMap { tape.bool($0) } ?? false
+        }
+        return Reply(error: string(root, "err", tape), holder: string(root, "holder", tape),
+                     keepsMetadata: flag("km"), needsMetadata: flag("nm"))
     }
 
     /// The optional `nonce` piece: `.some(nil)` when absent, nil when present

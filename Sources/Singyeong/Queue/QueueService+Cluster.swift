@@ -17,10 +17,12 @@
 /// `Shadow` here: a `ClientRecord` with the client's ids and metadata (sent
 /// with the request), so dispatch attempts stay synchronous. Its node sends
 /// the request again every GC interval while the client waits (same sequence
-/// number: it keeps its place, is never served twice, and carries fresh
-/// metadata), so a new owner learns about it after a takeover, and a shadow
-/// not refreshed for 3 intervals is dropped (its node is gone or asks
-/// another owner). A delivery goes to the client's node as a `queueMessage`.
+/// number: it keeps its place and is never served twice), so a new owner
+/// learns about it after a takeover, and a shadow not refreshed for 3
+/// intervals is dropped (its node is gone or asks another owner). The
+/// metadata travels with the first request to an owner and after each
+/// change; repeats leave it out once the owner said it keeps it, and an
+/// owner without the shadow asks for it (`QueuePeerMessage.Reply`). A delivery goes to the client's node as a `queueMessage`.
 ///
 /// Honest limits: during an owner change a consumer may be offered one more
 /// message than it asked for (its request reached both owners); the
@@ -33,6 +35,9 @@ extension QueueService {
         let sequence: UInt64
         /// Where the request went last.
         var sentTo: String
+        /// The owner known to hold the client's current metadata: repeats
+        /// to it leave the metadata out. Nil after a change or a silence.
+        var metadataKeptBy: String? = nil
     }
 
     /// Which node's consumer a shadow stands for.
@@ -195,16 +200,34 @@ extension QueueService {
     private func sendRequest(_ wait: RemoteWait, queue name: String, answer: @escaping (QueueOutcome) -> Void) {
         guard let peers else { return }
         let record = wait.record
+        let owner = wait.sentTo
+        let withMetadata = wait.metadataKeptBy != owner
         let consumer = QueuePeerMessage.Consumer(handle: record.handle, sequence: wait.sequence,
                                                  application: record.applicationID, client: record.clientID,
-                                                 encoding: record.encoding, metadata: record.metadata)
-        let owner = wait.sentTo
+                                                 encoding: record.encoding, metadata: withMetadata ? record.metadata : nil)
         peers.sendQueueRequest(QueuePeerMessage.encode(.request(queue: name, consumer: consumer)), to: owner) {
             [self] reply in
-            guard reply != nil else { return }  // silence: the next refresh asks again
-            guard let current = self.remoteWaits[name]?[record.handle], current.sequence == wait.sequence else { return }
+            guard var current = self.remoteWaits[name]?[record.handle], current.sequence == wait.sequence else { return }
+            guard let reply else {
+                // Silence: the next refresh asks again, with the metadata.
+                current.metadataKeptBy = nil
+                self.remoteWaits[name]?[record.handle] = current
+                return
+            }
+            let flags = QueuePeerMessage.reply(tape: reply.tape)
+            if flags.needsMetadata && !withMetadata {
+                // The owner lost the shadow (it dropped it as silent, or
+                // lost the link meanwhile): send everything again.
+                current.metadataKeptBy = nil
+                self.remoteWaits[name]?[record.handle] = current
+                return self.sendRequest(current, queue: name, answer: answer)
+            }
             switch self.outcome(of: reply, queue: name, from: owner) {
-            case .done: break
+            case .done:
+                if withMetadata && flags.keepsMetadata && current.sentTo == owner {
+                    current.metadataKeptBy = owner
+                    self.remoteWaits[name]?[record.handle] = current
+                }
             case .refused(let reason):
                 self.remoteWaits[name]?[record.handle] = nil
                 if self.remoteWaits[name]?.isEmpty == true { self.remoteWaits[name] = nil }
@@ -226,8 +249,9 @@ extension QueueService {
         guard peers != nil else { return }
         for (name, waits) in remoteWaits {
             let owner = remoteOwner(of: name)
+            let short = waits.values.filter { $0.metadataKeptBy != nil && $0.metadataKeptBy == owner }.count
             logger.trace("queue requests sent again", metadata: ["queue": "\(LogText.escape(name))", "owner": "\(owner ?? "here")",
-                                                                "count": "\(waits.count)"])
+                                                                "count": "\(waits.count)", "without_metadata": "\(short)"])
             for (handle, var wait) in waits {
                 guard let owner else {
                     remoteWaits[name]?[handle] = nil
@@ -251,7 +275,9 @@ extension QueueService {
 
     func metadataChangedRemotely(of record: ClientRecord) {
         for name in record.waitingQueues {
-            guard let wait = remoteWaits[name]?[record.handle] else { continue }
+            guard var wait = remoteWaits[name]?[record.handle] else { continue }
+            wait.metadataKeptBy = nil
+            remoteWaits[name]?[record.handle] = wait
             sendRequest(wait, queue: name, answer: { _ in })
         }
     }
@@ -272,14 +298,15 @@ extension QueueService {
     private func shadow(from node: String, _ c: QueuePeerMessage.Consumer) -> Shadow {
         let key = ShadowKey(node: node, handle: c.handle)
         if let existing = shadows[key], existing.record.applicationID == c.application, existing.record.clientID == c.client {
-            existing.record.metadata = c.metadata
+            if let metadata = c.metadata { existing.record.metadata = metadata }
             existing.lastSeen = now
             return existing
         }
         if let stale = shadows[key] { dropShadow(stale) }
+        // Without metadata only for a shadow that exists (checked by the caller).
         let record = ClientRecord(applicationID: c.application, clientID: c.client, handle: c.handle, restricted: false,
                                   encoding: c.encoding, receivesClientUpdates: false, socketIP: nil, tags: [],
-                                  metadata: c.metadata, session: nil)
+                                  metadata: c.metadata ?? ClientMetadata(entries: []), session: nil)
         let made = Shadow(key: key, record: record, now: now)
         shadows[key] = made
         shadowOfRecord[ObjectIdentifier(record)] = made
@@ -342,11 +369,21 @@ extension QueueService: QueuePeerHandler {
                         message: RoutedMessage(event: "QUEUE", encoding: encoding, nonce: nonce, payload: payload),
                         answer: { answer($0) })
         case let .request(queue, consumer):
-            if shadows[ShadowKey(node: node, handle: consumer.handle)] == nil && shadows.count >= limits.maxShadows {
+            let known = shadows[ShadowKey(node: node, handle: consumer.handle)]
+            if consumer.metadata == nil
+                && (known?.record.applicationID != consumer.application || known?.record.clientID != consumer.client) {
+                return reply(QueuePeerMessage.encode(QueuePeerMessage.Reply(needsMetadata: true)))
+            }
+            if known == nil && shadows.count >= limits.maxShadows {
                 return answer(.refused("too many consumers of other nodes waiting on this node: \(limits.maxShadows)"))
             }
+            // A done request says the metadata is kept (the shadow holds it).
+            func answerRequest(_ outcome: QueueOutcome) {
+                guard case .done = outcome else { return answer(outcome) }
+                reply(QueuePeerMessage.encode(QueuePeerMessage.Reply(keepsMetadata: true)))
+            }
             let shadow = shadow(from: node, consumer)
-            if let served = shadow.served[queue], served >= consumer.sequence { return answer(.done) }
+            if let served = shadow.served[queue], served >= consumer.sequence { return answerRequest(.done) }
             shadow.sequences[queue] = consumer.sequence
             if shadow.sequences.count > 2 * limits.maxQueuesPerClient {
                 // A consumer that asked many queues over time: keep the
@@ -357,8 +394,10 @@ extension QueueService: QueuePeerHandler {
             }
             let wasWaiting = queues[queue]?.isWaiting(shadow.record) ?? false
             let outcome = requestHere(queue: queue, by: shadow.record)
-            if wasWaiting { queues[queue]?.metadataChanged(of: shadow.record, now: now, context: self) }
-            answer(outcome)
+            if wasWaiting && consumer.metadata != nil {
+                queues[queue]?.metadataChanged(of: shadow.record, now: now, context: self)
+            }
+            answerRequest(outcome)
         case let .cancel(queue, handle):
             if let shadow = shadows[ShadowKey(node: node, handle: handle)] { cancelHere(queue: queue, by: shadow.record) }
             answer(.done)
