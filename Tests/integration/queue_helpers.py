@@ -1,5 +1,5 @@
-"""Steps the queue tests share: enqueue, confirm, delivery, and the queue
-endpoints."""
+"""Steps the queue tests share: enqueue, confirm, delivery, produce and
+consume, and the queue endpoints."""
 
 from __future__ import annotations
 
@@ -51,6 +51,28 @@ def delivery(c, timeout=3.0):
     assert set(f["d"]["payload"]) == {"queue", "id", "payload"}, f
     uuid.UUID(f["d"]["payload"]["id"], version=4)
     return f
+
+
+def produce(client, q, app, payloads):
+    """QUEUE each payload (target: every client of `app`), each confirmed."""
+    for p in payloads:
+        enqueue(client, q, {"application": app}, p)
+        confirm(client, q)
+
+
+def consume(client, q, count, timeout=15.0, ack=True):
+    """Requests, receives and (by default) acknowledges `count` messages one
+    at a time; returns their payloads in delivery order."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"got only {got}"
+        client.dispatch("QUEUE_REQUEST", {"queue": q})
+        f = delivery(client, timeout=max(0.1, deadline - time.monotonic()))
+        got.append(f["d"]["payload"]["payload"])
+        if ack:
+            client.dispatch("QUEUE_ACK", {"queue": q, "id": f["d"]["payload"]["id"]})
+    return got
 
 
 def qname():

@@ -24,7 +24,7 @@ import pytest
 
 from cluster_fixtures import NOBODY_UID, Cluster, RedisServer, cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import uid
-from queue_helpers import confirm, delivery, enqueue, state, wait_for
+from queue_helpers import confirm, consume, delivery, enqueue, produce, state, wait_for
 
 GC_MS = 100
 # No GOODBYE load balancing: after a node is killed the others would send
@@ -43,26 +43,6 @@ def owner_of(nodes, q):
     held = [n for n in nodes if n.alive() and qstate(n, q)["loaded"]]
     assert len(held) <= 1, f"two nodes hold {q}: {[n.name for n in held]}"
     return held[0] if held else None
-
-
-def produce(client, q, app, payloads):
-    for p in payloads:
-        enqueue(client, q, {"application": app}, p)
-        confirm(client, q)
-
-
-def consume(client, q, count, timeout=15.0, ack=True):
-    """Requests, receives and (by default) acknowledges `count` messages."""
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count:
-        assert time.monotonic() < deadline, f"got only {got}"
-        client.dispatch("QUEUE_REQUEST", {"queue": q})
-        f = delivery(client, timeout=max(0.1, deadline - time.monotonic()))
-        got.append(f["d"]["payload"]["payload"])
-        if ack:
-            client.dispatch("QUEUE_ACK", {"queue": q, "id": f["d"]["payload"]["id"]})
-    return got
 
 
 def make_cluster(cluster_factory, n=3, *flags):
@@ -163,6 +143,8 @@ def test_frozen_owner_is_replaced_and_writes_nothing_stale(cluster_factory):
     w = others[0].identified(app)
     assert consume(w, q, 1, ack=False) == ["m1"]  # unacked at the owner
     key = f"singyeong:queue:singyeong:{q}:"
+    # The move is written after the delivery: freeze once Redis has it.
+    assert wait_for(lambda: cl.redis.cmd("ZCARD", key + "unacked") == 1)
     owner.proc.send_signal(signal.SIGSTOP)
     try:
         # Links to it time out, its lease expires, another node takes over.

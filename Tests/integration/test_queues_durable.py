@@ -20,7 +20,7 @@ import pytest
 
 from cluster_fixtures import RedisServer
 from gateway_client import Clients, start_server, stop_server, uid
-from queue_helpers import confirm, delivery, enqueue, queue_list, state, wait_for
+from queue_helpers import confirm, consume, delivery, enqueue, produce, queue_list, state, wait_for
 
 TICK_MS = 200  # CLUSTER_TICK_MS: lease renewal; the lease lasts 3 ticks
 
@@ -64,19 +64,6 @@ def keys(g, q):
     return f"singyeong:queue:{g}:{q}:"
 
 
-def drain(consumer, count, timeout=10.0, ack=True):
-    """Requests and receives `count` messages; returns their payloads."""
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        consumer.dispatch("QUEUE_REQUEST", {"queue": consumer.queue})
-        f = delivery(consumer, timeout=max(0.1, deadline - time.monotonic()))
-        got.append(f["d"]["payload"]["payload"])
-        if ack:
-            consumer.dispatch("QUEUE_ACK", {"queue": consumer.queue, "id": f["d"]["payload"]["id"]})
-    return got
-
-
 def test_confirm_means_redis_holds_it(redis, nodes):
     g, q = group(), uid("q")
     s = nodes(redis, g)
@@ -109,19 +96,14 @@ def test_sigkill_loses_nothing_confirmed_queued_unacked_or_dead(redis, nodes):
         idle = cs.identified(uid("idle"))
         idle.dispatch("QUEUE_REQUEST", {"queue": q})
         assert wait_for(lambda: state(s1.port, q)["waiting"] == 1)
-        for i in range(100, 103):
-            enqueue(p, q, {"application": late}, i)
-            confirm(p, q)
+        produce(p, q, late, range(100, 103))
         assert wait_for(lambda: state(s1.port, q)["dead"] == 3), state(s1.port, q)
         idle.close()
         assert wait_for(lambda: state(s1.port, q)["waiting"] == 0)
-        for i in range(12):
-            enqueue(p, q, {"application": app}, i)
-            confirm(p, q)
+        produce(p, q, app, range(12))
         w = cs.identified(app)
-        w.queue = q
-        acked = drain(w, 4)  # 0..3 acknowledged
-        assert drain(w, 3, ack=False) == [4, 5, 6]  # delivered, not acknowledged
+        acked = consume(w, q, 4)  # 0..3 acknowledged
+        assert consume(w, q, 3, ack=False) == [4, 5, 6]  # delivered, not acknowledged
         before = state(s1.port, q)
         assert (before["queued"], before["unacked"], before["dead"]) == (5, 3, 3), before
         # The ACKs are pipelined: wait until Redis applied them.
@@ -140,13 +122,11 @@ def test_sigkill_loses_nothing_confirmed_queued_unacked_or_dead(redis, nodes):
         after = state(s2.port, q)
         assert after["queued"] + after["unacked"] + after["dead"] == 11, after
         w = cs.identified(app)
-        w.queue = q
         lw = cs.identified(late)  # before w asks: the dead ones have a candidate now
-        lw.queue = q
-        got = set(drain(w, 8, timeout=15))
+        got = set(consume(w, q, 8, timeout=15))
         assert got == set(range(4, 12)), got  # the queued ones and, after the timeout, the unacked ones
         assert not got & set(acked)
-        assert set(drain(lw, 3, timeout=15)) == {100, 101, 102}
+        assert set(consume(lw, q, 3, timeout=15)) == {100, 101, 102}
         assert wait_for(lambda: redis.cmd("HLEN", keys(g, q) + "msgs") == 0, timeout=5)
         w.dispatch("QUEUE_REQUEST", {"queue": q})
         w.expect_no_frame(0.5)  # nothing acknowledged comes back
@@ -160,9 +140,7 @@ def test_graceful_restart_gives_the_lease_back(redis, nodes):
     cs = Clients(s1.port)
     try:
         p = cs.identified(uid("prod"))
-        for i in range(5):
-            enqueue(p, q, {"application": "later"}, i)
-            confirm(p, q)
+        produce(p, q, "later", range(5))
     finally:
         cs.close_all()
     assert redis.cmd("GET", keys(g, q) + "owner") is not None
@@ -181,12 +159,9 @@ def test_redis_restart_with_aof_loses_nothing_and_outage_refuses(redis, nodes):
     cs = Clients(s.port)
     try:
         p = cs.identified(uid("prod"))
-        for i in range(10):
-            enqueue(p, q, {"application": app}, i)
-            confirm(p, q)
+        produce(p, q, app, range(10))
         w = cs.identified(app)
-        w.queue = q
-        assert drain(w, 2) == [0, 1]
+        assert consume(w, q, 2) == [0, 1]
         assert wait_for(lambda: redis.cmd("HLEN", keys(g, q) + "msgs") == 8)
         redis.stop(signal.SIGKILL)
         assert wait_for(lambda: not queue_list(s.port)["store_available"], timeout=10)
@@ -205,7 +180,7 @@ def test_redis_restart_with_aof_loses_nothing_and_outage_refuses(redis, nodes):
         assert wait_for(lambda: state(s.port, q)["loaded"] and state(s.port, q)["queued"] == 8, timeout=10), state(s.port, q)
         enqueue(p, q, {"application": app}, 10)
         confirm(p, q)
-        assert drain(w, 9) == list(range(2, 11))
+        assert consume(w, q, 9) == list(range(2, 11))
         assert wait_for(lambda: redis.cmd("HLEN", keys(g, q) + "msgs") == 0, timeout=5)
     finally:
         cs.close_all()
@@ -229,9 +204,11 @@ def test_frozen_owner_does_not_write_stale_state(redis, nodes):
         enqueue(p, q, {"application": app}, "m2")
         confirm(p, q)
         wa = ca.identified(app)
-        wa.queue = q
         wa.dispatch("QUEUE_REQUEST", {"queue": q})
         m_id = delivery(wa)["d"]["payload"]["id"]
+        # The move to unacked is written after the delivery (group commit):
+        # freeze A only once Redis has it, or B would rightly deliver m again.
+        assert wait_for(lambda: m_id in redis.cmd("ZRANGE", keys(g, q) + "unacked", 0, -1))
         a.signal(signal.SIGSTOP)
         time.sleep(3 * TICK_MS / 1000 + 0.5)  # A's lease expires
         wb = cb.identified(app)
