@@ -22,7 +22,8 @@
 /// intervals is dropped (its node is gone or asks another owner). The
 /// metadata travels with the first request to an owner and after each
 /// change; repeats leave it out once the owner said it keeps it, and an
-/// owner without the shadow asks for it (`QueuePeerMessage.Reply`). A delivery goes to the client's node as a `queueMessage`.
+/// owner without the shadow asks for it (`QueuePeerMessage.Reply`). A
+/// delivery goes to the client's node as a `queueMessage`.
 ///
 /// Honest limits: during an owner change a consumer may be offered one more
 /// message than it asked for (its request reached both owners); the
@@ -249,7 +250,7 @@ extension QueueService {
         guard peers != nil else { return }
         for (name, waits) in remoteWaits {
             let owner = remoteOwner(of: name)
-            let short = waits.values.filter { $0.metadataKeptBy != nil && $0.metadataKeptBy == owner }.count
+            let short = owner == nil ? 0 : waits.values.filter { $0.metadataKeptBy == owner }.count
             logger.trace("queue requests sent again", metadata: ["queue": "\(LogText.escape(name))", "owner": "\(owner ?? "here")",
                                                                 "count": "\(waits.count)", "without_metadata": "\(short)"])
             for (handle, var wait) in waits {
