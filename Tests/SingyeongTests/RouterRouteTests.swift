@@ -229,7 +229,11 @@ import Testing
         #expect(origin.noRoutes.count == 1)
     }
 
-    @Test func aSenderGoneBeforeThePeersAnsweredIsNotTold() {
+    /// The router holds the sender until the peers answered (a weak
+    /// reference per message made every retain and release of a session
+    /// slow), tells it of the `no_route`, and then lets it go; a session
+    /// whose connection is gone ignores it (`GatewaySession.noRoute`).
+    @Test func aSenderIsHeldUntilThePeersAnsweredThenReleased() {
         let b = FakeNode("b"), c = FakeNode("c")
         peers.nodes = [b: ["app"], c: ["app"]]
         peers.holdAnswers = true
@@ -246,8 +250,14 @@ import Testing
             }
         }
         gone = nil
-        #expect(watched == nil)  // the router holds the sender weakly
-        for answer in peers.pending { answer() }
-        #expect(router.metrics.value(.send, .noRoute) == 1)
+        #expect(watched != nil)  // held while the peers are asked
+        do {
+            let answers = peers.pending
+            peers.pending.removeAll()
+            for answer in answers { answer() }
+            #expect(router.metrics.value(.send, .noRoute) == 1)
+            #expect(watched?.noRoutes == [Self.payload])
+        }
+        #expect(watched == nil)  // let go once they answered
     }
 }

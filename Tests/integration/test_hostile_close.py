@@ -43,10 +43,11 @@ import signal
 import socket
 import struct
 import time
+import urllib.request
 
 from cluster_fixtures import cluster_factory, redis_factory  # noqa: F401 (fixtures)
 from gateway_client import GatewayClient, uid
-from sy_helpers import HOST, OP_TEXT, Closed, RawConn, open_ws, wait_for, ws_frame
+from sy_helpers import HOST, OP_CLOSE, OP_TEXT, Closed, RawConn, close_payload, open_ws, wait_for, ws_frame
 
 MAX_FRAME = 16_384
 MAX_PENDING = 131_072
@@ -481,3 +482,40 @@ def write_all(writes: list[tuple[RawConn, bytes]]):
             conn.sock.sendall(data)
         except OSError:
             pass  # the node closed it (slow consumer, replaced): expected
+
+
+def test_no_route_from_peers_for_a_sender_already_gone(cluster_factory):
+    """A SEND whose only candidates could be on a peer waits for its answer,
+    and routing holds the sender until then (it held it weakly before, which
+    made every retain of a session slow). Here the SEND and the close frame
+    come in one write, so the sender is cleaned up and its connection freed
+    before the peer answers "none"; the node counts the no_route and must
+    not write to the freed connection. With the `cleanedUp` check removed
+    from `GatewaySession.noRoute`, the node dies here."""
+    cluster = cluster_factory(2)
+    a, b = cluster.nodes
+    app = uid("far")
+    b.identified(app, "r", metadata={"n": {"type": "integer", "value": 1}})
+    target = {"application": app, "ops": [{"path": "/n", "op": "$eq", "to": {"value": 2}}]}
+    gone = 20
+    for i in range(gone):
+        conn = raw_identified(a, uid("snd"), f"s{i}")
+        conn.send(frame({"op": 4, "t": "SEND", "d": {"target": target, "nonce": i, "payload": i}})
+                  + ws_frame(OP_CLOSE, close_payload(1000)))
+        conn.close()
+
+    def no_routes():
+        with urllib.request.urlopen(f"http://{a.host}:{a.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith('singyeong_messages_no_route_total{event="SEND"}'):
+                return int(float(line.split()[-1]))
+        return 0
+
+    assert wait_for(lambda: no_routes() >= gone, 5), no_routes()
+    # Still serving: a connected sender gets its no_route as usual.
+    c = a.identified(uid("snd"))
+    c.dispatch("SEND", {"target": target, "nonce": "x", "payload": 1})
+    f = c.recv_frame()
+    assert f["op"] == 3 and f["d"]["error"] == "no_route", f
+    assert a.alive()

@@ -726,7 +726,9 @@ final class GatewaySession: WebSocketMessageHandler {
     /// op 3 `no_route` for a message that waited for peers: the frame as
     /// received comes from the owned copy.
     func noRoute(_ owned: OwnedRoutedMessage) {
-        guard !isClosing else { return }
+        // Cleaned up: the connection may be gone (routing holds the session
+        // until the peers answered).
+        guard !isClosing, !cleanedUp else { return }
         _ = owned.withSource { source in
             var tape = DocumentTape()
             do {

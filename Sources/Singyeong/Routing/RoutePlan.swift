@@ -27,7 +27,9 @@ enum RouteStatus {
 
 /// The sender of a routed message, as routing sees it (the gateway session
 /// conforms): told when a message that waited for peers reached nobody.
-/// Held weakly; a sender gone meanwhile is simply not told.
+/// Held strongly until the peers answered (a weak reference per message
+/// made every retain and release of the session slow), so a conformer
+/// must ignore `noRoute` once its connection is gone.
 protocol RouteOrigin: AnyObject {
     /// Nothing anywhere matched `message` (a non-droppable target): answer
     /// op 3 `no_route`, echoing the frame `message` was copied from.

@@ -126,9 +126,12 @@ final class Router {
     private func forward(_ message: RoutedMessage, query: Query, target: UnsafeRawBufferPointer, all: Bool,
                          to node: RemoteNode, echo: OwnedRoutedMessage?, origin: RouteOrigin) {
         guard let peers else { return }
-        peers.forward(message, query: target, all: all, to: node) { [weak self, weak origin] delivered in
-            guard delivered == 0, let self else { return }
-            if self.unrouted(query, event: all ? .broadcast : .send) == .noRoute, let echo { origin?.noRoute(echo) }
+        // Strong captures (see `RouteOrigin`): a weak reference per message
+        // gave the router and every sending session a side table, and with
+        // it Swift's slow path for each of their retains and releases.
+        peers.forward(message, query: target, all: all, to: node) { [self, origin] delivered in
+            guard delivered == 0 else { return }
+            if self.unrouted(query, event: all ? .broadcast : .send) == .noRoute, let echo { origin.noRoute(echo) }
         }
     }
 
@@ -137,11 +140,10 @@ final class Router {
     @inline(never)
     private func gatherAndDeliver(_ owned: OwnedRoutedMessage, query: Query, target: UnsafeRawBufferPointer,
                                   purpose: RoutingPurpose, origin: RouteOrigin) {
-        resolve(query, encoded: target, encoding: owned.encoding, purpose: purpose) { [weak self, weak origin] candidates in
-            guard let self else { return }
+        resolve(query, encoded: target, encoding: owned.encoding, purpose: purpose) { [self, origin] candidates in
             if candidates.isEmpty {
                 // Only the sender hears of it, if it is still connected.
-                if self.unrouted(query, event: purpose == .all ? .broadcast : .send) == .noRoute { origin?.noRoute(owned) }
+                if self.unrouted(query, event: purpose == .all ? .broadcast : .send) == .noRoute { origin.noRoute(owned) }
                 return
             }
             owned.withMessage { self.deliver($0, to: candidates) }
