@@ -386,7 +386,10 @@ final class GatewaySession: WebSocketMessageHandler {
             // it before READY (see Cluster.announceNewApplication); frames
             // the client sends meanwhile wait their turn.
             awaitingAnnouncement = true
-            peers.announceNewApplication(applicationID) { [weak self] in self?.finishIdentify(record) }
+            // Strong: a weak reference would give this session a side table
+            // (every later retain and release of it slow); finishIdentify
+            // checks whether the session was cleaned up meanwhile.
+            peers.announceNewApplication(applicationID) { [self] in self.finishIdentify(record) }
         } else {
             finishIdentify(record)
         }
@@ -751,8 +754,10 @@ final class GatewaySession: WebSocketMessageHandler {
         guard let query = parseQuery(d, in: m, context: "query") else { return }
         gateway.metrics.count(.queryNodes, .routed)
         let encoded = UnsafeRawBufferPointer(rebasing: m.source[m.tape.span(d)])
-        gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [weak self] candidates in
-            guard let self, !self.isClosing else { return }
+        // Strong, as for the announcement above: held until the peers
+        // answered; a cleaned-up session's connection may be gone.
+        gateway.router.resolve(query, encoded: encoded, encoding: encoding, purpose: .list) { [self] candidates in
+            guard !self.isClosing, !self.cleanedUp else { return }
             var w = FrameWriter(encoding: self.encoding, capacity: 256 * max(candidates.count, 1))
             w.beginFrame(op: 4, t: "QUERY_NODES", ts: self.gateway.loop.nowMilliseconds)
             w.beginObject(count: 1)
