@@ -250,9 +250,11 @@ extension QueueService {
         guard peers != nil else { return }
         for (name, waits) in remoteWaits {
             let owner = remoteOwner(of: name)
-            let short = owner == nil ? 0 : waits.values.filter { $0.metadataKeptBy == owner }.count
-            logger.trace("queue requests sent again", metadata: ["queue": "\(LogText.escape(name))", "owner": "\(owner ?? "here")",
-                                                                "count": "\(waits.count)", "without_metadata": "\(short)"])
+            // The metadata is an autoclosure: counted only when tracing.
+            logger.trace("queue requests sent again", metadata: [
+                "queue": "\(LogText.escape(name))", "owner": "\(owner ?? "here")", "count": "\(waits.count)",
+                "without_metadata": "\(owner == nil ? 0 : waits.values.reduce(0) { $0 + ($1.metadataKeptBy == owner ? 1 : 0) })",
+            ])
             for (handle, var wait) in waits {
                 guard let owner else {
                     remoteWaits[name]?[handle] = nil
